@@ -1,0 +1,376 @@
+//! The resource kinds Bulkhead accepts, and their identity.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::calico::{
+    GlobalNetworkPolicySpec, HostEndpointSpec, NetworkPolicySpec, NetworkSetSpec, ProfileSpec,
+    TierSpec, WorkloadEndpointSpec,
+};
+use crate::k8s::{K8sNetworkPolicySpec, PodSpec, PodStatus};
+use crate::meta::ObjectMeta;
+
+/// `projectcalico.org/v3`.
+pub const CALICO_API: &str = "projectcalico.org/v3";
+/// `networking.k8s.io/v1`.
+pub const K8S_NETWORKING_API: &str = "networking.k8s.io/v1";
+/// Kubernetes core `v1`.
+pub const K8S_CORE_API: &str = "v1";
+
+/// Every kind of resource Bulkhead accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Kind {
+    /// `projectcalico.org/v3` Tier.
+    Tier,
+    /// `projectcalico.org/v3` GlobalNetworkPolicy.
+    GlobalNetworkPolicy,
+    /// `projectcalico.org/v3` NetworkPolicy.
+    NetworkPolicy,
+    /// `projectcalico.org/v3` StagedGlobalNetworkPolicy.
+    StagedGlobalNetworkPolicy,
+    /// `projectcalico.org/v3` StagedNetworkPolicy.
+    StagedNetworkPolicy,
+    /// `projectcalico.org/v3` StagedKubernetesNetworkPolicy.
+    StagedKubernetesNetworkPolicy,
+    /// `networking.k8s.io/v1` NetworkPolicy.
+    KubernetesNetworkPolicy,
+    /// `projectcalico.org/v3` GlobalNetworkSet.
+    GlobalNetworkSet,
+    /// `projectcalico.org/v3` NetworkSet.
+    NetworkSet,
+    /// `projectcalico.org/v3` HostEndpoint.
+    HostEndpoint,
+    /// `projectcalico.org/v3` WorkloadEndpoint.
+    WorkloadEndpoint,
+    /// `projectcalico.org/v3` Profile.
+    Profile,
+    /// `v1` Namespace.
+    Namespace,
+    /// `v1` Pod.
+    Pod,
+    /// `v1` ServiceAccount.
+    ServiceAccount,
+}
+
+impl Kind {
+    /// Every kind, in a stable order.
+    pub const ALL: [Kind; 15] = [
+        Kind::Tier,
+        Kind::GlobalNetworkPolicy,
+        Kind::NetworkPolicy,
+        Kind::StagedGlobalNetworkPolicy,
+        Kind::StagedNetworkPolicy,
+        Kind::StagedKubernetesNetworkPolicy,
+        Kind::KubernetesNetworkPolicy,
+        Kind::GlobalNetworkSet,
+        Kind::NetworkSet,
+        Kind::HostEndpoint,
+        Kind::WorkloadEndpoint,
+        Kind::Profile,
+        Kind::Namespace,
+        Kind::Pod,
+        Kind::ServiceAccount,
+    ];
+
+    /// The kind for a document's `apiVersion` and `kind`.
+    pub fn from_api(api_version: &str, kind: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.api_version() == api_version && k.kind_name() == kind)
+    }
+
+    /// The `apiVersion` this kind is written with.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::KubernetesNetworkPolicy => K8S_NETWORKING_API,
+            Kind::Namespace | Kind::Pod | Kind::ServiceAccount => K8S_CORE_API,
+            _ => CALICO_API,
+        }
+    }
+
+    /// The `kind` field as written in documents.
+    pub fn kind_name(self) -> &'static str {
+        match self {
+            Kind::Tier => "Tier",
+            Kind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
+            Kind::NetworkPolicy | Kind::KubernetesNetworkPolicy => "NetworkPolicy",
+            Kind::StagedGlobalNetworkPolicy => "StagedGlobalNetworkPolicy",
+            Kind::StagedNetworkPolicy => "StagedNetworkPolicy",
+            Kind::StagedKubernetesNetworkPolicy => "StagedKubernetesNetworkPolicy",
+            Kind::GlobalNetworkSet => "GlobalNetworkSet",
+            Kind::NetworkSet => "NetworkSet",
+            Kind::HostEndpoint => "HostEndpoint",
+            Kind::WorkloadEndpoint => "WorkloadEndpoint",
+            Kind::Profile => "Profile",
+            Kind::Namespace => "Namespace",
+            Kind::Pod => "Pod",
+            Kind::ServiceAccount => "ServiceAccount",
+        }
+    }
+
+    /// True for kinds that live in a namespace.
+    pub fn is_namespaced(self) -> bool {
+        matches!(
+            self,
+            Kind::NetworkPolicy
+                | Kind::StagedNetworkPolicy
+                | Kind::StagedKubernetesNetworkPolicy
+                | Kind::KubernetesNetworkPolicy
+                | Kind::NetworkSet
+                | Kind::WorkloadEndpoint
+                | Kind::Pod
+                | Kind::ServiceAccount
+        )
+    }
+
+    /// True for the policy kinds (enforced and staged).
+    pub fn is_policy(self) -> bool {
+        matches!(
+            self,
+            Kind::GlobalNetworkPolicy
+                | Kind::NetworkPolicy
+                | Kind::StagedGlobalNetworkPolicy
+                | Kind::StagedNetworkPolicy
+                | Kind::StagedKubernetesNetworkPolicy
+                | Kind::KubernetesNetworkPolicy
+        )
+    }
+
+    /// True for the staged policy kinds.
+    pub fn is_staged(self) -> bool {
+        matches!(
+            self,
+            Kind::StagedGlobalNetworkPolicy
+                | Kind::StagedNetworkPolicy
+                | Kind::StagedKubernetesNetworkPolicy
+        )
+    }
+
+    /// The enforced kind a staged kind previews (itself for other kinds).
+    pub fn enforced(self) -> Kind {
+        match self {
+            Kind::StagedGlobalNetworkPolicy => Kind::GlobalNetworkPolicy,
+            Kind::StagedNetworkPolicy => Kind::NetworkPolicy,
+            Kind::StagedKubernetesNetworkPolicy => Kind::KubernetesNetworkPolicy,
+            k => k,
+        }
+    }
+
+    /// Short kind used in policy traces, as Calico's flow logs write it (`gnp`, `knp`, …).
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Kind::GlobalNetworkPolicy => "gnp",
+            Kind::NetworkPolicy => "np",
+            Kind::StagedGlobalNetworkPolicy => "sgnp",
+            Kind::StagedNetworkPolicy => "snp",
+            Kind::StagedKubernetesNetworkPolicy => "sknp",
+            Kind::KubernetesNetworkPolicy => "knp",
+            Kind::Profile => "pro",
+            Kind::Tier => "tier",
+            Kind::GlobalNetworkSet => "gns",
+            Kind::NetworkSet => "ns",
+            Kind::HostEndpoint => "hep",
+            Kind::WorkloadEndpoint => "wep",
+            Kind::Namespace => "namespace",
+            Kind::Pod => "pod",
+            Kind::ServiceAccount => "sa",
+        }
+    }
+
+    /// The name the corpus and Calico's flow-log API use for this kind of policy
+    /// (`KubernetesNetworkPolicy` for the Kubernetes one).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Kind::KubernetesNetworkPolicy => "KubernetesNetworkPolicy",
+            k => k.kind_name(),
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.display_name())
+    }
+}
+
+/// The identity of a resource: kind, namespace (namespaced kinds only) and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ResourceKey {
+    /// Kind.
+    pub kind: Kind,
+    /// Namespace, for namespaced kinds.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+}
+
+impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// A resource with metadata and a spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Object<S> {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Spec.
+    pub spec: S,
+}
+
+/// A Pod: metadata, the spec fields Bulkhead reads, and its addresses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodObject {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Spec.
+    pub spec: PodSpec,
+    /// Status (addresses).
+    pub status: PodStatus,
+}
+
+/// One loaded, defaulted and validated resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resource {
+    /// Tier.
+    Tier(Object<TierSpec>),
+    /// GlobalNetworkPolicy.
+    GlobalNetworkPolicy(Object<GlobalNetworkPolicySpec>),
+    /// Calico NetworkPolicy.
+    NetworkPolicy(Object<NetworkPolicySpec>),
+    /// StagedGlobalNetworkPolicy.
+    StagedGlobalNetworkPolicy(Object<GlobalNetworkPolicySpec>),
+    /// StagedNetworkPolicy.
+    StagedNetworkPolicy(Object<NetworkPolicySpec>),
+    /// StagedKubernetesNetworkPolicy.
+    StagedKubernetesNetworkPolicy(Object<K8sNetworkPolicySpec>),
+    /// Kubernetes NetworkPolicy.
+    KubernetesNetworkPolicy(Object<K8sNetworkPolicySpec>),
+    /// GlobalNetworkSet.
+    GlobalNetworkSet(Object<NetworkSetSpec>),
+    /// NetworkSet.
+    NetworkSet(Object<NetworkSetSpec>),
+    /// HostEndpoint.
+    HostEndpoint(Object<HostEndpointSpec>),
+    /// WorkloadEndpoint.
+    WorkloadEndpoint(Object<WorkloadEndpointSpec>),
+    /// Profile.
+    Profile(Object<ProfileSpec>),
+    /// Namespace.
+    Namespace(ObjectMeta),
+    /// Pod.
+    Pod(PodObject),
+    /// ServiceAccount.
+    ServiceAccount(ObjectMeta),
+}
+
+impl Resource {
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Resource::Tier(_) => Kind::Tier,
+            Resource::GlobalNetworkPolicy(_) => Kind::GlobalNetworkPolicy,
+            Resource::NetworkPolicy(_) => Kind::NetworkPolicy,
+            Resource::StagedGlobalNetworkPolicy(_) => Kind::StagedGlobalNetworkPolicy,
+            Resource::StagedNetworkPolicy(_) => Kind::StagedNetworkPolicy,
+            Resource::StagedKubernetesNetworkPolicy(_) => Kind::StagedKubernetesNetworkPolicy,
+            Resource::KubernetesNetworkPolicy(_) => Kind::KubernetesNetworkPolicy,
+            Resource::GlobalNetworkSet(_) => Kind::GlobalNetworkSet,
+            Resource::NetworkSet(_) => Kind::NetworkSet,
+            Resource::HostEndpoint(_) => Kind::HostEndpoint,
+            Resource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
+            Resource::Profile(_) => Kind::Profile,
+            Resource::Namespace(_) => Kind::Namespace,
+            Resource::Pod(_) => Kind::Pod,
+            Resource::ServiceAccount(_) => Kind::ServiceAccount,
+        }
+    }
+
+    /// The metadata.
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Resource::Tier(o) => &o.metadata,
+            Resource::GlobalNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o) => {
+                &o.metadata
+            }
+            Resource::NetworkPolicy(o) | Resource::StagedNetworkPolicy(o) => &o.metadata,
+            Resource::StagedKubernetesNetworkPolicy(o) | Resource::KubernetesNetworkPolicy(o) => {
+                &o.metadata
+            }
+            Resource::GlobalNetworkSet(o) | Resource::NetworkSet(o) => &o.metadata,
+            Resource::HostEndpoint(o) => &o.metadata,
+            Resource::WorkloadEndpoint(o) => &o.metadata,
+            Resource::Profile(o) => &o.metadata,
+            Resource::Namespace(m) | Resource::ServiceAccount(m) => m,
+            Resource::Pod(p) => &p.metadata,
+        }
+    }
+
+    /// The identity.
+    pub fn key(&self) -> ResourceKey {
+        let meta = self.meta();
+        let kind = self.kind();
+        ResourceKey {
+            kind,
+            namespace: if kind.is_namespaced() {
+                meta.namespace.clone()
+            } else {
+                None
+            },
+            name: meta.name.clone(),
+        }
+    }
+
+    /// The resource as a document (`apiVersion`, `kind`, `metadata`, `spec`…), ready to
+    /// print as YAML or JSON.
+    pub fn to_document(&self) -> serde_json::Value {
+        let kind = self.kind();
+        let mut doc = serde_json::Map::new();
+        doc.insert("apiVersion".into(), kind.api_version().into());
+        doc.insert("kind".into(), kind.kind_name().into());
+        let to = |v: &dyn erased::ToValue| v.to_value();
+        doc.insert("metadata".into(), to(self.meta()));
+        let spec = match self {
+            Resource::Tier(o) => Some(to(&o.spec)),
+            Resource::GlobalNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o) => {
+                Some(to(&o.spec))
+            }
+            Resource::NetworkPolicy(o) | Resource::StagedNetworkPolicy(o) => Some(to(&o.spec)),
+            Resource::StagedKubernetesNetworkPolicy(o) | Resource::KubernetesNetworkPolicy(o) => {
+                Some(to(&o.spec))
+            }
+            Resource::GlobalNetworkSet(o) | Resource::NetworkSet(o) => Some(to(&o.spec)),
+            Resource::HostEndpoint(o) => Some(to(&o.spec)),
+            Resource::WorkloadEndpoint(o) => Some(to(&o.spec)),
+            Resource::Profile(o) => Some(to(&o.spec)),
+            Resource::Pod(p) => {
+                doc.insert("status".into(), to(&p.status));
+                Some(to(&p.spec))
+            }
+            Resource::Namespace(_) | Resource::ServiceAccount(_) => None,
+        };
+        if let Some(spec) = spec {
+            doc.insert("spec".into(), spec);
+        }
+        serde_json::Value::Object(doc)
+    }
+}
+
+mod erased {
+    /// Object-safe serialisation into a JSON value.
+    pub trait ToValue {
+        fn to_value(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> ToValue for T {
+        fn to_value(&self) -> serde_json::Value {
+            // Serialising plain data structs into a Value cannot fail (no maps with
+            // non-string keys, no custom errors); Null keeps this total anyway.
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! What `evaluate` returns: the verdict, each side's verdict, and the trace that explains it.
+
+use std::fmt;
+
+use bulkhead_api::Kind;
+use serde::Serialize;
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The connection gets through.
+    Allow,
+    /// The connection is dropped.
+    Deny,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+        })
+    }
+}
+
+/// Which way traffic crosses an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Into the endpoint (the destination's side).
+    Ingress,
+    /// Out of the endpoint (the source's side).
+    Egress,
+}
+
+/// The kind of endpoint a side belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    /// A workload (pod, VM, container).
+    Workload,
+    /// A host interface protected by a HostEndpoint.
+    Host,
+}
+
+/// A reference to an endpoint, for reports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct EndpointRef {
+    /// Workload or host.
+    pub kind: EndpointKind,
+    /// Namespace (workloads only).
+    pub namespace: Option<String>,
+    /// Name (pod or HostEndpoint name).
+    pub name: String,
+}
+
+impl fmt::Display for EndpointRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.kind, &self.namespace) {
+            (EndpointKind::Workload, Some(ns)) => write!(f, "{ns}/{}", self.name),
+            (EndpointKind::Workload, None) => f.write_str(&self.name),
+            (EndpointKind::Host, _) => write!(f, "host/{}", self.name),
+        }
+    }
+}
+
+/// What a hit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HitAction {
+    /// Accepted.
+    Allow,
+    /// Dropped.
+    Deny,
+    /// Passed to the next tier.
+    Pass,
+    /// Logged and continued.
+    Log,
+}
+
+impl fmt::Display for HitAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HitAction::Allow => "allow",
+            HitAction::Deny => "deny",
+            HitAction::Pass => "pass",
+            HitAction::Log => "log",
+        })
+    }
+}
+
+/// Which part of a policy or profile produced a hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleRef {
+    /// Rule at this 0-based index.
+    Index(usize),
+    /// No rule in the tier decided; the tier's default action applied.
+    EndOfTier,
+    /// No profile (or no profile rule) matched.
+    NoProfile,
+    /// A failsafe port of a host endpoint (evaluated before any policy).
+    Failsafe,
+}
+
+impl fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleRef::Index(i) => write!(f, "{i}"),
+            RuleRef::EndOfTier => f.write_str("end-of-tier"),
+            RuleRef::NoProfile => f.write_str("no-profile"),
+            RuleRef::Failsafe => f.write_str("failsafe"),
+        }
+    }
+}
+
+/// A reference to a policy or profile.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct PolicyRef {
+    /// Policy kind, or `Profile`.
+    pub kind: Kind,
+    /// Namespace (namespaced kinds).
+    pub namespace: Option<String>,
+    /// Name (empty for a no-profile or failsafe hit).
+    pub name: String,
+}
+
+impl fmt::Display for PolicyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:", self.kind.short_name())?;
+        if let Some(ns) = &self.namespace {
+            write!(f, "{ns}/")?;
+        }
+        f.write_str(&self.name)
+    }
+}
+
+/// One step of the evaluation that did something: a rule that matched, an end of tier, a
+/// profile decision.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Hit {
+    /// The tier (`None` for profiles and failsafes).
+    pub tier: Option<String>,
+    /// The policy or profile; for an end-of-tier hit, the first policy of the tier that
+    /// applies to the endpoint (the "trigger").
+    pub policy: PolicyRef,
+    /// What happened.
+    pub action: HitAction,
+    /// Which rule.
+    pub rule: RuleRef,
+}
+
+impl Hit {
+    /// Calico's flow-log form: `index|tier|kind:ns/name|action|rule`, with rule `-1` for a
+    /// tier's or profile's default and `__PROFILE__` as the tier of profiles.
+    pub fn trace_string(&self, index: usize) -> String {
+        let tier = self.tier.as_deref().unwrap_or("__PROFILE__");
+        let rule = match self.rule {
+            RuleRef::Index(i) => i.to_string(),
+            RuleRef::EndOfTier | RuleRef::NoProfile => "-1".into(),
+            RuleRef::Failsafe => "failsafe".into(),
+        };
+        format!("{index}|{tier}|{}|{}|{rule}", self.policy, self.action)
+    }
+}
+
+/// The outcome on one side (one endpoint, one direction).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SideOutcome {
+    /// The endpoint whose policy was evaluated.
+    pub endpoint: EndpointRef,
+    /// Ingress (destination side) or egress (source side).
+    pub direction: Direction,
+    /// This side's verdict.
+    pub verdict: Verdict,
+    /// Tiers that applied to the endpoint in this direction, in evaluation order.
+    pub tiers: Vec<String>,
+    /// Every hit, in order; the last one decided.
+    pub trace: Vec<Hit>,
+}
+
+impl SideOutcome {
+    /// The hit that settled this side.
+    pub fn decided_by(&self) -> Option<&Hit> {
+        self.trace.last()
+    }
+}
+
+/// The result of one evaluation mode (enforced, or with staged policies as if enforced).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// Allowed only if the source's egress and the destination's ingress both allow.
+    pub verdict: Verdict,
+    /// The source endpoint's egress evaluation (`None`: the source is external).
+    pub egress: Option<SideOutcome>,
+    /// The destination endpoint's ingress evaluation (`None`: the destination is external).
+    pub ingress: Option<SideOutcome>,
+}
+
+impl Outcome {
+    /// The side that settled the verdict: the first side that denied (the source's egress
+    /// is checked first), or, for an allowed flow, the last side that was checked.
+    pub fn deciding_side(&self) -> Option<&SideOutcome> {
+        let sides = [self.egress.as_ref(), self.ingress.as_ref()];
+        match self.verdict {
+            Verdict::Deny => sides
+                .into_iter()
+                .flatten()
+                .find(|s| s.verdict == Verdict::Deny),
+            Verdict::Allow => sides.into_iter().flatten().last(),
+        }
+    }
+
+    /// The hit that settled the verdict.
+    pub fn decided_by(&self) -> Option<&Hit> {
+        self.deciding_side().and_then(SideOutcome::decided_by)
+    }
+
+    /// Calico-style trace strings of both sides (egress first).
+    pub fn trace_strings(&self) -> Vec<String> {
+        [self.egress.as_ref(), self.ingress.as_ref()]
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s.trace.iter())
+            .enumerate()
+            .map(|(i, h)| h.trace_string(i))
+            .collect()
+    }
+}
+
+/// The full answer for a flow: what is enforced, and what staged policies would change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// The enforced outcome.
+    pub enforced: Outcome,
+    /// The outcome with every staged policy evaluated as if enforced.
+    pub pending: Outcome,
+}
+
+impl Decision {
+    /// The enforced verdict.
+    pub fn verdict(&self) -> Verdict {
+        self.enforced.verdict
+    }
+
+    /// The verdict if staged policies were enforced.
+    pub fn pending_verdict(&self) -> Verdict {
+        self.pending.verdict
+    }
+}

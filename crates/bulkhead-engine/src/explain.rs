@@ -1,0 +1,305 @@
+//! A decision in words: for each side, the path through the tiers, which policy and rule
+//! decided, which tiers passed, and what staged policies would change.
+//!
+//! Written for the policy's author: it names every policy that applied and did not match,
+//! so a rule that fails to match the way its author meant is visible.
+
+use std::fmt::Write;
+
+use bulkhead_api::values::{Action, Port};
+
+use crate::compile::{Entity, Policy, Rule};
+use crate::decision::{Decision, Direction, Hit, HitAction, Outcome, RuleRef, SideOutcome};
+use crate::flow::Flow;
+use crate::model::{Cluster, Mode};
+
+/// Explains `decision` for `flow`; `from` and `to` name the two ends for the reader.
+pub fn explain(
+    cluster: &Cluster,
+    flow: &Flow,
+    decision: &Decision,
+    from: &str,
+    to: &str,
+) -> String {
+    let mut out = String::new();
+    let port = flow
+        .dst_port
+        .map(|p| format!(" port {p}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "Flow: {from} ({}) -> {to} ({}) {}{port}",
+        flow.src, flow.dst, flow.protocol
+    );
+    let _ = writeln!(
+        out,
+        "Verdict: {}",
+        decision.verdict().to_string().to_uppercase()
+    );
+    let _ = writeln!(out);
+    side(
+        &mut out,
+        cluster,
+        flow,
+        &decision.enforced,
+        Direction::Egress,
+        from,
+        Mode::Enforced,
+    );
+    side(
+        &mut out,
+        cluster,
+        flow,
+        &decision.enforced,
+        Direction::Ingress,
+        to,
+        Mode::Enforced,
+    );
+    let _ = writeln!(out);
+    if decision.pending == decision.enforced {
+        let _ = writeln!(
+            out,
+            "Staged policies: none changes this flow (pending verdict: {}).",
+            decision.pending_verdict()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Staged policies: if enforced, the verdict would be {} (now {}):",
+            decision.pending_verdict().to_string().to_uppercase(),
+            decision.verdict()
+        );
+        side(
+            &mut out,
+            cluster,
+            flow,
+            &decision.pending,
+            Direction::Egress,
+            from,
+            Mode::Pending,
+        );
+        side(
+            &mut out,
+            cluster,
+            flow,
+            &decision.pending,
+            Direction::Ingress,
+            to,
+            Mode::Pending,
+        );
+    }
+    out
+}
+
+fn side(
+    out: &mut String,
+    cluster: &Cluster,
+    flow: &Flow,
+    outcome: &Outcome,
+    direction: Direction,
+    name: &str,
+    mode: Mode,
+) {
+    let (s, ip, label) = match direction {
+        Direction::Egress => (&outcome.egress, flow.src, "Egress from"),
+        Direction::Ingress => (&outcome.ingress, flow.dst, "Ingress to"),
+    };
+    let Some(s) = s else {
+        let _ = writeln!(
+            out,
+            "{label} {name}: not a Bulkhead endpoint, no policy applies (allow)."
+        );
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "{label} {} ({name}): {}",
+        s.endpoint,
+        s.verdict.to_string().to_uppercase()
+    );
+    let ingress = direction == Direction::Ingress;
+    let tiers = cluster.applicable(ip, ingress, mode);
+    if tiers.is_empty() && !s.trace.iter().any(|h| h.rule == RuleRef::Failsafe) {
+        let dir = if ingress { "ingress" } else { "egress" };
+        let _ = writeln!(
+            out,
+            "  no policy selects this endpoint for {dir}; its profiles decide."
+        );
+    }
+    for (tier, policies) in &tiers {
+        let hits: Vec<&Hit> = s
+            .trace
+            .iter()
+            .filter(|h| h.tier.as_deref() == Some(&tier.name))
+            .collect();
+        if !s.tiers.contains(&tier.name) {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  tier {} ({} polic{} apply):",
+            tier.name,
+            policies.len(),
+            if policies.len() == 1 { "y" } else { "ies" }
+        );
+        for p in policies {
+            let rules = if ingress { &p.ingress } else { &p.egress };
+            let policy_hits: Vec<&&Hit> = hits
+                .iter()
+                .filter(|h| h.policy == p.id && h.rule != RuleRef::EndOfTier)
+                .collect();
+            if policy_hits.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    {} {}: {} rule{}, none matched",
+                    p.id.kind,
+                    policy_name(p),
+                    rules.len(),
+                    if rules.len() == 1 { "" } else { "s" }
+                );
+            }
+            for h in policy_hits {
+                let rule_text = match h.rule {
+                    RuleRef::Index(i) => rules.get(i).map(describe_rule).unwrap_or_default(),
+                    _ => String::new(),
+                };
+                let _ = writeln!(
+                    out,
+                    "    {} {}: rule {} matched ({rule_text}) -> {}",
+                    p.id.kind,
+                    policy_name(p),
+                    h.rule,
+                    action_word(h.action)
+                );
+            }
+        }
+        if let Some(eot) = hits.iter().find(|h| h.rule == RuleRef::EndOfTier) {
+            let what = if eot.action == HitAction::Pass {
+                "passes to the next tier"
+            } else {
+                "denies"
+            };
+            let _ = writeln!(
+                out,
+                "    end of tier {}: no rule decided, the tier's default action {what}",
+                tier.name
+            );
+        }
+    }
+    for h in s.trace.iter().filter(|h| h.tier.is_none()) {
+        let _ = writeln!(out, "  {}", profile_hit(h, s));
+    }
+}
+
+fn profile_hit(h: &Hit, s: &SideOutcome) -> String {
+    match h.rule {
+        RuleRef::Failsafe => format!(
+            "failsafe port of host endpoint {}: allowed before any policy",
+            h.policy.name
+        ),
+        RuleRef::NoProfile if h.policy.name.is_empty() => {
+            "no profile rule matched (or the endpoint has no profiles) -> DENY".to_string()
+        }
+        RuleRef::NoProfile => format!("profile {} does not exist -> DENY", h.policy.name),
+        RuleRef::Index(i) => format!(
+            "profile {} rule {i} -> {} ({} reached the profiles: every tier passed or none applied)",
+            h.policy.name,
+            action_word(h.action),
+            s.endpoint
+        ),
+        RuleRef::EndOfTier => String::new(),
+    }
+}
+
+fn policy_name(p: &Policy) -> String {
+    match &p.id.namespace {
+        Some(ns) => format!("{ns}/{}", p.id.name),
+        None => p.id.name.clone(),
+    }
+}
+
+fn action_word(a: HitAction) -> &'static str {
+    match a {
+        HitAction::Allow => "ALLOW",
+        HitAction::Deny => "DENY",
+        HitAction::Pass => "PASS to the next tier",
+        HitAction::Log => "LOG and continue",
+    }
+}
+
+/// One rule in words, e.g. `Allow TCP to ports 53 selector (k8s-app == "kube-dns")`.
+pub fn describe_rule(r: &Rule) -> String {
+    let mut parts = vec![match r.action {
+        Action::Allow => "Allow".to_string(),
+        Action::Deny => "Deny".to_string(),
+        Action::Log => "Log".to_string(),
+        Action::Pass => "Pass".to_string(),
+    }];
+    if let Some(v) = r.ip_version {
+        parts.push(format!("IPv{v}"));
+    }
+    if let Some(p) = r.protocol {
+        parts.push(p.to_string());
+    }
+    if let Some(p) = r.not_protocol {
+        parts.push(format!("not {p}"));
+    }
+    if let Some(i) = &r.icmp {
+        parts.push(format!("icmp type {:?} code {:?}", i.icmp_type, i.code));
+    }
+    let src = describe_entity(&r.src);
+    if !src.is_empty() {
+        parts.push(format!("from {src}"));
+    }
+    let dst = describe_entity(&r.dst);
+    if !dst.is_empty() {
+        parts.push(format!("to {dst}"));
+    }
+    if src.is_empty() && dst.is_empty() {
+        parts.push("any peer".into());
+    }
+    parts.join(" ")
+}
+
+fn describe_entity(e: &Entity) -> String {
+    let list = |v: &[Port]| {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut parts = Vec::new();
+    if let Some(s) = &e.selector {
+        parts.push(format!("selector {}", s.canonical()));
+    }
+    if let Some(s) = &e.not_selector {
+        parts.push(format!("not selector {}", s.canonical()));
+    }
+    if !e.nets.is_empty() {
+        parts.push(format!(
+            "nets {}",
+            e.nets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    if !e.not_nets.is_empty() {
+        parts.push(format!(
+            "not nets {}",
+            e.not_nets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    if !e.ports.is_empty() {
+        parts.push(format!("ports {}", list(&e.ports)));
+    }
+    if !e.not_ports.is_empty() {
+        parts.push(format!("not ports {}", list(&e.not_ports)));
+    }
+    parts.join(" ")
+}
