@@ -235,7 +235,11 @@ pub struct PodObject {
 }
 
 /// One loaded, defaulted and validated resource.
+///
+/// Variants differ in size (a policy spec is larger than a namespace's metadata); they
+/// are kept inline because resources are few, long-lived and matched on everywhere.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Resource {
     /// Tier.
     Tier(Object<TierSpec>),

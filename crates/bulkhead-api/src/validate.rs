@@ -418,13 +418,13 @@ impl Checker {
                 (Some(crate::k8s::IntOrString::String(_)) | None, Some(_)) => {
                     self.err(format!("{ppath}.endPort"), "endPort needs a numeric port")
                 }
-                (Some(crate::k8s::IntOrString::String(name)), None) => {
-                    if !matches!(Port::parse(name), Ok(Port::Named(_))) {
-                        self.err(
-                            format!("{ppath}.port"),
-                            format!("{name:?} is not a valid port name"),
-                        );
-                    }
+                (Some(crate::k8s::IntOrString::String(name)), None)
+                    if !matches!(Port::parse(name), Ok(Port::Named(_))) =>
+                {
+                    self.err(
+                        format!("{ppath}.port"),
+                        format!("{name:?} is not a valid port name"),
+                    );
                 }
                 _ => {}
             }

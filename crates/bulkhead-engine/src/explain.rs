@@ -36,6 +36,19 @@ pub fn explain(
         "Verdict: {}",
         decision.verdict().to_string().to_uppercase()
     );
+    let deciding = decision.enforced.deciding_side();
+    if let (Some(side), Some(hit)) = (deciding, decision.enforced.decided_by()) {
+        let dir = match side.direction {
+            Direction::Egress => "egress of",
+            Direction::Ingress => "ingress of",
+        };
+        let _ = writeln!(
+            out,
+            "Decided by: {dir} {}: {}",
+            side.endpoint,
+            hit_summary(hit)
+        );
+    }
     let _ = writeln!(out);
     side(
         &mut out,
@@ -111,12 +124,14 @@ fn side(
         );
         return;
     };
-    let _ = writeln!(
-        out,
-        "{label} {} ({name}): {}",
-        s.endpoint,
-        s.verdict.to_string().to_uppercase()
-    );
+    let who = s.endpoint.to_string();
+    let aka = if who == name {
+        String::new()
+    } else {
+        format!(" ({name})")
+    };
+    let verdict = s.verdict.to_string().to_uppercase();
+    let _ = writeln!(out, "{label} {who}{aka}: {verdict}");
     let ingress = direction == Direction::Ingress;
     let tiers = cluster.applicable(ip, ingress, mode);
     if tiers.is_empty() && !s.trace.iter().any(|h| h.rule == RuleRef::Failsafe) {
@@ -135,13 +150,11 @@ fn side(
         if !s.tiers.contains(&tier.name) {
             continue;
         }
-        let _ = writeln!(
-            out,
-            "  tier {} ({} polic{} apply):",
-            tier.name,
-            policies.len(),
-            if policies.len() == 1 { "y" } else { "ies" }
-        );
+        let count = match policies.len() {
+            1 => "1 policy applies".to_string(),
+            n => format!("{n} policies apply"),
+        };
+        let _ = writeln!(out, "  tier {} ({count}):", tier.name);
         for p in policies {
             let rules = if ingress { &p.ingress } else { &p.egress };
             let policy_hits: Vec<&&Hit> = hits
@@ -208,6 +221,27 @@ fn profile_hit(h: &Hit, s: &SideOutcome) -> String {
             s.endpoint
         ),
         RuleRef::EndOfTier => String::new(),
+    }
+}
+
+/// One hit in a few words: `tier default, GlobalNetworkPolicy x, rule 0 (allow)`.
+fn hit_summary(h: &Hit) -> String {
+    let name = match &h.policy.namespace {
+        Some(ns) => format!("{ns}/{}", h.policy.name),
+        None => h.policy.name.clone(),
+    };
+    let what = match h.rule {
+        RuleRef::Failsafe => {
+            return format!("failsafe port of host endpoint {name} ({})", h.action);
+        }
+        RuleRef::NoProfile if name.is_empty() => return "no profile rule matched (deny)".into(),
+        RuleRef::NoProfile => return format!("profile {name} does not exist (deny)"),
+        RuleRef::EndOfTier => format!("end of tier, first policy {} {name}", h.policy.kind),
+        RuleRef::Index(i) => format!("{} {name}, rule {i}", h.policy.kind),
+    };
+    match &h.tier {
+        Some(t) => format!("tier {t}, {what} ({})", h.action),
+        None => format!("{what} ({})", h.action),
     }
 }
 

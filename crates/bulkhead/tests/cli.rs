@@ -1,0 +1,173 @@
+//! The command line, run as a user runs it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn bulkhead(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("the bulkhead binary runs")
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn check_explains_the_brief_dns_exception() {
+    let o = bulkhead(&[
+        "check",
+        "-f",
+        "examples/brief",
+        "--from",
+        "shop/frontend",
+        "--to",
+        "kube-system/coredns",
+        "--port",
+        "53",
+        "--protocol",
+        "UDP",
+    ]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("Verdict: ALLOW"), "{text}");
+    assert!(
+        text.contains("GlobalNetworkPolicy deny-app-policy: rule 0 matched"),
+        "{text}"
+    );
+    assert!(text.contains("profile kns.kube-system rule 0"), "{text}");
+}
+
+#[test]
+fn check_explains_the_brief_default_deny_between_pods() {
+    let o = bulkhead(&[
+        "check",
+        "-f",
+        "examples/brief",
+        "--from",
+        "shop/frontend",
+        "--to",
+        "shop/backend",
+        "--port",
+        "8080",
+    ]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("Verdict: DENY"), "{text}");
+    assert!(
+        text.contains("Decided by: egress of shop/frontend: tier default, end of tier"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_json_carries_the_trace() {
+    let o = bulkhead(&[
+        "check",
+        "-f",
+        "examples/brief",
+        "--from",
+        "shop/frontend",
+        "--to",
+        "shop/backend",
+        "--port",
+        "8080",
+        "-o",
+        "json",
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON output");
+    assert_eq!(doc["verdict"], "deny");
+    assert_eq!(doc["trace"][0], "0|default|gnp:deny-app-policy|deny|-1");
+}
+
+#[test]
+fn check_reports_bad_input_precisely_and_exits_2() {
+    let dir = tempdir("bad-input");
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec:\n  selector: app = 'x'\n",
+    )
+    .expect("write temp file");
+    let o = bulkhead(&[
+        "check",
+        "-f",
+        file.to_str().expect("utf-8 path"),
+        "--from",
+        "10.0.0.1",
+        "--to",
+        "10.0.0.2",
+        "--port",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("document 1 (line 5): spec.selector"), "{err}");
+    assert!(err.contains("col 5: expected =="), "{err}");
+}
+
+#[test]
+fn check_rejects_unknown_endpoints() {
+    let o = bulkhead(&[
+        "check",
+        "-f",
+        "examples/brief",
+        "--from",
+        "shop/nope",
+        "--to",
+        "10.0.0.1",
+        "--port",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no pod or WorkloadEndpoint shop/nope"));
+}
+
+#[test]
+fn conformance_run_passes_and_fails_own_cases() {
+    let dir = tempdir("cases");
+    let case = |verdict: &str| {
+        format!(
+            "schema: netpol-case/v1\nid: own/deny-{verdict}\ntags: [own]\nmodel:\n  namespaces: [{{name: x}}]\n  pods: [{{name: x/a, labels: {{app: a}}}}, {{name: x/b}}]\nsteps:\n  - apply: |\n      apiVersion: networking.k8s.io/v1\n      kind: NetworkPolicy\n      metadata: {{name: deny, namespace: x}}\n      spec: {{podSelector: {{matchLabels: {{app: a}}}}}}\n    probes: [{{port: 80}}]\n    expect:\n      default: allow\n      overrides: [{{from: '*', to: x/a, verdict: {verdict}}}]\n"
+        )
+    };
+    std::fs::write(dir.join("good.yaml"), case("deny")).expect("write case");
+    std::fs::write(dir.join("bad.yaml"), case("allow")).expect("write case");
+    let o = bulkhead(&["conformance", "run", dir.to_str().expect("utf-8 path")]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("PASS own/deny-deny"), "{text}");
+    assert!(
+        text.contains("FAIL own/deny-allow: step 1: x/b -> x/a TCP/80: expected allow, got deny"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("1 passed, 1 failed"), "{text}");
+}
+
+/// A temporary directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir(name: &str) -> TempDir {
+    let dir = std::env::temp_dir().join(format!("bulkhead-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    TempDir(dir)
+}
