@@ -22,6 +22,7 @@ pub mod flow;
 pub mod index;
 pub mod k8s_convert;
 pub mod model;
+pub mod view;
 
 pub use decision::{
     Decision, Direction, EndpointKind, EndpointRef, Hit, HitAction, Outcome, PolicyRef, RuleRef,

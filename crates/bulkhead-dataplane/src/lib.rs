@@ -1,0 +1,23 @@
+//! Bulkhead's kernel side: the engine's model rendered to nftables and applied atomically.
+//!
+//! [`render`] turns a compiled [`bulkhead_engine::Cluster`] and the endpoints local to a
+//! node into a [`Table`]: plain data (sets, verdict maps, chains). [`table::diff`] computes
+//! the smallest nft transaction from the table in the kernel to the intended one, and
+//! [`Dataplane`] applies it with `nft -f -` (one kernel transaction: all or nothing).
+//!
+//! What it does not do: decide semantics (the engine does; the renderer only walks the
+//! engine's per-endpoint tier lists and compiled rules), or create namespaces and
+//! interfaces (`bulkhead-netns`). The key decision: the intended state lives in memory and
+//! every change is a diff against it, so the kernel never has a window in which an
+//! endpoint is unprotected, and nothing polls `nft list ruleset`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod apply;
+pub mod render;
+pub mod rules;
+pub mod table;
+
+pub use apply::{Applied, CommandRunner, Dataplane, DataplaneError, NftRunner};
+pub use render::{LocalEndpoint, RenderConfig, render};
+pub use table::{DiffStats, Table};

@@ -1,0 +1,328 @@
+//! One compiled rule → nft rule text, per address family.
+//!
+//! A rule's criteria are ANDed into one nft rule. Selectors and named ports become set
+//! lookups (`ip saddr @s4_…`, `ip daddr . meta l4proto . th dport @n4_…`), so a rule costs
+//! one lookup per criterion however many endpoints match. Two things need more than one
+//! nft rule: a rule that matches numeric ports OR named ports is rendered once for each,
+//! and every rule is rendered once per address family it can match.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use bulkhead_api::values::{Action, Port, Protocol};
+use bulkhead_engine::Cluster;
+use bulkhead_engine::compile::{Entity, Rule};
+use bulkhead_selector::Selector;
+use ipnet::IpNet;
+use sha2::{Digest, Sha224};
+
+use crate::table::{Set, SetKind, Table};
+
+/// Mark bit: a policy or profile accepted the packet.
+pub const MARK_ACCEPT: u32 = 0x1_0000;
+/// Mark bit: a policy passed the packet to the next tier.
+pub const MARK_PASS: u32 = 0x2_0000;
+
+/// IPv4 or IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+impl Family {
+    fn addr(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+
+    fn number(self) -> u8 {
+        match self {
+            Family::V4 => 4,
+            Family::V6 => 6,
+        }
+    }
+
+    fn contains(self, net: &IpNet) -> bool {
+        matches!(
+            (self, net),
+            (Family::V4, IpNet::V4(_)) | (Family::V6, IpNet::V6(_))
+        )
+    }
+}
+
+/// Renders rules, creating the sets they refer to in `table`.
+pub struct RuleRenderer<'a> {
+    cluster: &'a Cluster,
+    table: &'a mut Table,
+}
+
+impl<'a> RuleRenderer<'a> {
+    /// A renderer that adds sets to `table`.
+    pub fn new(cluster: &'a Cluster, table: &'a mut Table) -> Self {
+        RuleRenderer { cluster, table }
+    }
+
+    /// The nft rules for `rule` with its action: `verdict_allow` is what Allow does
+    /// (policies: set the accept mark and return). `comment` identifies the rule.
+    pub fn render(&mut self, rule: &Rule, allow: &str, pass: &str, comment: &str) -> Vec<String> {
+        let action = match rule.action {
+            Action::Allow => allow.to_string(),
+            Action::Deny => "drop".to_string(),
+            Action::Pass => pass.to_string(),
+            Action::Log => format!("log prefix \"{}\" group 3", log_prefix(comment)),
+        };
+        let mut out = Vec::new();
+        for family in [Family::V4, Family::V6] {
+            if rule.ip_version.is_some_and(|v| v != family.number()) {
+                continue;
+            }
+            let Some(common) = self.common(rule, family) else {
+                continue;
+            };
+            let Some(src) = self.entity(&rule.src, family, "saddr", "sport") else {
+                continue;
+            };
+            let Some(dst) = self.entity(&rule.dst, family, "daddr", "dport") else {
+                continue;
+            };
+            for s in &src {
+                for d in &dst {
+                    let body = [common.as_str(), s.as_str(), d.as_str()]
+                        .iter()
+                        .filter(|p| !p.is_empty())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    let sep = if body.is_empty() { "" } else { " " };
+                    out.push(format!("{body}{sep}{action} comment \"{comment}\""));
+                }
+            }
+        }
+        out
+    }
+
+    /// Family, protocol and ICMP matches; `None` if the rule cannot match in `family`.
+    fn common(&self, rule: &Rule, family: Family) -> Option<String> {
+        let mut parts = vec![match family {
+            Family::V4 => "meta nfproto ipv4".to_string(),
+            Family::V6 => "meta nfproto ipv6".to_string(),
+        }];
+        if let Some(p) = rule.protocol {
+            parts.push(format!("meta l4proto {}", proto_name(p)));
+        }
+        if let Some(p) = rule.not_protocol {
+            parts.push(format!("meta l4proto != {}", proto_name(p)));
+        }
+        let icmp_kw = match rule.protocol {
+            Some(Protocol::ICMPV6) => "icmpv6",
+            _ => "icmp",
+        };
+        if let Some(i) = &rule.icmp {
+            if let Some(t) = i.icmp_type {
+                parts.push(format!("{icmp_kw} type {t}"));
+            }
+            if let Some(c) = i.code {
+                parts.push(format!("{icmp_kw} code {c}"));
+            }
+        }
+        if let Some(i) = &rule.not_icmp {
+            match (i.icmp_type, i.code) {
+                (Some(t), Some(c)) => parts.push(format!(
+                    "{icmp_kw} type . {icmp_kw} code != {{ {t} . {c} }}"
+                )),
+                (Some(t), None) => parts.push(format!("{icmp_kw} type != {t}")),
+                _ => {}
+            }
+        }
+        // ICMP is IPv4-only and ICMPv6 IPv6-only: skip the family that cannot carry it.
+        match (rule.protocol, family) {
+            (Some(Protocol::ICMP), Family::V6) | (Some(Protocol::ICMPV6), Family::V4) => None,
+            _ => Some(parts.join(" ")),
+        }
+    }
+
+    /// One side's criteria as alternative match strings (ORed: one nft rule each);
+    /// `None` if the side cannot match in `family`.
+    fn entity(
+        &mut self,
+        e: &Entity,
+        family: Family,
+        addr_dir: &str,
+        port_dir: &str,
+    ) -> Option<Vec<String>> {
+        let addr = format!("{} {addr_dir}", family.addr());
+        let mut parts = Vec::new();
+        if !e.nets.is_empty() {
+            let nets: Vec<IpNet> = e
+                .nets
+                .iter()
+                .filter(|n| family.contains(n))
+                .map(IpNet::trunc)
+                .collect();
+            if nets.is_empty() {
+                return None;
+            }
+            parts.push(format!("{addr} {{ {} }}", join_nets(&nets)));
+        }
+        let not_nets: Vec<IpNet> = e
+            .not_nets
+            .iter()
+            .filter(|n| family.contains(n))
+            .map(IpNet::trunc)
+            .collect();
+        if !not_nets.is_empty() {
+            parts.push(format!("{addr} != {{ {} }}", join_nets(&not_nets)));
+        }
+        if let Some(sel) = &e.selector {
+            parts.push(format!("{addr} @{}", self.selector_set(sel, family)));
+        }
+        if let Some(sel) = &e.not_selector {
+            parts.push(format!("{addr} != @{}", self.selector_set(sel, family)));
+        }
+        let port = format!("th {port_dir}");
+        let numeric = |ports: &[Port]| -> Vec<String> {
+            ports
+                .iter()
+                .filter_map(|p| match p {
+                    Port::Range { min, max } if min == max => Some(min.to_string()),
+                    Port::Range { min, max } => Some(format!("{min}-{max}")),
+                    Port::Named(_) => None,
+                })
+                .collect()
+        };
+        let named = |ports: &[Port]| -> Vec<String> {
+            ports
+                .iter()
+                .filter_map(|p| match p {
+                    Port::Named(n) => Some(n.clone()),
+                    Port::Range { .. } => None,
+                })
+                .collect()
+        };
+        let key = format!("{addr} . meta l4proto . {port}");
+        let not_numeric = numeric(&e.not_ports);
+        if !not_numeric.is_empty() {
+            parts.push(format!("{port} != {{ {} }}", not_numeric.join(", ")));
+        }
+        let not_named = named(&e.not_ports);
+        if !not_named.is_empty() {
+            let set = self.named_port_set(e, &not_named, family);
+            parts.push(format!("{key} != @{set}"));
+        }
+        let base = parts.join(" ");
+        let with = |extra: String| {
+            if base.is_empty() {
+                extra
+            } else {
+                format!("{base} {extra}")
+            }
+        };
+        let pos_numeric = numeric(&e.ports);
+        let pos_named = named(&e.ports);
+        if pos_numeric.is_empty() && pos_named.is_empty() {
+            return Some(vec![base]);
+        }
+        let mut alternatives = Vec::new();
+        if !pos_numeric.is_empty() {
+            alternatives.push(with(format!("{port} {{ {} }}", pos_numeric.join(", "))));
+        }
+        if !pos_named.is_empty() {
+            let set = self.named_port_set(e, &pos_named, family);
+            alternatives.push(with(format!("{key} @{set}")));
+        }
+        Some(alternatives)
+    }
+
+    /// The set of a selector's members in `family`, created on first use.
+    fn selector_set(&mut self, sel: &Selector, family: Family) -> String {
+        let id = sel.unique_id();
+        let id = id.strip_prefix("s:").unwrap_or(&id);
+        let (name, kind) = match family {
+            Family::V4 => (format!("s4_{id}"), SetKind::Ipv4),
+            Family::V6 => (format!("s6_{id}"), SetKind::Ipv6),
+        };
+        if !self.table.sets.contains_key(&name) {
+            let members: Vec<IpNet> = self
+                .cluster
+                .selector_members(sel)
+                .into_iter()
+                .filter(|n| family.contains(n))
+                .collect();
+            let elements = IpNet::aggregate(&members)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            self.table.sets.insert(name.clone(), Set { kind, elements });
+        }
+        name
+    }
+
+    /// The set of `(address, protocol, port)` for the named ports `names` of endpoints
+    /// matching the side's positive selector (any endpoint if it has none).
+    fn named_port_set(&mut self, e: &Entity, names: &[String], family: Family) -> String {
+        let sel_id = e
+            .selector
+            .as_ref()
+            .map(Selector::unique_id)
+            .unwrap_or_default();
+        let mut hasher = Sha224::new();
+        hasher.update(format!(
+            "n:{sel_id},{},{}",
+            proto_name(e.named_port_protocol),
+            names.join(",")
+        ));
+        let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hasher.finalize());
+        let (name, kind) = match family {
+            Family::V4 => (format!("n4_{}", &hash[..24]), SetKind::Ipv4Port),
+            Family::V6 => (format!("n6_{}", &hash[..24]), SetKind::Ipv6Port),
+        };
+        if !self.table.sets.contains_key(&name) {
+            let elements: BTreeSet<String> = self
+                .cluster
+                .named_port_members(e.selector.as_ref(), names, e.named_port_protocol)
+                .into_iter()
+                .filter(|(ip, _, _)| {
+                    matches!(
+                        (family, ip),
+                        (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_))
+                    )
+                })
+                .map(|(ip, proto, port)| format!("{ip} . {} . {port}", proto_name(proto)))
+                .collect();
+            self.table.sets.insert(name.clone(), Set { kind, elements });
+        }
+        name
+    }
+}
+
+/// nft's name for a protocol (a number when it has none).
+pub fn proto_name(p: Protocol) -> String {
+    match p {
+        Protocol::TCP => "tcp".into(),
+        Protocol::UDP => "udp".into(),
+        Protocol::ICMP => "icmp".into(),
+        Protocol::ICMPV6 => "ipv6-icmp".into(),
+        Protocol::SCTP => "sctp".into(),
+        Protocol::UDPLITE => "udplite".into(),
+        other => other.number().to_string(),
+    }
+}
+
+fn join_nets(nets: &[IpNet]) -> String {
+    IpNet::aggregate(&nets.to_vec())
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// NFLOG prefixes are at most 63 bytes.
+fn log_prefix(comment: &str) -> String {
+    comment.chars().take(60).collect()
+}

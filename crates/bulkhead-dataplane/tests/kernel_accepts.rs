@@ -1,0 +1,141 @@
+//! The rendered tables are valid for the real kernel: every script passes `nft -c` (a
+//! check transaction that changes nothing) inside a throwaway network namespace, and a
+//! load followed by diffs applies for real there.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use bulkhead_api::load_paths;
+use bulkhead_dataplane::table::diff;
+use bulkhead_dataplane::{CommandRunner, Dataplane, LocalEndpoint, RenderConfig, render};
+use bulkhead_engine::{Cluster, EndpointKind};
+
+/// A network namespace for one test, deleted on drop.
+struct Scratch(String);
+
+impl Scratch {
+    fn new(tag: &str) -> Option<Scratch> {
+        let name = format!("bh-dptest-{}-{tag}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        let nft = Command::new("nft")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok || !nft {
+            eprintln!("skipped: needs root, ip netns and nft");
+            return None;
+        }
+        Some(Scratch(name))
+    }
+
+    fn nft(&self, args: &[&str], script: &str) -> Result<(), String> {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        child
+            .stdin
+            .take()
+            .ok_or("no stdin")?
+            .write_all(script.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn cluster(path: &str) -> Cluster {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../");
+    let loaded = load_paths(&[format!("{root}{path}")]).expect("example loads");
+    let resources: Vec<_> = loaded.into_iter().map(|l| l.resource).collect();
+    Cluster::build(&resources).expect("example builds")
+}
+
+fn all_local(cluster: &Cluster) -> Vec<LocalEndpoint> {
+    cluster
+        .endpoints()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| LocalEndpoint {
+            kind: e.kind,
+            namespace: e.namespace.clone(),
+            name: e.name.clone(),
+            interface: match e.kind {
+                EndpointKind::Workload => format!("bh{i:04}"),
+                EndpointKind::Host => "*".into(),
+            },
+        })
+        .collect()
+}
+
+#[test]
+fn the_brief_example_renders_to_a_table_the_kernel_accepts_and_applies() {
+    let Some(ns) = Scratch::new("brief") else {
+        return;
+    };
+    let c = cluster("examples/brief");
+    let table = render(&c, &all_local(&c), &RenderConfig::default());
+    assert!(table.chains.contains_key("p.gnp.deny-app-policy.out"));
+    assert!(table.sets.keys().any(|s| s.starts_with("s4_")));
+    let script = table.load_script();
+    ns.nft(&["-c", "-f", "-"], &script)
+        .unwrap_or_else(|e| panic!("{e}\n{script}"));
+
+    let mut dp = Dataplane::new(CommandRunner::in_netns(&ns.0));
+    let first = dp.apply(table.clone()).expect("load").expect("applied");
+    assert!(first.full);
+    // Dropping a workload changes the dispatch maps and known interfaces only.
+    let mut fewer = all_local(&c);
+    fewer.pop();
+    let smaller = render(&c, &fewer, &RenderConfig::default());
+    let (script, stats) = diff(&table, &smaller).expect("a change");
+    assert!(stats.chains > 0 || stats.elements > 0, "{script}");
+    let second = dp.apply(smaller).expect("diff applies").expect("applied");
+    assert!(!second.full);
+}
+
+#[test]
+fn a_failed_transaction_leaves_the_previous_rules() {
+    let Some(ns) = Scratch::new("fail") else {
+        return;
+    };
+    let c = cluster("examples/brief");
+    let table = render(&c, &all_local(&c), &RenderConfig::default());
+    let mut dp = Dataplane::new(CommandRunner::in_netns(&ns.0));
+    dp.apply(table.clone()).expect("load");
+    let mut broken = table.clone();
+    broken
+        .chains
+        .get_mut("forward")
+        .expect("forward chain")
+        .rules
+        .push("this is not nft".into());
+    assert!(dp.apply(broken).is_err());
+    let listed = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.0, "nft", "list", "chain", "inet", "bulkhead", "forward",
+        ])
+        .output()
+        .expect("nft list");
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("vmap @wl_from"),
+        "previous forward chain still there:\n{text}"
+    );
+}
