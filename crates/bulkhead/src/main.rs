@@ -4,6 +4,7 @@
 //! and dispatches. Errors are reported once, here, with their causes.
 
 mod cmd;
+mod dataplane_mode;
 
 use std::process::ExitCode;
 

@@ -21,7 +21,8 @@ pub struct RunArgs {
     /// Case files or directories (searched recursively for *.yaml).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// eval: evaluate in memory with the engine.
+    /// eval: evaluate in memory with the engine. dataplane: real namespaces, nftables
+    /// and packets (needs root).
     #[arg(long, value_enum, default_value = "eval")]
     mode: Mode,
     /// Only cases with this tag (repeatable).
@@ -36,6 +37,8 @@ pub struct RunArgs {
 enum Mode {
     /// In-memory evaluation.
     Eval,
+    /// Real namespaces, nftables and packets.
+    Dataplane,
 }
 
 /// Runs the corpus; exit code 1 if any case failed.
@@ -45,12 +48,14 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         tags: args.tags,
         filter: args.filter,
     };
-    let mut backend = match args.mode {
-        Mode::Eval => EvalBackend,
+    let mut eval = EvalBackend;
+    let mut dataplane = crate::dataplane_mode::DataplaneBackend::default();
+    let backend: &mut dyn bulkhead_conformance::Backend = match args.mode {
+        Mode::Eval => &mut eval,
+        Mode::Dataplane => &mut dataplane,
     };
     let stdout = std::io::stdout();
-    let report =
-        bulkhead_conformance::run(&args.paths, &mut backend, &options, &mut stdout.lock())?;
+    let report = bulkhead_conformance::run(&args.paths, backend, &options, &mut stdout.lock())?;
     let (passed, failed, _) = report.counts();
     if passed + failed == 0 {
         anyhow::bail!("no case matched: check the paths, --tag and --filter");
