@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod apply;
+pub mod naming;
 pub mod render;
 pub mod rules;
 pub mod table;

@@ -14,11 +14,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
+use serde::{Deserialize, Serialize};
+
 /// The table's family and name.
 pub const TABLE: &str = "inet bulkhead";
 
 /// The key type of a set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SetKind {
     /// IPv4 addresses and prefixes (interval set).
     Ipv4,
@@ -45,7 +47,7 @@ impl SetKind {
 }
 
 /// A named set and its elements (as nft text, e.g. `10.65.0.0/24`, `"bh1a2b"`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Set {
     /// Key type.
     pub kind: SetKind,
@@ -54,14 +56,14 @@ pub struct Set {
 }
 
 /// A verdict map from interface name to a verdict (`jump chain`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerdictMap {
     /// `"ifname"` → `jump chain`.
     pub elements: BTreeMap<String, String>,
 }
 
 /// A base chain's hook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Hook {
     /// Forwarded traffic.
     Forward,
@@ -82,7 +84,7 @@ impl Hook {
 }
 
 /// A chain: a base chain (with a hook) or a regular one, and its rules in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chain {
     /// The hook, for base chains.
     pub hook: Option<Hook>,
@@ -91,7 +93,7 @@ pub struct Chain {
 }
 
 /// Everything Bulkhead puts in its table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Table {
     /// Named sets.
     pub sets: BTreeMap<String, Set>,

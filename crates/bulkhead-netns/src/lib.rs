@@ -43,6 +43,7 @@ mod cmd;
 mod error;
 mod netns;
 pub mod nft;
+pub mod persistent;
 mod probe;
 mod server;
 mod topology;

@@ -1,0 +1,207 @@
+//! The agent's loop: restore from cache, then take changes, compute, program, check.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bulkhead_api::Resource;
+use bulkhead_dataplane::{CommandRunner, Dataplane, RenderConfig, Table, render};
+use bulkhead_engine::Cluster;
+
+use crate::local::local_endpoints;
+use crate::metrics::Metrics;
+use crate::source::DirSource;
+use crate::{cache, drift};
+
+/// How an agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This node's name (endpoints with this node are local).
+    pub node: String,
+    /// Directory of resources to enforce.
+    pub from_dir: PathBuf,
+    /// Program the table in this named network namespace instead of the agent's own.
+    pub netns: Option<String>,
+    /// Where the cache lives (`None`: no cache).
+    pub state_dir: Option<PathBuf>,
+    /// How often the source is checked for changes.
+    pub poll: Duration,
+    /// How often the kernel table is read back and compared.
+    pub resync: Duration,
+    /// Naming of the node's interfaces.
+    pub render: RenderConfig,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing changed.
+    Idle,
+    /// A new table was programmed.
+    Applied,
+    /// The source changed but the table did not need to.
+    Unchanged,
+    /// The resources did not load; the last good state stays enforced.
+    LoadFailed(String),
+    /// The kernel rejected the transaction; the previous rules stay.
+    ApplyFailed(String),
+    /// The kernel's table differed from the intended one and was repaired.
+    Repaired(String),
+}
+
+/// One node's agent.
+pub struct Agent {
+    config: AgentConfig,
+    source: DirSource,
+    dataplane: Dataplane<CommandRunner>,
+    metrics: Arc<Metrics>,
+    fingerprint: Option<String>,
+    last_check: Instant,
+}
+
+impl Agent {
+    /// An agent that has not touched the kernel yet.
+    pub fn new(config: AgentConfig, metrics: Arc<Metrics>) -> Agent {
+        let runner = match &config.netns {
+            Some(ns) => CommandRunner::in_netns(ns),
+            None => CommandRunner::here(),
+        };
+        Agent {
+            source: DirSource::new(&config.from_dir),
+            dataplane: Dataplane::new(runner),
+            metrics,
+            fingerprint: None,
+            last_check: Instant::now(),
+            config,
+        }
+    }
+
+    /// Programs the cached table, if there is one: the first thing after a restart, before
+    /// any resource is read, so enforcement has no gap. Returns whether it restored.
+    pub fn restore(&mut self) -> Result<bool, String> {
+        let Some(dir) = &self.config.state_dir else {
+            return Ok(false);
+        };
+        let Some(table) = cache::load(dir)? else {
+            return Ok(false);
+        };
+        self.program(table).map(|_| true)
+    }
+
+    /// Takes any change from the source and programs it; reads the table back when due.
+    pub fn step(&mut self) -> Step {
+        let step = match self.source.poll() {
+            None => Step::Idle,
+            Some(Err(errors)) => {
+                self.metrics.load_failed();
+                let message = errors.to_string();
+                tracing::error!(%message, "resources did not load; keeping the last good state");
+                Step::LoadFailed(message)
+            }
+            Some(Ok(resources)) => match self.desired(&resources) {
+                Err(message) => {
+                    self.metrics.load_failed();
+                    tracing::error!(%message, "resources do not form a valid model; keeping the last good state");
+                    Step::LoadFailed(message)
+                }
+                Ok(table) => match self.program(table) {
+                    Ok(true) => Step::Applied,
+                    Ok(false) => Step::Unchanged,
+                    Err(e) => Step::ApplyFailed(e),
+                },
+            },
+        };
+        if step == Step::Idle && self.last_check.elapsed() >= self.config.resync {
+            return self.check_drift();
+        }
+        step
+    }
+
+    /// The intended table for `resources`.
+    fn desired(&self, resources: &[Resource]) -> Result<Table, String> {
+        let cluster = Cluster::build(resources).map_err(|e| e.to_string())?;
+        let local = local_endpoints(
+            resources,
+            &self.config.node,
+            &self.config.render.workload_prefix,
+        );
+        self.metrics.local_endpoints(local.len());
+        Ok(render(&cluster, &local, &self.config.render))
+    }
+
+    /// Applies `table`; `Ok(false)` if it was already in place.
+    fn program(&mut self, table: Table) -> Result<bool, String> {
+        let (rules, sets, elements) = (
+            table.rule_count(),
+            table.sets.len() + table.maps.len(),
+            table.element_count(),
+        );
+        match self.dataplane.apply(table) {
+            Ok(None) => {
+                self.metrics.healthy();
+                Ok(false)
+            }
+            Ok(Some(applied)) => {
+                self.metrics
+                    .applied(applied.duration, rules, sets, elements);
+                tracing::info!(
+                    full = applied.full,
+                    ms = applied.duration.as_secs_f64() * 1000.0,
+                    rules,
+                    elements,
+                    "programmed"
+                );
+                self.fingerprint = drift::fingerprint(self.config.netns.as_deref()).ok();
+                self.last_check = Instant::now();
+                if let (Some(dir), Some(installed)) =
+                    (&self.config.state_dir, self.dataplane.installed())
+                    && let Err(e) = cache::save(dir, installed)
+                {
+                    tracing::warn!(error = %e, "could not write the cache");
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                self.metrics.apply_failed();
+                tracing::error!(error = %e, "programming failed; the previous rules stay");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Reads the kernel's table back; on any difference, reloads the intended table and
+    /// reports a tamper event.
+    pub fn check_drift(&mut self) -> Step {
+        self.last_check = Instant::now();
+        let Some(installed) = self.dataplane.installed().cloned() else {
+            return Step::Idle;
+        };
+        let now = drift::fingerprint(self.config.netns.as_deref());
+        let reason = match (&now, &self.fingerprint) {
+            (Ok(a), Some(b)) if a == b => return Step::Idle,
+            (Ok(_), _) => "the table was changed outside Bulkhead".to_string(),
+            (Err(e), _) => format!("the table is gone ({e})"),
+        };
+        tracing::warn!(event = "tamper", node = %self.config.node, %reason, "repairing the kernel table");
+        self.metrics.drift_repaired();
+        self.dataplane.force_full();
+        match self.program(installed) {
+            Ok(_) => Step::Repaired(reason),
+            Err(e) => Step::ApplyFailed(e),
+        }
+    }
+
+    /// Runs until `stop` is set: restore, then step every poll interval.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        match self.restore() {
+            Ok(true) => tracing::info!("restored the last rules from the cache"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not restore from the cache"),
+        }
+        while !stop.load(Ordering::Relaxed) {
+            let _ = self.step();
+            std::thread::sleep(self.config.poll);
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Plumbing that outlives the process: node namespaces and workload veths created by the
+//! `bulkhead node` and `bulkhead workload` commands and by the CNI plugin.
+//!
+//! Unlike [`Netns`](crate::Netns) and [`NodeSandbox`](crate::NodeSandbox), nothing here is
+//! deleted on drop: a container runtime calls the CNI plugin once to attach a workload
+//! and once more to detach it. The wiring is the same as a sandbox's (see
+//! `docs/netns.md`): the node owns the gateway 169.254.1.1 on `lo` and answers for it; the
+//! workload's `eth0` has a /32 (and /128) with a default route via the gateway; the
+//! node side of the veth carries the gateway MAC and a host route to the workload.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::process::Command;
+
+use crate::cmd;
+use crate::error::{Error, Result};
+use crate::topology::{GATEWAY_MAC, GATEWAY_V4, GATEWAY_V6};
+
+/// Runs a command and fails with its stderr.
+fn run(program: &str, args: &[&str]) -> Result<String> {
+    let out = cmd::checked(Command::new(program).args(args), None)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether the named namespace exists (`/run/netns/NAME`).
+pub fn netns_exists(name: &str) -> bool {
+    Path::new("/run/netns").join(name).exists()
+}
+
+/// Creates a node namespace that stays until [`delete_node`]: `lo` up, the gateway
+/// address on `lo`, forwarding on, IPv6 duplicate address detection off.
+pub fn create_node(name: &str) -> Result<()> {
+    if netns_exists(name) {
+        return Err(Error::invalid(
+            "node",
+            format!("namespace {name} already exists"),
+        ));
+    }
+    run("ip", &["netns", "add", name])?;
+    let setup = || -> Result<()> {
+        run("ip", &["-n", name, "link", "set", "lo", "up"])?;
+        run(
+            "ip",
+            &[
+                "-n",
+                name,
+                "addr",
+                "add",
+                &format!("{GATEWAY_V4}/32"),
+                "dev",
+                "lo",
+            ],
+        )?;
+        for (k, v) in [
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv6.conf.all.forwarding", "1"),
+            ("net.ipv6.conf.all.accept_dad", "0"),
+            ("net.ipv6.conf.default.accept_dad", "0"),
+        ] {
+            run(
+                "ip",
+                &["netns", "exec", name, "sysctl", "-qw", &format!("{k}={v}")],
+            )?;
+        }
+        Ok(())
+    };
+    setup().inspect_err(|_| {
+        let _ = run("ip", &["netns", "del", name]);
+    })
+}
+
+/// Deletes a node namespace (its veths go with it).
+pub fn delete_node(name: &str) -> Result<()> {
+    run("ip", &["netns", "del", name]).map(|_| ())
+}
+
+/// A workload to attach to a node.
+#[derive(Debug, Clone)]
+pub struct WorkloadAttach<'a> {
+    /// The workload's network namespace: a name under `/run/netns` or a path
+    /// (`/proc/PID/ns/net`, as a CNI runtime passes it).
+    pub netns: &'a str,
+    /// Interface name inside the workload (`eth0`).
+    pub ifname: &'a str,
+    /// The node namespace's name.
+    pub node: &'a str,
+    /// The node-side interface name.
+    pub host_ifname: &'a str,
+    /// IPv4 address.
+    pub ipv4: Option<Ipv4Addr>,
+    /// IPv6 address.
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+fn netns_path(netns: &str) -> String {
+    if netns.contains('/') {
+        netns.to_string()
+    } else {
+        format!("/run/netns/{netns}")
+    }
+}
+
+/// Creates the veth pair and addresses and routes on both sides. On failure, whatever
+/// was created is removed again.
+pub fn attach_workload(w: &WorkloadAttach<'_>) -> Result<()> {
+    if w.ipv4.is_none() && w.ipv6.is_none() {
+        return Err(Error::invalid("workload", "needs an IPv4 or IPv6 address"));
+    }
+    if !netns_exists(w.node) {
+        return Err(Error::invalid(
+            "node",
+            format!("no node namespace {}", w.node),
+        ));
+    }
+    let path = netns_path(w.netns);
+    let inside = |args: &[&str]| -> Result<String> {
+        let mut all = vec!["--net", path.as_str(), "--", "ip"];
+        all.extend_from_slice(args);
+        run("nsenter", &all)
+    };
+    inside(&[
+        "link",
+        "add",
+        w.ifname,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        w.host_ifname,
+        "netns",
+        w.node,
+    ])?;
+    let node = |args: &[&str]| -> Result<String> {
+        let mut all = vec!["-n", w.node];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    };
+    let wire = || -> Result<()> {
+        node(&["link", "set", w.host_ifname, "address", GATEWAY_MAC, "up"])?;
+        inside(&["link", "set", "lo", "up"])?;
+        inside(&["link", "set", w.ifname, "up"])?;
+        if let Some(v4) = w.ipv4 {
+            inside(&["addr", "add", &format!("{v4}/32"), "dev", w.ifname])?;
+            inside(&[
+                "route",
+                "add",
+                &format!("{GATEWAY_V4}/32"),
+                "dev",
+                w.ifname,
+                "scope",
+                "link",
+            ])?;
+            inside(&[
+                "route",
+                "add",
+                "default",
+                "via",
+                &GATEWAY_V4.to_string(),
+                "dev",
+                w.ifname,
+            ])?;
+            node(&["route", "add", &format!("{v4}/32"), "dev", w.host_ifname])?;
+        }
+        if let Some(v6) = w.ipv6 {
+            inside(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{v6}/128"),
+                "dev",
+                w.ifname,
+                "nodad",
+            ])?;
+            inside(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &GATEWAY_V6.to_string(),
+                "dev",
+                w.ifname,
+            ])?;
+            node(&[
+                "-6",
+                "route",
+                "add",
+                &format!("{v6}/128"),
+                "dev",
+                w.host_ifname,
+            ])?;
+        }
+        Ok(())
+    };
+    wire().inspect_err(|_| {
+        let _ = node(&["link", "del", w.host_ifname]);
+    })
+}
+
+/// Removes a workload's veth from the node side (both ends go). Succeeds if it is gone.
+pub fn detach_workload(node: &str, host_ifname: &str) -> Result<()> {
+    let exists = run("ip", &["-n", node, "link", "show", host_ifname]).is_ok();
+    if exists {
+        run("ip", &["-n", node, "link", "del", host_ifname])?;
+    }
+    Ok(())
+}
+
+/// The addresses on an interface of a namespace (for CNI CHECK and `workload list`).
+pub fn addresses(netns: &str, ifname: &str) -> Result<Vec<IpAddr>> {
+    let path = netns_path(netns);
+    let text = run(
+        "nsenter",
+        &[
+            "--net", &path, "--", "ip", "-o", "addr", "show", "dev", ifname,
+        ],
+    )?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            words.find(|w| *w == "inet" || *w == "inet6")?;
+            words.next()?.split('/').next()?.parse().ok()
+        })
+        .filter(|ip: &IpAddr| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] == 0xfe80))
+        .collect())
+}
