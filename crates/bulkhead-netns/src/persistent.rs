@@ -112,9 +112,9 @@ pub fn attach_workload(w: &WorkloadAttach<'_>) -> Result<()> {
             format!("no node namespace {}", w.node),
         ));
     }
-    let path = netns_path(w.netns);
+    let net = format!("--net={}", netns_path(w.netns));
     let inside = |args: &[&str]| -> Result<String> {
-        let mut all = vec!["--net", path.as_str(), "--", "ip"];
+        let mut all = vec![net.as_str(), "--", "ip"];
         all.extend_from_slice(args);
         run("nsenter", &all)
     };
@@ -212,7 +212,14 @@ pub fn addresses(netns: &str, ifname: &str) -> Result<Vec<IpAddr>> {
     let text = run(
         "nsenter",
         &[
-            "--net", &path, "--", "ip", "-o", "addr", "show", "dev", ifname,
+            &format!("--net={path}"),
+            "--",
+            "ip",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            ifname,
         ],
     )?;
     Ok(text

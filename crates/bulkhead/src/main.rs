@@ -5,6 +5,7 @@
 
 mod cmd;
 mod dataplane_mode;
+mod workload;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,19 @@ enum Command {
     /// Run the conformance corpus.
     #[command(subcommand)]
     Conformance(cmd::conformance::Command),
+    /// Enforce resources on one node (programs nftables).
+    Agent(cmd::agent::Args),
+    /// Create or delete node sandboxes.
+    #[command(subcommand)]
+    Node(cmd::node::Command),
+    /// Create, delete and list workloads on a node sandbox.
+    #[command(subcommand)]
+    Workload(cmd::workload::Command),
+    /// The CNI plugin (invoked by container runtimes; see `bulkhead cni --help`).
+    #[command(
+        long_about = "A CNI 1.0 plugin: CNI_COMMAND=ADD|DEL|CHECK|VERSION in the environment, the network configuration as JSON on stdin. Configuration keys: node, nodeNetns, resourceDir, ipam.subnet, ipam.subnet6. CNI_ARGS may carry K8S_POD_NAMESPACE, K8S_POD_NAME and BULKHEAD_LABELS=k=v,k2=v2."
+    )]
+    Cni,
 }
 
 fn main() -> ExitCode {
@@ -40,6 +54,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => cmd::check::run(args),
         Command::Conformance(c) => cmd::conformance::run(c),
+        Command::Agent(args) => cmd::agent::run(args),
+        Command::Node(c) => cmd::node::run(c),
+        Command::Workload(c) => cmd::workload::run(c),
+        Command::Cni => cmd::cni::run(),
     };
     match result {
         Ok(code) => code,

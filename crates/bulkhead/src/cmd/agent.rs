@@ -1,0 +1,76 @@
+//! `bulkhead agent`: enforce resources on one node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use bulkhead_agent::{Agent, AgentConfig, Metrics};
+use bulkhead_dataplane::RenderConfig;
+use bulkhead_dataplane::naming::WORKLOAD_PREFIX;
+
+/// Arguments of `bulkhead agent`.
+#[derive(clap::Args)]
+#[command(
+    after_help = "The agent restores its cached rules first (a restart never opens a gap), then\n\
+enforces the resources in --from-dir, re-reading it on every change, and reads the kernel\n\
+table back every --resync-secs to repair tampering.\n\nExample:\n  \
+bulkhead node add node1\n  bulkhead agent --node node1 --netns node1 --from-dir /tmp/resources --listen 127.0.0.1:9091"
+)]
+pub struct Args {
+    /// This node's name: pods with spec.nodeName, WorkloadEndpoints and HostEndpoints with
+    /// spec.node equal to it are enforced here.
+    #[arg(long, env = "BULKHEAD_NODE")]
+    node: String,
+    /// Directory of resources (YAML/JSON) to enforce.
+    #[arg(long, env = "BULKHEAD_FROM_DIR")]
+    from_dir: PathBuf,
+    /// Program the node sandbox with this network namespace name instead of the agent's
+    /// own namespace.
+    #[arg(long)]
+    netns: Option<String>,
+    /// Cache directory (default /var/lib/bulkhead/agent-NODE).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Serve /metrics and /healthz here.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// How often the resource directory is checked, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    poll_ms: u64,
+    /// How often the kernel table is read back and compared, in seconds.
+    #[arg(long, default_value_t = 10)]
+    resync_secs: u64,
+    /// Prefix of the node's workload interfaces.
+    #[arg(long, default_value = WORKLOAD_PREFIX)]
+    workload_prefix: String,
+}
+
+/// Runs the agent until the process is stopped.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let metrics = Arc::new(Metrics::default());
+    if let Some(addr) = args.listen {
+        let bound = bulkhead_agent::http::spawn(addr, Arc::clone(&metrics))?;
+        eprintln!("agent {}: metrics on http://{bound}/metrics", args.node);
+    }
+    let state_dir = args
+        .state_dir
+        .unwrap_or_else(|| PathBuf::from(format!("/var/lib/bulkhead/agent-{}", args.node)));
+    let config = AgentConfig {
+        node: args.node,
+        from_dir: args.from_dir,
+        netns: args.netns,
+        state_dir: Some(state_dir),
+        poll: Duration::from_millis(args.poll_ms.max(10)),
+        resync: Duration::from_secs(args.resync_secs.max(1)),
+        render: RenderConfig {
+            workload_prefix: args.workload_prefix,
+        },
+    };
+    let mut agent = Agent::new(config, metrics);
+    let stop = AtomicBool::new(false);
+    agent.run(&stop);
+    Ok(ExitCode::SUCCESS)
+}

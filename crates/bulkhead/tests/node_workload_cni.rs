@@ -1,0 +1,229 @@
+//! `node`, `workload`, `cni` and `agent` together, as processes, with real packets.
+//! Needs root (skips otherwise). Everything it creates is removed, also on failure.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_bulkhead")
+}
+
+fn bulkhead(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("bulkhead runs")
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Removes the test's namespaces, directories and agent on drop.
+struct Cleanup {
+    netns: Vec<String>,
+    dirs: Vec<PathBuf>,
+    agent: Option<Child>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+        for ns in &self.netns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn ping(from: &str, to: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", from, "ping", "-c1", "-W1", to])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn workloads_from_the_cli_and_cni_are_enforced_by_the_agent() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let tools = Command::new("nft").arg("--version").output().is_ok()
+        && Command::new("ping").arg("-V").output().is_ok();
+    if !root || !tools {
+        eprintln!("skipped: needs root, nft and ping");
+        return;
+    }
+    let pid = std::process::id();
+    let node = format!("bh-cli-{pid}");
+    let dir = std::env::temp_dir().join(format!("bulkhead-cli-{pid}-res"));
+    let state = std::env::temp_dir().join(format!("bulkhead-cli-{pid}-state"));
+    let cni_ns = format!("bh-cli-{pid}-cni");
+    let mut cleanup = Cleanup {
+        netns: vec![node.clone(), format!("{node}-shop-a"), cni_ns.clone()],
+        dirs: vec![dir.clone(), state.clone()],
+        agent: None,
+    };
+    let dir_s = dir.to_str().expect("utf-8");
+
+    ok(bulkhead(&["node", "add", &node]));
+    ok(bulkhead(&[
+        "workload",
+        "add",
+        "shop/a",
+        "--node",
+        &node,
+        "--node-name",
+        "n1",
+        "--ip",
+        "10.65.9.1",
+        "--label",
+        "app=a",
+        "--dir",
+        dir_s,
+    ]));
+
+    // The CNI plugin attaches a runtime-made namespace.
+    assert!(
+        Command::new("ip")
+            .args(["netns", "add", &cni_ns])
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+    let conf = format!(
+        r#"{{"cniVersion":"1.0.0","name":"bulkhead","type":"bulkhead","node":"n1","nodeNetns":"{node}","resourceDir":"{dir_s}","ipam":{{"subnet":"10.65.9.0/28"}}}}"#
+    );
+    let cni = |command: &str| {
+        let mut child = Command::new(bin())
+            .arg("cni")
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", "c0ffee")
+            .env("CNI_NETNS", format!("/run/netns/{cni_ns}"))
+            .env("CNI_IFNAME", "eth0")
+            .env(
+                "CNI_ARGS",
+                "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=b;BULKHEAD_LABELS=app=b",
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cni runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(conf.as_bytes())
+            .expect("write conf");
+        child.wait_with_output().expect("cni finishes")
+    };
+    let added = ok(cni("ADD"));
+    let result: serde_json::Value = serde_json::from_str(&added).expect("CNI result JSON");
+    let b_ip = result["ips"][0]["address"]
+        .as_str()
+        .expect("an address")
+        .split('/')
+        .next()
+        .expect("ip")
+        .to_string();
+    assert_eq!(
+        b_ip, "10.65.9.2",
+        "first lease after the reserved .1 of the subnet: {added}"
+    );
+    ok(cni("CHECK"));
+    let version = ok(Command::new(bin())
+        .arg("cni")
+        .env("CNI_COMMAND", "VERSION")
+        .output()
+        .expect("runs"));
+    assert!(version.contains("1.0.0"));
+
+    let listed = ok(bulkhead(&["workload", "list", "--dir", dir_s]));
+    assert!(
+        listed.contains("shop/a") && listed.contains("shop/b"),
+        "{listed}"
+    );
+
+    // With no policy the namespace profile allows everything.
+    let agent = Command::new(bin())
+        .args([
+            "agent",
+            "--node",
+            "n1",
+            "--netns",
+            &node,
+            "--from-dir",
+            dir_s,
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            "--poll-ms",
+            "50",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent starts");
+    cleanup.agent = Some(agent);
+    let a_ns = format!("{node}-shop-a");
+    wait_for("the agent to program the node", || {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &node, "nft", "list", "map", "inet", "bulkhead", "wl_from",
+            ])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).matches("jump").count() == 2)
+    });
+    assert!(ping(&a_ns, &b_ip), "open without policy");
+
+    std::fs::write(
+        dir.join("isolate-b.yaml"),
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: isolate-b}\nspec: {selector: app == 'b', types: [Ingress]}\n",
+    )
+    .expect("write policy");
+    wait_for("the policy to be enforced", || !ping(&a_ns, &b_ip));
+
+    // CNI DEL removes the veth, the registration and the lease.
+    ok(cni("DEL"));
+    let listed = ok(bulkhead(&["workload", "list", "--dir", dir_s]));
+    assert!(!listed.contains("shop/b"), "{listed}");
+    ok(cni("DEL"));
+    ok(bulkhead(&[
+        "workload", "del", "shop/a", "--node", &node, "--dir", dir_s,
+    ]));
+    ok(bulkhead(&["node", "del", &node]));
+    drop(cleanup);
+    let left = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip")
+            .stdout,
+    )
+    .into_owned();
+    assert!(!left.contains(&format!("bh-cli-{pid}")), "{left}");
+}
