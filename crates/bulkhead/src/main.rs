@@ -5,6 +5,7 @@
 
 mod cmd;
 mod dataplane_mode;
+mod demo;
 mod workload;
 
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the guided demo: a small estate microsegmented for real (needs root).
+    Demo(demo::Args),
     /// Explain the verdict of one flow under a set of policies.
     Check(cmd::check::Args),
     /// Run the conformance corpus.
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Conformance(c) => cmd::conformance::run(c),
         Command::Agent(args) => cmd::agent::run(args),
