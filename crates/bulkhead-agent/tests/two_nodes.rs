@@ -5,13 +5,15 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bulkhead_agent::{Agent, AgentConfig, Metrics, Step};
 use bulkhead_dataplane::RenderConfig;
-use bulkhead_netns::{Cidr, Endpoint, NodeSandbox, Service, VethEnd, tcp_connect, unique_name, veth_pair};
+use bulkhead_netns::{
+    Cidr, Endpoint, NodeSandbox, Service, VethEnd, tcp_connect, unique_name, veth_pair,
+};
 
 struct TempDir(PathBuf);
 
@@ -57,10 +59,16 @@ fn a_policy_change_is_enforced_when_apply_returns() {
     veth_pair(
         &VethEnd::new(n1.netns(), "to-n2")
             .address(Cidr::new(ip("10.66.255.1").into(), 30).expect("cidr"))
-            .route(Cidr::new(ip("10.65.2.0").into(), 24).expect("cidr"), Some(ip("10.66.255.2").into())),
+            .route(
+                Cidr::new(ip("10.65.2.0").into(), 24).expect("cidr"),
+                Some(ip("10.66.255.2").into()),
+            ),
         &VethEnd::new(n2.netns(), "to-n1")
             .address(Cidr::new(ip("10.66.255.2").into(), 30).expect("cidr"))
-            .route(Cidr::new(ip("10.65.1.0").into(), 24).expect("cidr"), Some(ip("10.66.255.1").into())),
+            .route(
+                Cidr::new(ip("10.65.1.0").into(), 24).expect("cidr"),
+                Some(ip("10.66.255.1").into()),
+            ),
     )
     .expect("link the nodes");
     let a = n1.add_workload("a", ip("10.65.1.1"), None).expect("a");
@@ -73,7 +81,12 @@ fn a_policy_change_is_enforced_when_apply_returns() {
     let dir = TempDir(base.clone());
     let resources = base.join("resources");
     std::fs::create_dir_all(&resources).expect("dir");
-    for (name, node, ep) in [("a", "n1", &a), ("b", "n1", &b), ("c", "n2", &c), ("d", "n2", &d)] {
+    for (name, node, ep) in [
+        ("a", "n1", &a),
+        ("b", "n1", &b),
+        ("c", "n2", &c),
+        ("d", "n2", &d),
+    ] {
         std::fs::write(resources.join(format!("{name}.yaml")), wep(name, node, ep)).expect("write");
     }
     std::fs::write(resources.join("policy.yaml"), d_accepts_from("a")).expect("write");
@@ -85,7 +98,9 @@ fn a_policy_change_is_enforced_when_apply_returns() {
             state_dir: Some(base.join(format!("state-{node}"))),
             poll: Duration::from_millis(20),
             resync: Duration::from_secs(3600),
-            render: RenderConfig { workload_prefix: "cali".into() },
+            render: RenderConfig {
+                workload_prefix: "cali".into(),
+            },
         };
         Agent::new(config, Arc::new(Metrics::default()))
     };
@@ -103,15 +118,20 @@ fn a_policy_change_is_enforced_when_apply_returns() {
             let (records, stop) = (&records, &stop);
             s.spawn(move || {
                 let deadline = Instant::now() + Duration::from_secs(20);
-                for _ in 0..400 {
+                for _ in 0..1000 {
                     if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
                         break;
                     }
                     let started = Instant::now();
                     let connected = tcp_connect(from.netns(), d_ip, 80, Duration::from_millis(300));
                     if let Ok(mut r) = records.lock() {
-                        r.push(Record { pair, started, connected });
+                        r.push(Record {
+                            pair,
+                            started,
+                            connected,
+                        });
                     }
+                    std::thread::sleep(Duration::from_millis(10));
                 }
             });
         }
@@ -127,15 +147,44 @@ fn a_policy_change_is_enforced_when_apply_returns() {
         std::thread::sleep(Duration::from_millis(1200));
         stop.store(true, Ordering::Relaxed);
     });
-    let changed = changed_at.into_inner().expect("lock").expect("the change happened");
+    let changed = changed_at
+        .into_inner()
+        .expect("lock")
+        .expect("the change happened");
     let records = records.into_inner().expect("lock");
-    let before = |pair: &'static str| records.iter().filter(move |r| r.pair == pair && r.started < changed);
-    let after = |pair: &'static str| records.iter().filter(move |r| r.pair == pair && r.started >= changed);
-    assert!(before("a->d").any(|r| r.connected), "a reached d under the first policy");
-    assert!(before("b->d").all(|r| !r.connected), "b never reached d under the first policy");
-    assert!(after("a->d").count() > 0 && after("b->d").count() > 0, "probes ran after the change");
-    assert!(after("a->d").all(|r| !r.connected), "a newly denied: no connection after apply returned");
-    assert!(after("b->d").all(|r| r.connected), "b newly allowed: every probe after apply connected");
-    assert!(records.iter().all(|r| !(r.pair == "c->d" && r.connected)), "c was never allowed");
+    let before = |pair: &'static str| {
+        records
+            .iter()
+            .filter(move |r| r.pair == pair && r.started < changed)
+    };
+    let after = |pair: &'static str| {
+        records
+            .iter()
+            .filter(move |r| r.pair == pair && r.started >= changed)
+    };
+    assert!(
+        before("a->d").any(|r| r.connected),
+        "a reached d under the first policy"
+    );
+    assert!(
+        before("b->d").all(|r| !r.connected),
+        "b never reached d under the first policy"
+    );
+    assert!(
+        after("a->d").count() > 0 && after("b->d").count() > 0,
+        "probes ran after the change"
+    );
+    assert!(
+        after("a->d").all(|r| !r.connected),
+        "a newly denied: no connection after apply returned"
+    );
+    assert!(
+        after("b->d").all(|r| r.connected),
+        "b newly allowed: every probe after apply connected"
+    );
+    assert!(
+        records.iter().all(|r| !(r.pair == "c->d" && r.connected)),
+        "c was never allowed"
+    );
     drop(dir);
 }
