@@ -1,0 +1,247 @@
+//! `/openapi.json`: an OpenAPI 3.0 document generated from the kind table, so that it cannot
+//! drift from the paths the router serves. Object bodies are described down to the envelope
+//! (apiVersion, kind, metadata, spec); the field-level schema is the `bulkhead-api` types,
+//! and the server's 422 answers name the exact field.
+
+use bulkhead_api::Kind;
+use serde_json::{Map, Value, json};
+
+use crate::kinds::KindInfo;
+
+fn schema_name(kind: Kind) -> String {
+    kind.display_name().to_string()
+}
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn responses(ok: &str, schema: Value, errors: &[u16]) -> Value {
+    let mut r = Map::new();
+    r.insert(
+        ok.into(),
+        json!({"description": "OK", "content": {"application/json": {"schema": schema}}}),
+    );
+    for code in errors {
+        r.insert(
+            code.to_string(),
+            json!({"description": "Status", "content": {"application/json": {"schema": reference("Status")}}}),
+        );
+    }
+    Value::Object(r)
+}
+
+fn body(kind: Kind) -> Value {
+    let schema = reference(&schema_name(kind));
+    json!({"required": true, "content": {
+        "application/json": {"schema": schema},
+        "application/yaml": {"schema": schema},
+    }})
+}
+
+fn param(name: &str, location: &str, description: &str) -> Value {
+    json!({"name": name, "in": location, "required": location == "path",
+        "description": description, "schema": {"type": "string"}})
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    let mut schemas = Map::new();
+    for kind in Kind::ALL {
+        let info = KindInfo::of(kind);
+        let name = schema_name(kind);
+        schemas.insert(
+            name.clone(),
+            json!({
+                "type": "object",
+                "required": ["apiVersion", "kind", "metadata"],
+                "properties": {
+                    "apiVersion": {"type": "string", "enum": [kind.api_version()]},
+                    "kind": {"type": "string", "enum": [kind.kind_name()]},
+                    "metadata": reference("ObjectMeta"),
+                    "spec": {"type": "object", "description": "as Calico / Kubernetes define it; unknown fields are rejected"},
+                },
+            }),
+        );
+        schemas.insert(
+            format!("{name}List"),
+            json!({
+                "type": "object",
+                "properties": {
+                    "apiVersion": {"type": "string"},
+                    "kind": {"type": "string", "enum": [info.list_kind()]},
+                    "metadata": {"type": "object", "properties": {"resourceVersion": {"type": "string"}}},
+                    "items": {"type": "array", "items": reference(&name)},
+                },
+            }),
+        );
+        let ns_param = param("namespace", "path", "namespace");
+        let list_params = vec![
+            param(
+                "labelSelector",
+                "query",
+                "Calico selector, e.g. app == 'web'",
+            ),
+            param(
+                "watch",
+                "query",
+                "1: stream changes as newline-delimited JSON events",
+            ),
+            param(
+                "resourceVersion",
+                "query",
+                "watch: deliver changes after this revision",
+            ),
+            param(
+                "allowWatchBookmarks",
+                "query",
+                "watch: send BOOKMARK events",
+            ),
+            param(
+                "timeoutSeconds",
+                "query",
+                "watch: end the stream after this long",
+            ),
+        ];
+        let list_op = |scope: &str| {
+            json!({
+                "operationId": format!("list{name}{scope}"),
+                "tags": [name],
+                "parameters": list_params,
+                "responses": responses("200", reference(&format!("{name}List")), &[400, 401, 403]),
+            })
+        };
+        if kind.is_namespaced() {
+            paths.insert(
+                info.collection_path(None),
+                json!({"get": list_op("AllNamespaces")}),
+            );
+        }
+        let collection = if kind.is_namespaced() {
+            info.collection_path(Some("{namespace}"))
+        } else {
+            info.collection_path(None)
+        };
+        let scope_params: Vec<Value> = if kind.is_namespaced() {
+            vec![ns_param.clone()]
+        } else {
+            vec![]
+        };
+        paths.insert(
+            collection.clone(),
+            json!({
+                "parameters": scope_params,
+                "get": list_op(""),
+                "post": {
+                    "operationId": format!("create{name}"),
+                    "tags": [name],
+                    "requestBody": body(kind),
+                    "responses": responses("201", reference(&name), &[400, 401, 403, 409, 413, 422]),
+                },
+            }),
+        );
+        let mut object_params = scope_params.clone();
+        object_params.push(param("name", "path", "object name"));
+        paths.insert(
+            format!("{collection}/{{name}}"),
+            json!({
+                "parameters": object_params,
+                "get": {"operationId": format!("read{name}"), "tags": [name],
+                    "responses": responses("200", reference(&name), &[401, 403, 404])},
+                "put": {"operationId": format!("replace{name}"), "tags": [name],
+                    "description": "replace, or create if absent; 409 if metadata.resourceVersion is set and stale",
+                    "requestBody": body(kind),
+                    "responses": responses("200", reference(&name), &[400, 401, 403, 409, 413, 422])},
+                "patch": {"operationId": format!("patch{name}"), "tags": [name],
+                    "requestBody": {"required": true, "content": {"application/merge-patch+json": {"schema": {"type": "object"}}}},
+                    "responses": responses("200", reference(&name), &[400, 401, 403, 404, 409, 413, 422])},
+                "delete": {"operationId": format!("delete{name}"), "tags": [name],
+                    "responses": responses("200", reference(&name), &[401, 403, 404])},
+            }),
+        );
+    }
+    schemas.insert(
+        "ObjectMeta".into(),
+        json!({"type": "object", "properties": {
+            "name": {"type": "string"}, "namespace": {"type": "string"},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+            "resourceVersion": {"type": "string", "readOnly": true},
+            "uid": {"type": "string", "readOnly": true},
+            "creationTimestamp": {"type": "string", "format": "date-time", "readOnly": true},
+            "generation": {"type": "integer", "readOnly": true},
+        }}),
+    );
+    schemas.insert(
+        "Status".into(),
+        json!({"type": "object", "properties": {
+            "kind": {"type": "string", "enum": ["Status"]},
+            "apiVersion": {"type": "string"},
+            "status": {"type": "string"},
+            "code": {"type": "integer"},
+            "reason": {"type": "string"},
+            "message": {"type": "string"},
+            "details": {"type": "object", "properties": {
+                "kind": {"type": "string"}, "name": {"type": "string"},
+                "causes": {"type": "array", "items": {"type": "object", "properties": {
+                    "field": {"type": "string"}, "message": {"type": "string"}}}},
+            }},
+        }}),
+    );
+    paths.insert(
+        "/bulkhead/v1/audit".into(),
+        json!({"get": {
+            "operationId": "listAuditRecords",
+            "parameters": [
+                param("since", "query", "RFC 3339 time"),
+                param("user", "query", "user name"),
+                param("kind", "query", "kind"),
+                param("tier", "query", "tier"),
+                param("type", "query", "change, denied or alert"),
+                param("limit", "query", "at most this many records (default 1000)"),
+            ],
+            "responses": responses("200", json!({"type": "object"}), &[400, 401, 403]),
+        }}),
+    );
+    paths.insert(
+        "/bulkhead/v1/whoami".into(),
+        json!({"get": {"operationId": "whoAmI", "responses": responses("200", json!({"type": "object"}), &[401])}}),
+    );
+    paths.insert(
+        "/healthz".into(),
+        json!({"get": {"operationId": "healthz", "security": [], "responses": {"200": {"description": "ok"}, "503": {"description": "unhealthy"}}}}),
+    );
+    paths.insert(
+        "/metrics".into(),
+        json!({"get": {"operationId": "metrics", "security": [], "responses": {"200": {"description": "Prometheus text"}}}}),
+    );
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Bulkhead API", "version": env!("CARGO_PKG_VERSION"),
+            "description": "See docs/api.md: Kubernetes API conventions, Calico v3 and Kubernetes resources."},
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_kind_has_paths_and_a_schema() {
+        let doc = super::document();
+        for kind in bulkhead_api::Kind::ALL {
+            let info = crate::kinds::KindInfo::of(kind);
+            let ns = kind.is_namespaced().then_some("{namespace}");
+            assert!(
+                doc["paths"][info.collection_path(ns)]["post"].is_object(),
+                "{kind}"
+            );
+            assert!(doc["components"]["schemas"][kind.display_name()].is_object());
+        }
+    }
+}
