@@ -11,15 +11,35 @@ use bulkhead_engine::Cluster;
 
 use crate::local::local_endpoints;
 use crate::metrics::Metrics;
+use crate::server_source::ServerSource;
 use crate::source::DirSource;
 use crate::{cache, drift};
+
+/// Where an agent's resources come from.
+#[derive(Debug)]
+pub enum Source {
+    /// A watched directory.
+    Dir(DirSource),
+    /// The server (list and watch).
+    Server(ServerSource),
+}
+
+impl Source {
+    /// `None` if nothing changed; otherwise the new set of resources or why it is unusable.
+    pub fn poll(&mut self) -> Option<Result<Vec<Resource>, bulkhead_api::LoadErrors>> {
+        match self {
+            Source::Dir(s) => s.poll(),
+            Source::Server(s) => s.poll(),
+        }
+    }
+}
 
 /// How an agent runs.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     /// This node's name (endpoints with this node are local).
     pub node: String,
-    /// Directory of resources to enforce.
+    /// Directory of resources to enforce (unused by [`Agent::with_source`]).
     pub from_dir: PathBuf,
     /// Program the table in this named network namespace instead of the agent's own.
     pub netns: Option<String>,
@@ -53,7 +73,7 @@ pub enum Step {
 /// One node's agent.
 pub struct Agent {
     config: AgentConfig,
-    source: DirSource,
+    source: Source,
     dataplane: Dataplane<CommandRunner>,
     metrics: Arc<Metrics>,
     fingerprint: Option<String>,
@@ -61,14 +81,20 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// An agent that has not touched the kernel yet.
+    /// An agent that has not touched the kernel yet, enforcing `config.from_dir`.
     pub fn new(config: AgentConfig, metrics: Arc<Metrics>) -> Agent {
+        let source = Source::Dir(DirSource::new(&config.from_dir));
+        Agent::with_source(config, source, metrics)
+    }
+
+    /// An agent taking its resources from `source` (`config.from_dir` is not used).
+    pub fn with_source(config: AgentConfig, source: Source, metrics: Arc<Metrics>) -> Agent {
         let runner = match &config.netns {
             Some(ns) => CommandRunner::in_netns(ns),
             None => CommandRunner::here(),
         };
         Agent {
-            source: DirSource::new(&config.from_dir),
+            source,
             dataplane: Dataplane::new(runner),
             metrics,
             fingerprint: None,

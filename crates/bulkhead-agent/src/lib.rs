@@ -1,5 +1,5 @@
-//! The Bulkhead agent: one per host. It takes resources (today from a directory it
-//! watches; from the server once the control plane exists), computes what applies to its
+//! The Bulkhead agent: one per host. It takes resources (from a directory it watches, or
+//! from the server by list and watch), computes what applies to its
 //! node's endpoints with the engine, programs nftables through `bulkhead-dataplane`, and
 //! reads the table back to repair and report tampering.
 //!
@@ -16,7 +16,8 @@ pub mod drift;
 pub mod http;
 pub mod local;
 pub mod metrics;
+pub mod server_source;
 pub mod source;
 
-pub use agent::{Agent, AgentConfig, Step};
+pub use agent::{Agent, AgentConfig, Source, Step};
 pub use metrics::Metrics;

@@ -286,7 +286,7 @@ impl Client {
         let code = response.status().as_u16();
         if code >= 400 {
             let body = read_body(&url, response.body_mut())?;
-            return Err(Error::Api(Status::from_response(code, &body)));
+            return Err(Error::Api(Box::new(Status::from_response(code, &body))));
         }
         Ok(Watch {
             kind,
@@ -344,7 +344,7 @@ impl Client {
         let code = response.status().as_u16();
         let text = read_body(&url, response.body_mut())?;
         if code >= 400 {
-            return Err(Error::Api(Status::from_response(code, &text)));
+            return Err(Error::Api(Box::new(Status::from_response(code, &text))));
         }
         Ok((url, code, text))
     }
@@ -457,7 +457,10 @@ impl Watch {
             "ERROR" => {
                 let code = object.get("code").and_then(Value::as_u64).unwrap_or(500) as u16;
                 self.reader = None;
-                return Err(Error::Api(Status::from_response(code, &object.to_string())));
+                return Err(Error::Api(Box::new(Status::from_response(
+                    code,
+                    &object.to_string(),
+                ))));
             }
             other => Err(protocol(format!("unknown event type {other:?}"))),
         };

@@ -132,9 +132,9 @@ impl fmt::Display for Status {
 /// Everything a client call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The server answered with an error `Status`.
+    /// The server answered with an error `Status` (boxed: errors stay small).
     #[error("{0}")]
-    Api(Status),
+    Api(Box<Status>),
     /// The server could not be reached, or the connection broke.
     #[error("{url}: {message}")]
     Transport {
@@ -173,7 +173,7 @@ impl Error {
     /// The server's `Status`, if the server answered with one.
     pub fn status(&self) -> Option<&Status> {
         match self {
-            Error::Api(s) => Some(s),
+            Error::Api(s) => Some(s.as_ref()),
             _ => None,
         }
     }

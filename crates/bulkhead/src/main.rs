@@ -43,6 +43,18 @@ enum Command {
         long_about = "A CNI 1.0 plugin: CNI_COMMAND=ADD|DEL|CHECK|VERSION in the environment, the network configuration as JSON on stdin. Configuration keys: node, nodeNetns, resourceDir, ipam.subnet, ipam.subnet6. CNI_ARGS may carry K8S_POD_NAMESPACE, K8S_POD_NAME and BULKHEAD_LABELS=k=v,k2=v2."
     )]
     Cni,
+    /// Create or update resources on the server from files (`-f FILE|DIR|-`).
+    Apply(cmd::apply::Args),
+    /// Show resources from the server as tables, YAML or JSON.
+    Get(cmd::get::Args),
+    /// Describe one resource: what a policy selects and its rules, what selects an endpoint.
+    Describe(cmd::describe::Args),
+    /// Delete resources from the server, by name or as described by files.
+    Delete(cmd::delete::Args),
+    /// Show what `apply -f` would change, as unified diffs.
+    Diff(cmd::diff::Args),
+    /// Check a server URL and token and save them for later commands.
+    Login(cmd::login::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +74,12 @@ fn main() -> ExitCode {
         Command::Node(c) => cmd::node::run(c),
         Command::Workload(c) => cmd::workload::run(c),
         Command::Cni => cmd::cni::run(),
+        Command::Apply(args) => cmd::apply::run(args),
+        Command::Get(args) => cmd::get::run(args),
+        Command::Describe(args) => cmd::describe::run(args),
+        Command::Delete(args) => cmd::delete::run(args),
+        Command::Diff(args) => cmd::diff::run(args),
+        Command::Login(args) => cmd::login::run(args),
     };
     match result {
         Ok(code) => code,

@@ -7,7 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use bulkhead_agent::{Agent, AgentConfig, Metrics};
+use anyhow::Context;
+use bulkhead_agent::server_source::ServerSource;
+use bulkhead_agent::source::DirSource;
+use bulkhead_agent::{Agent, AgentConfig, Metrics, Source};
+use bulkhead_client::{Client, Config};
 use bulkhead_dataplane::RenderConfig;
 use bulkhead_dataplane::naming::WORKLOAD_PREFIX;
 
@@ -15,9 +19,13 @@ use bulkhead_dataplane::naming::WORKLOAD_PREFIX;
 #[derive(clap::Args)]
 #[command(
     after_help = "The agent restores its cached rules first (a restart never opens a gap), then\n\
-enforces the resources in --from-dir, re-reading it on every change, and reads the kernel\n\
-table back every --resync-secs to repair tampering.\n\nExample:\n  \
-bulkhead node add node1\n  bulkhead agent --node node1 --netns node1 --from-dir /tmp/resources --listen 127.0.0.1:9091"
+enforces the resources in --from-dir (re-reading it on every change) or those the server\n\
+holds (--server: list, then watch; while the server is away the last state stays), and\n\
+reads the kernel table back every --resync-secs to repair tampering. The token comes from\n\
+--token, then BULKHEAD_TOKEN, then the config file of `bulkhead login` for that server.\n\n\
+Examples:\n  \
+bulkhead node add node1\n  bulkhead agent --node node1 --netns node1 --from-dir /tmp/resources --listen 127.0.0.1:9091\n  \
+bulkhead agent --node node1 --server http://10.0.0.1:8080 --token \"$AGENT_TOKEN\""
 )]
 pub struct Args {
     /// This node's name: pods with spec.nodeName, WorkloadEndpoints and HostEndpoints with
@@ -25,8 +33,19 @@ pub struct Args {
     #[arg(long, env = "BULKHEAD_NODE")]
     node: String,
     /// Directory of resources (YAML/JSON) to enforce.
-    #[arg(long, env = "BULKHEAD_FROM_DIR")]
-    from_dir: PathBuf,
+    #[arg(
+        long,
+        env = "BULKHEAD_FROM_DIR",
+        required_unless_present = "server",
+        conflicts_with = "server"
+    )]
+    from_dir: Option<PathBuf>,
+    /// Take the resources from this Bulkhead server (list and watch).
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(long, value_name = "TOKEN", requires = "server")]
+    token: Option<String>,
     /// Program the node sandbox with this network namespace name instead of the agent's
     /// own namespace.
     #[arg(long)]
@@ -58,9 +77,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let state_dir = args
         .state_dir
         .unwrap_or_else(|| PathBuf::from(format!("/var/lib/bulkhead/agent-{}", args.node)));
+    let source = match (&args.from_dir, &args.server) {
+        (Some(dir), _) => Source::Dir(DirSource::new(dir)),
+        (None, Some(server)) => {
+            let config = Config::resolve(Some(server), args.token.as_deref())?;
+            let client = Client::from_config(&config).context("--server")?;
+            Source::Server(ServerSource::new(client))
+        }
+        (None, None) => anyhow::bail!("give --from-dir DIR or --server URL"),
+    };
     let config = AgentConfig {
         node: args.node,
-        from_dir: args.from_dir,
+        from_dir: args.from_dir.unwrap_or_default(),
         netns: args.netns,
         state_dir: Some(state_dir),
         poll: Duration::from_millis(args.poll_ms.max(10)),
@@ -69,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             workload_prefix: args.workload_prefix,
         },
     };
-    let mut agent = Agent::new(config, metrics);
+    let mut agent = Agent::with_source(config, source, metrics);
     let stop = AtomicBool::new(false);
     agent.run(&stop);
     Ok(ExitCode::SUCCESS)

@@ -1,8 +1,14 @@
 //! The subcommands.
 
 pub mod agent;
+pub mod apply;
 pub mod check;
 pub mod cni;
 pub mod conformance;
+pub mod delete;
+pub mod describe;
+pub mod diff;
+pub mod get;
+pub mod login;
 pub mod node;
 pub mod workload;
