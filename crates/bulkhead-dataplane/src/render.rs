@@ -12,13 +12,22 @@
 //!   and returns, Pass sets the pass mark and returns, Deny drops. End of tier drops
 //!   unless the tier's default is Pass. Then the profiles, then drop.
 //! - Policy and profile chains are shared by every endpoint that uses them.
+//!
+//! [`render`] computes the table from scratch. Its pieces are public so that
+//! `bulkhead-calc` maintains the same table incrementally with the same code: every
+//! chain's text comes from [`forward_chain`], [`endpoint_rules`], [`policy_chain`],
+//! [`profile_chain`] and [`host_base_chains`]; set members from the rule renderer's
+//! formatting functions. Only *which* pieces exist and the members of sets are computed
+//! differently (here by scanning the [`Cluster`]).
 
+use bulkhead_api::Resource;
 use bulkhead_api::values::TierDefaultAction;
 use bulkhead_engine::compile::{Policy, PolicyClass, Profile};
 use bulkhead_engine::eval::{FAILSAFE_INBOUND, FAILSAFE_OUTBOUND};
 use bulkhead_engine::{Cluster, EndpointKind, Mode, PolicyRef};
 
-use crate::rules::{MARK_ACCEPT, MARK_PASS, RuleRenderer, proto_name};
+use crate::naming::workload_interface;
+use crate::rules::{MARK_ACCEPT, MARK_PASS, RuleRenderer, SetRequests, proto_name, set_elements};
 use crate::table::{Chain, Hook, Set, SetKind, Table, VerdictMap};
 
 /// An endpoint enforced on this node.
@@ -49,6 +58,82 @@ impl Default for RenderConfig {
     }
 }
 
+impl LocalEndpoint {
+    /// The endpoint `resource` describes if it is enforced on `node`: a Pod scheduled on
+    /// it (`spec.nodeName`, not `hostNetwork`) behind the interface
+    /// [`workload_interface`] derives; a WorkloadEndpoint with `spec.node` behind its
+    /// `spec.interfaceName` (or the derived name when empty); a HostEndpoint with
+    /// `spec.node` on its `spec.interfaceName` (`*` when empty). `None` otherwise.
+    pub fn for_node(resource: &Resource, node: &str, prefix: &str) -> Option<LocalEndpoint> {
+        let namespace = |ns: &Option<String>| ns.clone().unwrap_or_else(|| "default".into());
+        match resource {
+            Resource::Pod(p)
+                if p.spec.node_name.as_deref() == Some(node) && !p.spec.host_network =>
+            {
+                let ns = namespace(&p.metadata.namespace);
+                Some(LocalEndpoint {
+                    kind: EndpointKind::Workload,
+                    interface: workload_interface(prefix, &ns, &p.metadata.name),
+                    namespace: Some(ns),
+                    name: p.metadata.name.clone(),
+                })
+            }
+            Resource::WorkloadEndpoint(w) if w.spec.node == node => {
+                let ns = namespace(&w.metadata.namespace);
+                let interface = if w.spec.interface_name.is_empty() {
+                    workload_interface(prefix, &ns, &w.metadata.name)
+                } else {
+                    w.spec.interface_name.clone()
+                };
+                Some(LocalEndpoint {
+                    kind: EndpointKind::Workload,
+                    interface,
+                    namespace: Some(ns),
+                    name: w.metadata.name.clone(),
+                })
+            }
+            Resource::HostEndpoint(h) if h.spec.node == node => Some(LocalEndpoint {
+                kind: EndpointKind::Host,
+                namespace: None,
+                name: h.metadata.name.clone(),
+                interface: if h.spec.interface_name.is_empty() {
+                    "*".into()
+                } else {
+                    h.spec.interface_name.clone()
+                },
+            }),
+            _ => None,
+        }
+    }
+
+    /// The order [`local_endpoints`] returns endpoints in: namespace, name, kind,
+    /// interface. [`render`] gives the later of two workloads on one interface the
+    /// interface, and keeps host endpoints in this order within named interfaces and `*`.
+    pub fn order_key(&self) -> (Option<&str>, &str, bool, &str) {
+        (
+            self.namespace.as_deref(),
+            &self.name,
+            self.kind == EndpointKind::Host,
+            &self.interface,
+        )
+    }
+}
+
+/// Every endpoint of `node` among `resources` ([`LocalEndpoint::for_node`]), in
+/// [`LocalEndpoint::order_key`] order.
+pub fn local_endpoints<'a>(
+    resources: impl IntoIterator<Item = &'a Resource>,
+    node: &str,
+    prefix: &str,
+) -> Vec<LocalEndpoint> {
+    let mut out: Vec<LocalEndpoint> = resources
+        .into_iter()
+        .filter_map(|r| LocalEndpoint::for_node(r, node, prefix))
+        .collect();
+    out.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    out
+}
+
 const CT: [&str; 2] = [
     "ct state established,related accept",
     "ct state invalid drop",
@@ -57,6 +142,7 @@ const CT: [&str; 2] = [
 /// Renders the table that enforces `cluster` for the `local` endpoints.
 pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig) -> Table {
     let mut table = Table::default();
+    let mut sets = SetRequests::new();
     let workloads: Vec<&LocalEndpoint> = local
         .iter()
         .filter(|e| e.kind == EndpointKind::Workload)
@@ -66,19 +152,7 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
         .filter(|e| e.kind == EndpointKind::Host)
         .collect();
 
-    let prefix = &config.workload_prefix;
-    let mut forward: Vec<String> = CT.iter().map(|s| s.to_string()).collect();
-    forward.push(format!("iifname \"{prefix}*\" iifname != @wl_known drop"));
-    forward.push(format!("oifname \"{prefix}*\" oifname != @wl_known drop"));
-    forward.push("iifname vmap @wl_from".into());
-    forward.push("oifname vmap @wl_to".into());
-    table.chains.insert(
-        "forward".into(),
-        Chain {
-            hook: Some(Hook::Forward),
-            rules: forward,
-        },
-    );
+    table.chains.insert("forward".into(), forward_chain(config));
     let mut known = Set {
         kind: SetKind::Ifname,
         elements: Default::default(),
@@ -93,61 +167,155 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
             // wl_known, so its traffic is dropped.
             continue;
         };
-        let iface = format!("\"{}\"", w.interface);
-        known.elements.insert(iface.clone());
-        let out_chain = format!("w.{}.out", w.interface);
-        let in_chain = format!("w.{}.in", w.interface);
-        let out_rules = endpoint_chain(cluster, &mut table, index, false, "return");
-        let in_rules = endpoint_chain(cluster, &mut table, index, true, "accept");
-        table.chains.insert(
-            out_chain.clone(),
-            Chain {
-                hook: None,
-                rules: out_rules,
-            },
-        );
-        table.chains.insert(
-            in_chain.clone(),
-            Chain {
-                hook: None,
-                rules: in_rules,
-            },
-        );
+        let names = WorkloadChains::new(&w.interface);
+        let out_rules = cluster_endpoint_rules(cluster, &mut table, &mut sets, index, false);
+        let in_rules = cluster_endpoint_rules(cluster, &mut table, &mut sets, index, true);
+        table
+            .chains
+            .insert(names.egress.clone(), regular(out_rules));
+        table
+            .chains
+            .insert(names.ingress.clone(), regular(in_rules));
+        known.elements.insert(names.key.clone());
         from.elements
-            .insert(iface.clone(), format!("jump {out_chain}"));
-        to.elements.insert(iface, format!("jump {in_chain}"));
+            .insert(names.key.clone(), names.from_verdict());
+        let verdict = names.to_verdict();
+        to.elements.insert(names.key, verdict);
     }
-    table.sets.insert("wl_known".into(), known);
-    table.maps.insert("wl_from".into(), from);
-    table.maps.insert("wl_to".into(), to);
+    table.sets.insert(WL_KNOWN.into(), known);
+    table.maps.insert(WL_FROM.into(), from);
+    table.maps.insert(WL_TO.into(), to);
 
     if !hosts.is_empty() {
-        host_chains(cluster, &mut table, &hosts);
+        let mut present = Vec::new();
+        for h in &hosts {
+            let Some(index) = cluster.endpoint_index(EndpointKind::Host, None, &h.name) else {
+                continue;
+            };
+            let in_rules = cluster_endpoint_rules(cluster, &mut table, &mut sets, index, true);
+            let out_rules = cluster_endpoint_rules(cluster, &mut table, &mut sets, index, false);
+            table
+                .chains
+                .insert(host_chain_name(&h.name, true), regular(in_rules));
+            table
+                .chains
+                .insert(host_chain_name(&h.name, false), regular(out_rules));
+            present.push(*h);
+        }
+        table.chains.extend(host_base_chains(&present));
+    }
+    for (name, request) in &sets {
+        let elements = set_elements(cluster, request);
+        table.sets.insert(
+            name.clone(),
+            Set {
+                kind: request.kind(),
+                elements,
+            },
+        );
     }
     table
 }
 
-fn host_chains(cluster: &Cluster, table: &mut Table, hosts: &[&LocalEndpoint]) {
+/// The set of workload interfaces on the node; traffic on any other workload-prefixed
+/// interface is dropped.
+pub const WL_KNOWN: &str = "wl_known";
+/// Verdict map: workload interface → the workload's egress chain.
+pub const WL_FROM: &str = "wl_from";
+/// Verdict map: workload interface → the workload's ingress chain.
+pub const WL_TO: &str = "wl_to";
+
+/// The `forward` base chain: conntrack, fail-closed dispatch of workload interfaces.
+pub fn forward_chain(config: &RenderConfig) -> Chain {
+    let prefix = &config.workload_prefix;
+    let mut forward: Vec<String> = CT.iter().map(|s| s.to_string()).collect();
+    forward.push(format!("iifname \"{prefix}*\" iifname != @{WL_KNOWN} drop"));
+    forward.push(format!("oifname \"{prefix}*\" oifname != @{WL_KNOWN} drop"));
+    forward.push(format!("iifname vmap @{WL_FROM}"));
+    forward.push(format!("oifname vmap @{WL_TO}"));
+    Chain {
+        hook: Some(Hook::Forward),
+        rules: forward,
+    }
+}
+
+/// The names a workload interface gives its chains and dispatch entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadChains {
+    /// The element of `wl_known` and key of `wl_from`/`wl_to`: the quoted interface.
+    pub key: String,
+    /// `w.<if>.in`.
+    pub ingress: String,
+    /// `w.<if>.out`.
+    pub egress: String,
+}
+
+impl WorkloadChains {
+    /// The names for `interface`.
+    pub fn new(interface: &str) -> WorkloadChains {
+        WorkloadChains {
+            key: format!("\"{interface}\""),
+            ingress: format!("w.{interface}.in"),
+            egress: format!("w.{interface}.out"),
+        }
+    }
+
+    /// The `wl_from` verdict: jump to the egress chain.
+    pub fn from_verdict(&self) -> String {
+        format!("jump {}", self.egress)
+    }
+
+    /// The `wl_to` verdict: jump to the ingress chain.
+    pub fn to_verdict(&self) -> String {
+        format!("jump {}", self.ingress)
+    }
+}
+
+/// `h.<name>.in` / `h.<name>.out`.
+pub fn host_chain_name(name: &str, ingress: bool) -> String {
+    format!("h.{name}.{}", direction(ingress))
+}
+
+/// What an endpoint chain does once the packet is allowed: a workload's egress returns
+/// (the destination's ingress is checked next in the same forward pass); everything else
+/// accepts.
+pub fn allow_verdict(kind: EndpointKind, ingress: bool) -> &'static str {
+    match (kind, ingress) {
+        (EndpointKind::Workload, false) => "return",
+        _ => "accept",
+    }
+}
+
+/// One tier of an endpoint chain: the tier and its policies' chains, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierChains<'a> {
+    /// Tier name.
+    pub tier: &'a str,
+    /// What happens when no policy of the tier decides.
+    pub default_action: TierDefaultAction,
+    /// The policy chains ([`policy_chain_name`]), in evaluation order.
+    pub policies: Vec<String>,
+}
+
+/// One profile of an endpoint, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileChain<'a> {
+    /// The profile exists: its chain ([`profile_chain_name`]).
+    Exists(String),
+    /// No profile of this name exists: the endpoint chain drops here.
+    Missing(&'a str),
+}
+
+/// The base chains of a node with host endpoints: `failsafe.in`/`failsafe.out` and the
+/// `input`/`output` hooks that run them and then each host endpoint's chains (named
+/// interfaces first, then `*`, otherwise in the given order).
+pub fn host_base_chains(hosts: &[&LocalEndpoint]) -> Vec<(String, Chain)> {
     let failsafe = |ports: &[(bulkhead_api::values::Protocol, u16)]| -> Vec<String> {
         ports
             .iter()
             .map(|(p, n)| format!("meta l4proto {} th dport {n} accept", proto_name(*p)))
             .collect()
     };
-    table.chains.insert(
-        "failsafe.in".into(),
-        Chain {
-            hook: None,
-            rules: failsafe(FAILSAFE_INBOUND),
-        },
-    );
-    table.chains.insert(
-        "failsafe.out".into(),
-        Chain {
-            hook: None,
-            rules: failsafe(FAILSAFE_OUTBOUND),
-        },
-    );
     // Neighbour discovery keeps IPv6 working whatever the policy says.
     let nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept";
     let mut input: Vec<String> = CT.iter().map(|s| s.to_string()).collect();
@@ -166,27 +334,8 @@ fn host_chains(cluster: &Cluster, table: &mut Table, hosts: &[&LocalEndpoint]) {
     let mut ordered: Vec<&&LocalEndpoint> = hosts.iter().collect();
     ordered.sort_by_key(|h| h.interface == "*");
     for h in ordered {
-        let Some(index) = cluster.endpoint_index(EndpointKind::Host, None, &h.name) else {
-            continue;
-        };
-        let in_chain = format!("h.{}.in", h.name);
-        let out_chain = format!("h.{}.out", h.name);
-        let in_rules = endpoint_chain(cluster, table, index, true, "accept");
-        let out_rules = endpoint_chain(cluster, table, index, false, "accept");
-        table.chains.insert(
-            in_chain.clone(),
-            Chain {
-                hook: None,
-                rules: in_rules,
-            },
-        );
-        table.chains.insert(
-            out_chain.clone(),
-            Chain {
-                hook: None,
-                rules: out_rules,
-            },
-        );
+        let in_chain = host_chain_name(&h.name, true);
+        let out_chain = host_chain_name(&h.name, false);
         if h.interface == "*" || h.interface.is_empty() {
             input.push(format!("jump {in_chain}"));
             output.push(format!("jump {out_chain}"));
@@ -195,29 +344,31 @@ fn host_chains(cluster: &Cluster, table: &mut Table, hosts: &[&LocalEndpoint]) {
             output.push(format!("oifname \"{}\" jump {out_chain}", h.interface));
         }
     }
-    table.chains.insert(
-        "input".into(),
-        Chain {
-            hook: Some(Hook::Input),
-            rules: input,
-        },
-    );
-    table.chains.insert(
-        "output".into(),
-        Chain {
-            hook: Some(Hook::Output),
-            rules: output,
-        },
-    );
+    vec![
+        ("failsafe.in".into(), regular(failsafe(FAILSAFE_INBOUND))),
+        ("failsafe.out".into(), regular(failsafe(FAILSAFE_OUTBOUND))),
+        (
+            "input".into(),
+            Chain {
+                hook: Some(Hook::Input),
+                rules: input,
+            },
+        ),
+        (
+            "output".into(),
+            Chain {
+                hook: Some(Hook::Output),
+                rules: output,
+            },
+        ),
+    ]
 }
 
-/// The rules of one endpoint's chain for one direction. `allow` is the verdict once the
-/// packet is allowed: `accept`, or `return` where the other side still has to be checked.
-fn endpoint_chain(
-    cluster: &Cluster,
-    table: &mut Table,
-    index: usize,
-    ingress: bool,
+/// The rules of one endpoint's chain for one direction: its tiers with Calico's mark
+/// protocol, then its profiles, then drop. `allow` is [`allow_verdict`].
+pub fn endpoint_rules(
+    tiers: &[TierChains<'_>],
+    profiles: &[ProfileChain<'_>],
     allow: &str,
 ) -> Vec<String> {
     let clear_all = format!(
@@ -228,9 +379,8 @@ fn endpoint_chain(
     let accepted = format!("meta mark & {MARK_ACCEPT:#x} == {MARK_ACCEPT:#x} {allow}");
     let not_passed = format!("meta mark & {MARK_PASS:#x} == 0x0");
     let mut rules = vec![clear_all];
-    for view in cluster.endpoint_tiers(index, Mode::Enforced, PolicyClass::Normal, ingress) {
-        for (i, policy) in view.policies.iter().enumerate() {
-            let chain = policy_chain(cluster, table, policy, ingress);
+    for tier in tiers {
+        for (i, chain) in tier.policies.iter().enumerate() {
             let guard = if i == 0 {
                 String::new()
             } else {
@@ -239,41 +389,96 @@ fn endpoint_chain(
             rules.push(format!("{guard}jump {chain}"));
             rules.push(accepted.clone());
         }
-        if view.tier.default_action == TierDefaultAction::Deny {
+        if tier.default_action == TierDefaultAction::Deny {
             rules.push(format!(
                 "{not_passed} drop comment \"end of tier {}\"",
-                view.tier.name
+                tier.tier
             ));
         }
         rules.push(clear_pass.clone());
     }
-    let Some(endpoint) = cluster.endpoint(index) else {
-        rules.push("drop".into());
-        return rules;
-    };
-    for name in &endpoint.profiles {
-        match cluster.profile(name) {
-            Some(profile) => {
-                let chain = profile_chain(cluster, table, profile, ingress);
+    for profile in profiles {
+        match profile {
+            ProfileChain::Exists(chain) => {
                 rules.push(format!("jump {chain}"));
                 rules.push(accepted.clone());
             }
-            None => rules.push(format!("drop comment \"profile {name} does not exist\"")),
+            ProfileChain::Missing(name) => {
+                rules.push(format!("drop comment \"profile {name} does not exist\""))
+            }
         }
     }
     rules.push("drop comment \"no profile matched\"".into());
     rules
 }
 
+/// [`endpoint_rules`] for endpoint `index` of `cluster`, adding the policy and profile
+/// chains it jumps to (and the sets they use) unless present.
+fn cluster_endpoint_rules(
+    cluster: &Cluster,
+    table: &mut Table,
+    sets: &mut SetRequests,
+    index: usize,
+    ingress: bool,
+) -> Vec<String> {
+    let Some(endpoint) = cluster.endpoint(index) else {
+        return vec!["drop".into()];
+    };
+    let views = cluster.endpoint_tiers(index, Mode::Enforced, PolicyClass::Normal, ingress);
+    let tiers: Vec<TierChains<'_>> = views
+        .iter()
+        .map(|view| TierChains {
+            tier: &view.tier.name,
+            default_action: view.tier.default_action,
+            policies: view
+                .policies
+                .iter()
+                .map(|policy| {
+                    let name = policy_chain_name(&policy.id, ingress);
+                    if !table.chains.contains_key(&name) {
+                        let chain = policy_chain(policy, ingress, sets);
+                        table.chains.insert(name.clone(), chain);
+                    }
+                    name
+                })
+                .collect(),
+        })
+        .collect();
+    let profiles: Vec<ProfileChain<'_>> = endpoint
+        .profiles
+        .iter()
+        .map(|name| match cluster.profile(name) {
+            Some(profile) => {
+                let chain = profile_chain_name(&profile.name, ingress);
+                if !table.chains.contains_key(&chain) {
+                    table
+                        .chains
+                        .insert(chain.clone(), profile_chain(profile, ingress, sets));
+                }
+                ProfileChain::Exists(chain)
+            }
+            None => ProfileChain::Missing(name),
+        })
+        .collect();
+    endpoint_rules(&tiers, &profiles, allow_verdict(endpoint.kind, ingress))
+}
+
+/// A chain without a hook.
+fn regular(rules: Vec<String>) -> Chain {
+    Chain { hook: None, rules }
+}
+
 fn direction(ingress: bool) -> &'static str {
     if ingress { "in" } else { "out" }
 }
 
-fn policy_chain(cluster: &Cluster, table: &mut Table, policy: &Policy, ingress: bool) -> String {
-    let name = format!("p.{}.{}", chain_id(&policy.id), direction(ingress));
-    if table.chains.contains_key(&name) {
-        return name;
-    }
+/// `p.<kind>.<ns>/<name>.in|out`: the chain of a policy's rules for one direction.
+pub fn policy_chain_name(id: &PolicyRef, ingress: bool) -> String {
+    format!("p.{}.{}", chain_id(id), direction(ingress))
+}
+
+/// A policy's chain for one direction; the sets its rules refer to are added to `sets`.
+pub fn policy_chain(policy: &Policy, ingress: bool, sets: &mut SetRequests) -> Chain {
     let allow = format!("meta mark set meta mark | {MARK_ACCEPT:#x} return");
     let pass = format!("meta mark set meta mark | {MARK_PASS:#x} return");
     let rules = if ingress {
@@ -282,7 +487,7 @@ fn policy_chain(cluster: &Cluster, table: &mut Table, policy: &Policy, ingress: 
         &policy.egress
     };
     let mut out = Vec::new();
-    let mut r = RuleRenderer::new(cluster, table);
+    let mut r = RuleRenderer::new(sets);
     for (i, rule) in rules.iter().enumerate() {
         out.extend(r.render(
             rule,
@@ -291,21 +496,16 @@ fn policy_chain(cluster: &Cluster, table: &mut Table, policy: &Policy, ingress: 
             &format!("{} rule {i}", chain_id(&policy.id)),
         ));
     }
-    table.chains.insert(
-        name.clone(),
-        Chain {
-            hook: None,
-            rules: out,
-        },
-    );
-    name
+    regular(out)
 }
 
-fn profile_chain(cluster: &Cluster, table: &mut Table, profile: &Profile, ingress: bool) -> String {
-    let name = format!("r.{}.{}", profile.name, direction(ingress));
-    if table.chains.contains_key(&name) {
-        return name;
-    }
+/// `r.<profile>.in|out`: the chain of a profile's rules for one direction.
+pub fn profile_chain_name(profile: &str, ingress: bool) -> String {
+    format!("r.{profile}.{}", direction(ingress))
+}
+
+/// A profile's chain for one direction; the sets its rules refer to are added to `sets`.
+pub fn profile_chain(profile: &Profile, ingress: bool, sets: &mut SetRequests) -> Chain {
     let allow = format!("meta mark set meta mark | {MARK_ACCEPT:#x} return");
     let rules = if ingress {
         &profile.ingress
@@ -313,7 +513,7 @@ fn profile_chain(cluster: &Cluster, table: &mut Table, profile: &Profile, ingres
         &profile.egress
     };
     let mut out = Vec::new();
-    let mut r = RuleRenderer::new(cluster, table);
+    let mut r = RuleRenderer::new(sets);
     for (i, rule) in rules.iter().enumerate() {
         // Pass in a profile moves on to the next profile, as in Calico's dataplane.
         out.extend(r.render(
@@ -323,14 +523,7 @@ fn profile_chain(cluster: &Cluster, table: &mut Table, profile: &Profile, ingres
             &format!("pro:{} rule {i}", profile.name),
         ));
     }
-    table.chains.insert(
-        name.clone(),
-        Chain {
-            hook: None,
-            rules: out,
-        },
-    );
-    name
+    regular(out)
 }
 
 /// `gnp.name`, `np.ns/name`, `knp.ns/name`: the policy's identity in chain names.

@@ -1,12 +1,18 @@
-//! One compiled rule → nft rule text, per address family.
+//! One compiled rule → nft rule text, per address family, plus the sets it refers to.
 //!
 //! A rule's criteria are ANDed into one nft rule. Selectors and named ports become set
 //! lookups (`ip saddr @s4_…`, `ip daddr . meta l4proto . th dport @n4_…`), so a rule costs
 //! one lookup per criterion however many endpoints match. Two things need more than one
 //! nft rule: a rule that matches numeric ports OR named ports is rendered once for each,
 //! and every rule is rendered once per address family it can match.
+//!
+//! Rendering needs no cluster: a rule's text depends only on the rule. The sets it refers
+//! to come out as [`SetRequest`]s (name → what the set holds); their *members* are
+//! computed separately, from scratch by [`set_elements`] (a scan of a [`Cluster`]) or
+//! incrementally by `bulkhead-calc`. Both format elements with [`selector_elements`] and
+//! [`named_port_element`], so there is one implementation of the text either way.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use base64::Engine as _;
@@ -17,7 +23,7 @@ use bulkhead_selector::Selector;
 use ipnet::IpNet;
 use sha2::{Digest, Sha224};
 
-use crate::table::{Set, SetKind, Table};
+use crate::table::SetKind;
 
 /// Mark bit: a policy or profile accepted the packet.
 pub const MARK_ACCEPT: u32 = 0x1_0000;
@@ -25,7 +31,7 @@ pub const MARK_ACCEPT: u32 = 0x1_0000;
 pub const MARK_PASS: u32 = 0x2_0000;
 
 /// IPv4 or IPv6.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
     /// IPv4.
     V4,
@@ -34,6 +40,14 @@ pub enum Family {
 }
 
 impl Family {
+    /// True if `ip` is of this family.
+    pub fn has(self, ip: &IpAddr) -> bool {
+        matches!(
+            (self, ip),
+            (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_))
+        )
+    }
+
     fn addr(self) -> &'static str {
         match self {
             Family::V4 => "ip",
@@ -48,7 +62,8 @@ impl Family {
         }
     }
 
-    fn contains(self, net: &IpNet) -> bool {
+    /// True if `net` is of this family.
+    pub fn contains(self, net: &IpNet) -> bool {
         matches!(
             (self, net),
             (Family::V4, IpNet::V4(_)) | (Family::V6, IpNet::V6(_))
@@ -56,16 +71,99 @@ impl Family {
     }
 }
 
-/// Renders rules, creating the sets they refer to in `table`.
+/// What a set holds, whatever the address family.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SetSource {
+    /// The address of every endpoint and the CIDRs of every network set whose labels
+    /// match the selector.
+    Selector(Selector),
+    /// `(address, protocol, port)` of every endpoint that matches `selector` (any endpoint
+    /// when `None`) and has a port called one of `names` with `protocol`.
+    NamedPort {
+        /// The rule side's positive selector.
+        selector: Option<Selector>,
+        /// Port names, in rule order.
+        names: Vec<String>,
+        /// The protocol named ports are looked up with.
+        protocol: Protocol,
+    },
+}
+
+/// A set that rendered rules refer to: its family and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SetRequest {
+    /// IPv4 or IPv6.
+    pub family: Family,
+    /// What it holds.
+    pub source: SetSource,
+}
+
+impl SetRequest {
+    /// The set's key type.
+    pub fn kind(&self) -> SetKind {
+        match (&self.source, self.family) {
+            (SetSource::Selector(_), Family::V4) => SetKind::Ipv4,
+            (SetSource::Selector(_), Family::V6) => SetKind::Ipv6,
+            (SetSource::NamedPort { .. }, Family::V4) => SetKind::Ipv4Port,
+            (SetSource::NamedPort { .. }, Family::V6) => SetKind::Ipv6Port,
+        }
+    }
+}
+
+/// The sets rendered rules refer to, by set name.
+pub type SetRequests = BTreeMap<String, SetRequest>;
+
+/// The elements of a requested set, computed from scratch by scanning `cluster`.
+pub fn set_elements(cluster: &Cluster, request: &SetRequest) -> BTreeSet<String> {
+    match &request.source {
+        SetSource::Selector(sel) => {
+            selector_elements(request.family, &cluster.selector_members(sel))
+        }
+        SetSource::NamedPort {
+            selector,
+            names,
+            protocol,
+        } => cluster
+            .named_port_members(selector.as_ref(), names, *protocol)
+            .into_iter()
+            .filter(|(ip, _, _)| request.family.has(ip))
+            .map(|(ip, proto, port)| named_port_element(ip, proto, port))
+            .collect(),
+    }
+}
+
+/// The elements of a selector set in `family` with these members (endpoint addresses as
+/// host prefixes, network-set CIDRs truncated): aggregated into non-overlapping prefixes,
+/// because nft interval sets reject overlaps.
+pub fn selector_elements<'a>(
+    family: Family,
+    members: impl IntoIterator<Item = &'a IpNet>,
+) -> BTreeSet<String> {
+    let members: Vec<IpNet> = members
+        .into_iter()
+        .filter(|n| family.contains(n))
+        .copied()
+        .collect();
+    IpNet::aggregate(&members)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// One element of a named-port set.
+pub fn named_port_element(ip: IpAddr, protocol: Protocol, port: u16) -> String {
+    format!("{ip} . {} . {port}", proto_name(protocol))
+}
+
+/// Renders rules, collecting the sets they refer to.
 pub struct RuleRenderer<'a> {
-    cluster: &'a Cluster,
-    table: &'a mut Table,
+    sets: &'a mut SetRequests,
 }
 
 impl<'a> RuleRenderer<'a> {
-    /// A renderer that adds sets to `table`.
-    pub fn new(cluster: &'a Cluster, table: &'a mut Table) -> Self {
-        RuleRenderer { cluster, table }
+    /// A renderer that adds the sets its rules refer to to `sets`.
+    pub fn new(sets: &'a mut SetRequests) -> Self {
+        RuleRenderer { sets }
     }
 
     /// The nft rules for `rule` with its action: `verdict_allow` is what Allow does
@@ -239,32 +337,23 @@ impl<'a> RuleRenderer<'a> {
         Some(alternatives)
     }
 
-    /// The set of a selector's members in `family`, created on first use.
+    /// The name of the set of a selector's members in `family`, requested on first use.
     fn selector_set(&mut self, sel: &Selector, family: Family) -> String {
         let id = sel.unique_id();
         let id = id.strip_prefix("s:").unwrap_or(&id);
-        let (name, kind) = match family {
-            Family::V4 => (format!("s4_{id}"), SetKind::Ipv4),
-            Family::V6 => (format!("s6_{id}"), SetKind::Ipv6),
+        let name = match family {
+            Family::V4 => format!("s4_{id}"),
+            Family::V6 => format!("s6_{id}"),
         };
-        if !self.table.sets.contains_key(&name) {
-            let members: Vec<IpNet> = self
-                .cluster
-                .selector_members(sel)
-                .into_iter()
-                .filter(|n| family.contains(n))
-                .collect();
-            let elements = IpNet::aggregate(&members)
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            self.table.sets.insert(name.clone(), Set { kind, elements });
-        }
+        self.sets.entry(name.clone()).or_insert_with(|| SetRequest {
+            family,
+            source: SetSource::Selector(sel.clone()),
+        });
         name
     }
 
-    /// The set of `(address, protocol, port)` for the named ports `names` of endpoints
-    /// matching the side's positive selector (any endpoint if it has none).
+    /// The name of the set of `(address, protocol, port)` for the named ports `names` of
+    /// endpoints matching the side's positive selector (any endpoint if it has none).
     fn named_port_set(&mut self, e: &Entity, names: &[String], family: Family) -> String {
         let sel_id = e
             .selector
@@ -278,25 +367,18 @@ impl<'a> RuleRenderer<'a> {
             names.join(",")
         ));
         let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hasher.finalize());
-        let (name, kind) = match family {
-            Family::V4 => (format!("n4_{}", &hash[..24]), SetKind::Ipv4Port),
-            Family::V6 => (format!("n6_{}", &hash[..24]), SetKind::Ipv6Port),
+        let name = match family {
+            Family::V4 => format!("n4_{}", &hash[..24]),
+            Family::V6 => format!("n6_{}", &hash[..24]),
         };
-        if !self.table.sets.contains_key(&name) {
-            let elements: BTreeSet<String> = self
-                .cluster
-                .named_port_members(e.selector.as_ref(), names, e.named_port_protocol)
-                .into_iter()
-                .filter(|(ip, _, _)| {
-                    matches!(
-                        (family, ip),
-                        (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_))
-                    )
-                })
-                .map(|(ip, proto, port)| format!("{ip} . {} . {port}", proto_name(proto)))
-                .collect();
-            self.table.sets.insert(name.clone(), Set { kind, elements });
-        }
+        self.sets.entry(name.clone()).or_insert_with(|| SetRequest {
+            family,
+            source: SetSource::NamedPort {
+                selector: e.selector.clone(),
+                names: names.to_vec(),
+                protocol: e.named_port_protocol,
+            },
+        });
         name
     }
 }

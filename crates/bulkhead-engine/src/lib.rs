@@ -19,6 +19,7 @@ pub mod endpoint;
 pub mod eval;
 pub mod explain;
 pub mod flow;
+pub mod incremental;
 pub mod index;
 pub mod k8s_convert;
 pub mod model;

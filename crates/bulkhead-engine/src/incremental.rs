@@ -1,0 +1,528 @@
+//! The model one resource at a time, for code that maintains it incrementally
+//! (`bulkhead-calc`).
+//!
+//! [`Cluster::build`](crate::Cluster::build) compiles a whole snapshot. An incremental
+//! calculation needs the same conversions for one resource, given the context it depends
+//! on: the labels of its parent profiles for an endpoint or network set; nothing for a
+//! policy (its tier is looked up by the caller). Every function here produces exactly what
+//! `Cluster::build` produces for that resource in that context, and nothing here keeps
+//! state.
+//!
+//! Keep in sync: `model.rs`'s builder performs the same conversions inline (pods,
+//! workload and host endpoints, network sets, implied namespaces and service accounts,
+//! policy compilation, tier and policy order). Until it calls these functions, a change
+//! to one must be made to the other; `bulkhead-calc`'s property test (incremental result
+//! = from-scratch result over random resource sets) catches a divergence.
+
+use std::cmp::Ordering;
+use std::net::IpAddr;
+
+use bulkhead_api::calico::{EndpointPort, ProfileSpec, TierSpec};
+use bulkhead_api::values::{Protocol, StagedAction};
+use bulkhead_api::{
+    DEFAULT_TIER, Kind, LabelMap, NAMESPACE_LABEL, Object, ObjectMeta, Resource, parse_cidr,
+};
+
+use crate::compile::{Policy, PolicyClass, PolicyInput, Profile, compile_policy, compile_profile};
+use crate::decision::EndpointKind;
+use crate::endpoint::{
+    Endpoint, K8S_NAMESPACE_NAME_LABEL, NamedPort, NetworkSet, flatten_labels,
+    namespace_profile_name, service_account_profile_name, workload_special_labels,
+};
+use crate::k8s_convert::{K8S_POLICY_ORDER, k8s_to_calico};
+use crate::model::{ModelError, Tier};
+
+/// The namespace of a namespaced resource (`default` when unset).
+fn namespace_of(meta: &ObjectMeta) -> String {
+    meta.namespace.clone().unwrap_or_else(|| "default".into())
+}
+
+/// The profiles whose labels an endpoint or network set inherits, in order (earlier ones
+/// win). Pods: their namespace's and service account's; WorkloadEndpoints: `spec.profiles`
+/// or, when empty, the namespace's and service account's; HostEndpoints: `spec.profiles`;
+/// NetworkSets: their namespace's; anything else: none.
+pub fn parent_profiles(r: &Resource) -> Vec<String> {
+    match r {
+        Resource::Pod(p) => {
+            let ns = namespace_of(&p.metadata);
+            let sa = p.spec.service_account_name.as_deref().unwrap_or("default");
+            vec![
+                namespace_profile_name(&ns),
+                service_account_profile_name(&ns, sa),
+            ]
+        }
+        Resource::WorkloadEndpoint(w) if w.spec.profiles.is_empty() => {
+            let ns = namespace_of(&w.metadata);
+            let mut out = vec![namespace_profile_name(&ns)];
+            if !w.spec.service_account_name.is_empty() {
+                out.push(service_account_profile_name(
+                    &ns,
+                    &w.spec.service_account_name,
+                ));
+            }
+            out
+        }
+        Resource::WorkloadEndpoint(w) => w.spec.profiles.clone(),
+        Resource::HostEndpoint(h) => h.spec.profiles.clone(),
+        Resource::NetworkSet(s) => vec![namespace_profile_name(&namespace_of(&s.metadata))],
+        _ => Vec::new(),
+    }
+}
+
+/// The namespace a Pod, WorkloadEndpoint or NetworkSet makes exist (with only its name
+/// label) when no Namespace resource describes it. Host-network pods count too.
+pub fn implied_namespace(r: &Resource) -> Option<String> {
+    match r {
+        Resource::Pod(_) | Resource::WorkloadEndpoint(_) | Resource::NetworkSet(_) => {
+            Some(namespace_of(r.meta()))
+        }
+        _ => None,
+    }
+}
+
+/// The service account `(namespace, name)` a Pod (default `default`) or a
+/// WorkloadEndpoint (when it names one) makes exist, unlabelled, when no ServiceAccount
+/// resource describes it.
+pub fn implied_service_account(r: &Resource) -> Option<(String, String)> {
+    match r {
+        Resource::Pod(p) => Some((
+            namespace_of(&p.metadata),
+            p.spec
+                .service_account_name
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+        )),
+        Resource::WorkloadEndpoint(w) if !w.spec.service_account_name.is_empty() => Some((
+            namespace_of(&w.metadata),
+            w.spec.service_account_name.clone(),
+        )),
+        _ => None,
+    }
+}
+
+/// The labels of a Namespace resource as its profile sees them: its own, plus
+/// `kubernetes.io/metadata.name`.
+pub fn namespace_labels(meta: &ObjectMeta) -> LabelMap {
+    let mut labels = meta.labels.clone();
+    labels.insert(K8S_NAMESPACE_NAME_LABEL.into(), meta.name.clone());
+    labels
+}
+
+/// The labels of a namespace that exists only because something in it refers to it.
+pub fn implied_namespace_labels(namespace: &str) -> LabelMap {
+    LabelMap::from([(K8S_NAMESPACE_NAME_LABEL.to_string(), namespace.to_string())])
+}
+
+/// The `(namespace, name)` of a ServiceAccount resource (namespace empty when unset, as
+/// the model keys it).
+pub fn service_account_key(meta: &ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone(),
+    )
+}
+
+/// A Tier resource as the model holds it.
+pub fn tier(t: &Object<TierSpec>) -> Tier {
+    Tier {
+        name: t.metadata.name.clone(),
+        order: t.spec.order,
+        default_action: t.spec.default_action.unwrap_or_default(),
+    }
+}
+
+/// Tier evaluation order: by `order` (none last), then name.
+pub fn tier_cmp(a: &Tier, b: &Tier) -> Ordering {
+    let key = |t: &Tier| t.order.unwrap_or(f64::INFINITY);
+    key(a).total_cmp(&key(b)).then_with(|| a.name.cmp(&b.name))
+}
+
+/// Policy evaluation order within one tier: by `order` (none last), then name, namespace
+/// and kind.
+pub fn policy_cmp(a: &Policy, b: &Policy) -> Ordering {
+    let order = |p: &Policy| p.order.unwrap_or(f64::INFINITY);
+    order(a)
+        .total_cmp(&order(b))
+        .then_with(|| a.id.name.cmp(&b.id.name))
+        .then_with(|| a.id.namespace.cmp(&b.id.namespace))
+        .then_with(|| a.id.kind.cmp(&b.id.kind))
+}
+
+/// A Profile resource compiled (its labels are `spec.labelsToApply`).
+pub fn profile(p: &Object<ProfileSpec>) -> Result<Profile, ModelError> {
+    compile_profile(&p.metadata.name, &p.spec.ingress, &p.spec.egress)
+}
+
+/// The profile of a service account that no Profile resource overrides: no rules.
+pub fn service_account_profile(name: &str) -> Profile {
+    Profile {
+        name: name.to_string(),
+        ingress: Vec::new(),
+        egress: Vec::new(),
+    }
+}
+
+/// The tier a policy resource must find, or `None` (not a policy, or a staged `Delete`,
+/// which names no tier the model checks).
+pub fn required_tier(r: &Resource) -> Option<&str> {
+    match r {
+        Resource::GlobalNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o) => {
+            (!staged_delete(r.kind(), o.spec.staged_action))
+                .then(|| o.spec.tier.as_deref().unwrap_or(DEFAULT_TIER))
+        }
+        Resource::NetworkPolicy(o) | Resource::StagedNetworkPolicy(o) => {
+            (!staged_delete(r.kind(), o.spec.staged_action))
+                .then(|| o.spec.tier.as_deref().unwrap_or(DEFAULT_TIER))
+        }
+        _ => None,
+    }
+}
+
+fn staged_delete(kind: Kind, action: Option<StagedAction>) -> bool {
+    kind.is_staged() && action == Some(StagedAction::Delete)
+}
+
+/// A policy resource compiled. `None` for resources that are not policies and for staged
+/// `Delete` policies (they only remove an enforced policy from pending verdicts). The tier
+/// is not checked: see [`required_tier`].
+pub fn policy(r: &Resource) -> Result<Option<Policy>, ModelError> {
+    let kind = r.kind();
+    if !kind.is_policy() {
+        return Ok(None);
+    }
+    let meta = r.meta();
+    let namespace = meta.namespace.as_deref().filter(|_| kind.is_namespaced());
+    let base = |tier: &'static str| PolicyInput {
+        kind,
+        namespace,
+        name: &meta.name,
+        tier,
+        order: None,
+        selector: None,
+        namespace_selector: None,
+        service_account_selector: None,
+        types: &[],
+        ingress: &[],
+        egress: &[],
+        staged: None,
+        class: PolicyClass::Normal,
+    };
+    let compiled = match r {
+        Resource::GlobalNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o) => {
+            if staged_delete(kind, o.spec.staged_action) {
+                return Ok(None);
+            }
+            let s = &o.spec;
+            let class = if s.do_not_track {
+                PolicyClass::Untracked
+            } else if s.pre_dnat {
+                PolicyClass::PreDnat
+            } else {
+                PolicyClass::Normal
+            };
+            compile_policy(PolicyInput {
+                tier: s.tier.as_deref().unwrap_or(DEFAULT_TIER),
+                order: s.order,
+                selector: s.selector.as_deref(),
+                namespace_selector: s.namespace_selector.as_deref(),
+                service_account_selector: s.service_account_selector.as_deref(),
+                types: &s.types,
+                ingress: &s.ingress,
+                egress: &s.egress,
+                staged: kind
+                    .is_staged()
+                    .then(|| s.staged_action.unwrap_or_default()),
+                class,
+                ..base("")
+            })?
+        }
+        Resource::NetworkPolicy(o) | Resource::StagedNetworkPolicy(o) => {
+            if staged_delete(kind, o.spec.staged_action) {
+                return Ok(None);
+            }
+            let s = &o.spec;
+            compile_policy(PolicyInput {
+                tier: s.tier.as_deref().unwrap_or(DEFAULT_TIER),
+                order: s.order,
+                selector: s.selector.as_deref(),
+                service_account_selector: s.service_account_selector.as_deref(),
+                types: &s.types,
+                ingress: &s.ingress,
+                egress: &s.egress,
+                staged: kind
+                    .is_staged()
+                    .then(|| s.staged_action.unwrap_or_default()),
+                ..base("")
+            })?
+        }
+        Resource::KubernetesNetworkPolicy(o) | Resource::StagedKubernetesNetworkPolicy(o) => {
+            if staged_delete(kind, o.spec.staged_action) {
+                return Ok(None);
+            }
+            let converted = k8s_to_calico(&o.spec);
+            compile_policy(PolicyInput {
+                order: Some(K8S_POLICY_ORDER),
+                selector: converted.selector.as_deref(),
+                types: &converted.types,
+                ingress: &converted.ingress,
+                egress: &converted.egress,
+                staged: kind
+                    .is_staged()
+                    .then(|| o.spec.staged_action.unwrap_or_default()),
+                ..base(DEFAULT_TIER)
+            })?
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(compiled))
+}
+
+/// The endpoint a Pod (unless host-network), WorkloadEndpoint or HostEndpoint describes,
+/// with its labels flattened over `labels_of(profile)` for each of its
+/// [`parent_profiles`] (`None`: that profile has no labels). `None` for anything else.
+pub fn endpoint<'a>(
+    r: &Resource,
+    labels_of: impl Fn(&str) -> Option<&'a LabelMap>,
+) -> Result<Option<Endpoint>, ModelError> {
+    let profiles = parent_profiles(r);
+    let inherited: Vec<&LabelMap> = profiles.iter().filter_map(|p| labels_of(p)).collect();
+    let endpoint = match r {
+        Resource::Pod(p) if !p.spec.host_network => {
+            let ns = namespace_of(&p.metadata);
+            let sa = p
+                .spec
+                .service_account_name
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            let special = workload_special_labels(&ns, Some("k8s"), Some(&sa));
+            let who = format!("Pod {ns}/{}", p.metadata.name);
+            let mut ips = Vec::new();
+            let texts = p
+                .status
+                .pod_ips
+                .iter()
+                .map(|i| ("status.podIPs", &i.ip))
+                .chain(p.status.pod_ip.iter().map(|i| ("status.podIP", i)));
+            for (field, text) in texts {
+                let ip = parse_ip(text, &who, field)?;
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+            let ports = p
+                .spec
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter())
+                .filter_map(|cp| {
+                    Some(NamedPort {
+                        name: cp.name.clone()?,
+                        protocol: cp
+                            .protocol
+                            .as_deref()
+                            .and_then(Protocol::parse)
+                            .unwrap_or(Protocol::TCP),
+                        port: cp.container_port,
+                    })
+                })
+                .collect();
+            Endpoint {
+                kind: EndpointKind::Workload,
+                namespace: Some(ns),
+                name: p.metadata.name.clone(),
+                service_account: Some(sa),
+                own_labels: p.metadata.labels.clone(),
+                labels: flatten_labels(&p.metadata.labels, &special, &inherited),
+                profiles,
+                ips,
+                ports,
+            }
+        }
+        Resource::WorkloadEndpoint(w) => {
+            let ns = namespace_of(&w.metadata);
+            let sa = (!w.spec.service_account_name.is_empty())
+                .then(|| w.spec.service_account_name.clone());
+            let orchestrator =
+                (!w.spec.orchestrator.is_empty()).then_some(w.spec.orchestrator.as_str());
+            let special = workload_special_labels(&ns, orchestrator, sa.as_deref());
+            let who = format!("WorkloadEndpoint {ns}/{}", w.metadata.name);
+            let ips = w
+                .spec
+                .ip_networks
+                .iter()
+                .map(|n| {
+                    parse_cidr(n)
+                        .map(|n| n.addr())
+                        .ok_or_else(|| ModelError::BadAddress {
+                            endpoint: who.clone(),
+                            field: "spec.ipNetworks".into(),
+                            value: n.clone(),
+                        })
+                })
+                .collect::<Result<_, _>>()?;
+            Endpoint {
+                kind: EndpointKind::Workload,
+                namespace: Some(ns),
+                name: w.metadata.name.clone(),
+                service_account: sa,
+                own_labels: w.metadata.labels.clone(),
+                labels: flatten_labels(&w.metadata.labels, &special, &inherited),
+                profiles,
+                ips,
+                ports: named_ports(&w.spec.ports),
+            }
+        }
+        Resource::HostEndpoint(h) => {
+            let who = format!("HostEndpoint {}", h.metadata.name);
+            let ips = h
+                .spec
+                .expected_ips
+                .iter()
+                .map(|t| parse_ip(t, &who, "spec.expectedIPs"))
+                .collect::<Result<_, _>>()?;
+            Endpoint {
+                kind: EndpointKind::Host,
+                namespace: None,
+                name: h.metadata.name.clone(),
+                service_account: None,
+                own_labels: h.metadata.labels.clone(),
+                labels: flatten_labels(&h.metadata.labels, &LabelMap::new(), &inherited),
+                profiles,
+                ips,
+                ports: named_ports(&h.spec.ports),
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(endpoint))
+}
+
+/// The network set a GlobalNetworkSet or NetworkSet describes; a NetworkSet's labels are
+/// flattened over its namespace's profile labels (`labels_of`). `None` for anything else.
+pub fn network_set<'a>(
+    r: &Resource,
+    labels_of: impl Fn(&str) -> Option<&'a LabelMap>,
+) -> Result<Option<NetworkSet>, ModelError> {
+    let (Resource::GlobalNetworkSet(s) | Resource::NetworkSet(s)) = r else {
+        return Ok(None);
+    };
+    let kind = r.kind();
+    let namespace = (kind == Kind::NetworkSet).then(|| namespace_of(&s.metadata));
+    let labels = match &namespace {
+        Some(ns) => {
+            let mut special = LabelMap::new();
+            special.insert(NAMESPACE_LABEL.into(), ns.clone());
+            let profiles = parent_profiles(r);
+            let inherited: Vec<&LabelMap> = profiles.iter().filter_map(|p| labels_of(p)).collect();
+            flatten_labels(&s.metadata.labels, &special, &inherited)
+        }
+        None => s.metadata.labels.clone(),
+    };
+    let nets = s
+        .spec
+        .nets
+        .iter()
+        .map(|n| {
+            parse_cidr(n).ok_or_else(|| ModelError::BadAddress {
+                endpoint: format!("{} {}", kind.kind_name(), s.metadata.name),
+                field: "spec.nets".into(),
+                value: n.clone(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(NetworkSet {
+        namespace,
+        name: s.metadata.name.clone(),
+        labels,
+        nets,
+    }))
+}
+
+fn named_ports(ports: &[EndpointPort]) -> Vec<NamedPort> {
+    ports
+        .iter()
+        .map(|p| NamedPort {
+            name: p.name.clone(),
+            protocol: p.protocol,
+            port: p.port,
+        })
+        .collect()
+}
+
+fn parse_ip(text: &str, who: &str, field: &str) -> Result<IpAddr, ModelError> {
+    text.parse().map_err(|_| ModelError::BadAddress {
+        endpoint: who.to_string(),
+        field: field.to_string(),
+        value: text.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Cluster;
+    use bulkhead_api::load_str;
+
+    fn resources(text: &str) -> Vec<Resource> {
+        load_str("test", text)
+            .expect("valid resources")
+            .into_iter()
+            .map(|l| l.resource)
+            .collect()
+    }
+
+    #[test]
+    fn one_resource_converts_as_the_whole_model_does() {
+        let rs = resources(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {env: prod}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec:
+  serviceAccountName: front
+  containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]
+status: {podIP: 10.0.0.1}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  order: 5
+  selector: app == 'web'
+  ingress: [{action: Allow, source: {selector: app == 'db'}}]
+"#,
+        );
+        let cluster = Cluster::build(&rs).expect("model builds");
+        let ns = namespace_labels(rs[0].meta());
+        let ns_profile = crate::endpoint::namespace_profile_labels("shop", &ns);
+        let sa_profile = crate::endpoint::service_account_profile_labels("front", &LabelMap::new());
+        let labels_of = |p: &str| match p {
+            "kns.shop" => Some(&ns_profile),
+            "ksa.shop.front" => Some(&sa_profile),
+            _ => None,
+        };
+        let e = endpoint(&rs[1], labels_of)
+            .expect("converts")
+            .expect("an endpoint");
+        let want = cluster.workload("shop", "web").expect("in the model");
+        assert_eq!(e.labels, want.labels);
+        assert_eq!(e.ips, want.ips);
+        assert_eq!(e.ports, want.ports);
+        assert_eq!(e.profiles, want.profiles);
+        assert_eq!(implied_namespace(&rs[1]).as_deref(), Some("shop"));
+        assert_eq!(
+            implied_service_account(&rs[1]),
+            Some(("shop".into(), "front".into()))
+        );
+        let p = policy(&rs[2]).expect("compiles").expect("a policy");
+        let want = &cluster.policies()[0];
+        assert_eq!(p.selector, want.selector);
+        assert_eq!(p.order, want.order);
+        assert_eq!(required_tier(&rs[2]), Some("default"));
+        assert_eq!(policy_cmp(&p, want), Ordering::Equal);
+    }
+}
