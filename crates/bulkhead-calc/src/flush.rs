@@ -1,0 +1,358 @@
+//! The flush: everything `apply` deferred, in dependency order.
+
+use std::collections::{BTreeSet, HashMap};
+
+use bulkhead_dataplane::render::{
+    LocalEndpoint, ProfileChain, TierChains, WL_FROM, WL_KNOWN, WL_TO, WorkloadChains,
+    allow_verdict, endpoint_rules, host_base_chains, host_chain_name, policy_chain,
+    policy_chain_name, profile_chain, profile_chain_name,
+};
+use bulkhead_dataplane::rules::{SetRequest, SetRequests};
+use bulkhead_dataplane::table::{Chain, Set};
+use bulkhead_engine::EndpointKind;
+
+use crate::ItemId;
+use crate::graph::{CalcGraph, ChainSource, ChainState, Item, Rendered, SetState};
+use crate::ipsets::{IpSetIndex, SourceId};
+use crate::sequencer::Delta;
+
+impl CalcGraph {
+    /// Brings the table up to date with every update applied so far and returns what
+    /// changed, in the order a dataplane can apply it ([`Delta`]).
+    ///
+    /// Order of work, each step feeding the next:
+    /// 1. endpoint chains of the dirty local endpoints: their tier lists are recomputed
+    ///    and rendered; the policy and profile chains they jump to are reference counted
+    ///    (endpoints that stopped being local are dropped first, so that one coming back
+    ///    under the same name in the same flush wins);
+    /// 2. policy and profile chains whose reference count reached zero are removed, the
+    ///    others that are new or whose rules changed are rendered; the sets their rules
+    ///    use are reference counted (a set's source is acquired on first use);
+    /// 3. sets no rule uses any more are removed and their sources released;
+    /// 4. the elements of new sets and of sets whose members changed are computed;
+    /// 5. workload dispatch (`wl_known`, `wl_from`, `wl_to`, `w.<if>.*`) for the
+    ///    interfaces whose owner or chains changed, and the host base chains;
+    /// 6. the sequencer compares every touched object with its value before the flush.
+    ///
+    /// Only dirty objects are visited; nothing here scans all endpoints or policies.
+    pub fn flush(&mut self) -> Delta {
+        self.flush_endpoints();
+        self.flush_chains();
+        self.flush_released_sets();
+        self.flush_set_elements();
+        self.flush_dispatch();
+        self.seq.finish()
+    }
+
+    fn flush_endpoints(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty_locals);
+        let (gone, present): (Vec<ItemId>, Vec<ItemId>) = dirty
+            .into_iter()
+            .partition(|id| !self.locals.get(id).is_some_and(|l| l.present));
+        for id in gone {
+            let Some(state) = self.locals.remove(&id) else {
+                continue;
+            };
+            for (name, _) in &state.rendered.chains {
+                self.unref_chain(name);
+            }
+            if state.local.kind == EndpointKind::Host {
+                for ingress in [true, false] {
+                    self.seq
+                        .remove_chain(&host_chain_name(&state.local.name, ingress));
+                }
+            }
+        }
+        for id in present {
+            self.resolve(id);
+        }
+    }
+
+    /// Recomputes local endpoint `id`'s tier lists and chains.
+    fn resolve(&mut self, id: ItemId) {
+        let (Some(item), Some(state)) = (self.items.get(&id), self.locals.get(&id)) else {
+            return;
+        };
+        let Some(endpoint) = item.endpoint() else {
+            debug_assert!(false, "BUG: local item {id:?} is not an endpoint");
+            return;
+        };
+        let kind = endpoint.kind;
+        let mut rendered = Rendered::default();
+        for ingress in [true, false] {
+            let lists = self.rules.tier_lists(id, ingress);
+            let tiers: Vec<TierChains<'_>> = lists
+                .iter()
+                .map(|list| TierChains {
+                    tier: &list.tier.name,
+                    default_action: list.tier.default_action,
+                    policies: list
+                        .policies
+                        .iter()
+                        .map(|(key, policy)| {
+                            let name = policy_chain_name(&policy.id, ingress);
+                            rendered
+                                .chains
+                                .push((name.clone(), ChainSource::Policy((*key).clone(), ingress)));
+                            name
+                        })
+                        .collect(),
+                })
+                .collect();
+            let profiles: Vec<ProfileChain<'_>> = endpoint
+                .profiles
+                .iter()
+                .map(|name| {
+                    if self.inherit.profile_exists(name) {
+                        let chain = profile_chain_name(name, ingress);
+                        rendered
+                            .chains
+                            .push((chain.clone(), ChainSource::Profile(name.clone(), ingress)));
+                        ProfileChain::Exists(chain)
+                    } else {
+                        ProfileChain::Missing(name)
+                    }
+                })
+                .collect();
+            let rules = endpoint_rules(&tiers, &profiles, allow_verdict(kind, ingress));
+            if ingress {
+                rendered.ingress = rules;
+            } else {
+                rendered.egress = rules;
+            }
+        }
+        let local = state.local.clone();
+        for (name, source) in &rendered.chains {
+            self.ref_chain(name, source);
+        }
+        let old = match self.locals.get_mut(&id) {
+            Some(state) => std::mem::replace(&mut state.rendered, rendered),
+            None => Rendered::default(),
+        };
+        for (name, _) in &old.chains {
+            self.unref_chain(name);
+        }
+        match local.kind {
+            EndpointKind::Workload => {
+                self.dirty_ifaces.insert(local.interface.clone());
+            }
+            EndpointKind::Host => {
+                if let Some(state) = self.locals.get(&id) {
+                    let (ingress, egress) = (&state.rendered.ingress, &state.rendered.egress);
+                    self.seq
+                        .put_chain(&host_chain_name(&local.name, true), regular(ingress));
+                    self.seq
+                        .put_chain(&host_chain_name(&local.name, false), regular(egress));
+                }
+            }
+        }
+    }
+
+    fn ref_chain(&mut self, name: &str, source: &ChainSource) {
+        let state = self
+            .chains
+            .entry(name.to_string())
+            .or_insert_with(|| ChainState {
+                refs: 0,
+                source: source.clone(),
+                sets: Vec::new(),
+            });
+        state.refs += 1;
+        if state.refs == 1 {
+            state.source = source.clone();
+            self.dirty_chains.insert(name.to_string());
+        }
+    }
+
+    fn unref_chain(&mut self, name: &str) {
+        if let Some(state) = self.chains.get_mut(name) {
+            state.refs -= 1;
+            if state.refs == 0 {
+                self.dirty_chains.insert(name.to_string());
+            }
+        }
+    }
+
+    fn flush_chains(&mut self) {
+        for name in std::mem::take(&mut self.dirty_chains) {
+            let Some(state) = self.chains.get(&name) else {
+                continue;
+            };
+            if state.refs == 0 {
+                if let Some(state) = self.chains.remove(&name) {
+                    for set in &state.sets {
+                        self.unref_set(set);
+                    }
+                }
+                self.seq.remove_chain(&name);
+                continue;
+            }
+            let mut requests = SetRequests::new();
+            let chain = match &state.source {
+                ChainSource::Policy(key, ingress) => match self.rules.policy(key) {
+                    Some(p) => policy_chain(p, *ingress, &mut requests),
+                    None => {
+                        debug_assert!(false, "BUG: chain {name} of a policy that is gone");
+                        regular(&[])
+                    }
+                },
+                ChainSource::Profile(profile, ingress) => match self.inherit.profile(profile) {
+                    Some(p) => profile_chain(&p, *ingress, &mut requests),
+                    None => {
+                        debug_assert!(false, "BUG: chain {name} of a profile that is gone");
+                        regular(&[])
+                    }
+                },
+            };
+            let new_sets: Vec<String> = requests.keys().cloned().collect();
+            for (set, request) in requests {
+                self.ref_set(set, request);
+            }
+            let old_sets = match self.chains.get_mut(&name) {
+                Some(state) => std::mem::replace(&mut state.sets, new_sets),
+                None => Vec::new(),
+            };
+            for set in &old_sets {
+                self.unref_set(set);
+            }
+            self.seq.put_chain(&name, chain);
+        }
+    }
+
+    fn ref_set(&mut self, name: String, request: SetRequest) {
+        if let Some(state) = self.sets.get_mut(&name) {
+            state.refs += 1;
+            return;
+        }
+        let source = acquire(&mut self.ipsets, &self.items, &request);
+        self.source_sets
+            .entry(source)
+            .or_default()
+            .insert(name.clone());
+        self.new_sets.insert(name.clone());
+        self.sets.insert(
+            name,
+            SetState {
+                refs: 1,
+                request,
+                source,
+            },
+        );
+    }
+
+    fn unref_set(&mut self, name: &str) {
+        if let Some(state) = self.sets.get_mut(name) {
+            state.refs -= 1;
+            if state.refs == 0 {
+                self.released_sets.insert(name.to_string());
+            }
+        }
+    }
+
+    fn flush_released_sets(&mut self) {
+        for name in std::mem::take(&mut self.released_sets) {
+            if self.sets.get(&name).is_none_or(|s| s.refs > 0) {
+                continue;
+            }
+            let Some(state) = self.sets.remove(&name) else {
+                continue;
+            };
+            if let Some(names) = self.source_sets.get_mut(&state.source) {
+                names.remove(&name);
+                if names.is_empty() {
+                    self.source_sets.remove(&state.source);
+                }
+            }
+            self.ipsets.release(state.source);
+            self.new_sets.remove(&name);
+            self.seq.remove_set(&name);
+        }
+    }
+
+    fn flush_set_elements(&mut self) {
+        let mut names: BTreeSet<String> = std::mem::take(&mut self.new_sets);
+        for source in self.ipsets.take_dirty() {
+            if let Some(sets) = self.source_sets.get(&source) {
+                names.extend(sets.iter().cloned());
+            }
+        }
+        for name in names {
+            let Some(state) = self.sets.get(&name) else {
+                continue;
+            };
+            let elements = self.ipsets.elements(state.source, state.request.family);
+            self.seq.put_set(
+                &name,
+                Set {
+                    kind: state.request.kind(),
+                    elements,
+                },
+            );
+        }
+    }
+
+    fn flush_dispatch(&mut self) {
+        for iface in std::mem::take(&mut self.dirty_ifaces) {
+            let names = WorkloadChains::new(&iface);
+            // The last owner in local-endpoint order wins, as in `render`.
+            let winner = self
+                .ifaces
+                .get(&iface)
+                .and_then(|owners| owners.values().next_back())
+                .and_then(|id| self.locals.get(id));
+            match winner {
+                Some(state) => {
+                    let ingress = regular(&state.rendered.ingress);
+                    let egress = regular(&state.rendered.egress);
+                    self.seq.put_chain(&names.ingress, ingress);
+                    self.seq.put_chain(&names.egress, egress);
+                    self.seq.set_element(WL_KNOWN, &names.key, true);
+                    self.seq
+                        .put_verdict(WL_FROM, &names.key, Some(names.from_verdict()));
+                    self.seq
+                        .put_verdict(WL_TO, &names.key, Some(names.to_verdict()));
+                }
+                None => {
+                    self.seq.remove_chain(&names.ingress);
+                    self.seq.remove_chain(&names.egress);
+                    self.seq.set_element(WL_KNOWN, &names.key, false);
+                    self.seq.put_verdict(WL_FROM, &names.key, None);
+                    self.seq.put_verdict(WL_TO, &names.key, None);
+                }
+            }
+        }
+        if std::mem::take(&mut self.hosts_dirty) {
+            let hosts: Vec<&LocalEndpoint> = self
+                .hosts
+                .values()
+                .filter_map(|id| self.locals.get(id))
+                .map(|s| &s.local)
+                .collect();
+            if hosts.is_empty() {
+                for name in ["failsafe.in", "failsafe.out", "input", "output"] {
+                    self.seq.remove_chain(name);
+                }
+            } else {
+                for (name, chain) in host_base_chains(&hosts) {
+                    self.seq.put_chain(&name, chain);
+                }
+            }
+        }
+    }
+}
+
+/// A source for `request`, acquired from `ipsets` (its first use scans `items`).
+fn acquire(
+    ipsets: &mut IpSetIndex,
+    items: &HashMap<ItemId, Item>,
+    request: &SetRequest,
+) -> SourceId {
+    ipsets.acquire(&request.source, |id| items.get(&id).and_then(Item::view))
+}
+
+fn regular(rules: &[String]) -> Chain {
+    Chain {
+        hook: None,
+        rules: rules.to_vec(),
+    }
+}

@@ -1,0 +1,665 @@
+//! The calculation graph: state, the update dispatcher, and what an update does before
+//! the flush.
+//!
+//! [`CalcGraph::apply`] is cheap and does no I/O. It routes each update by kind and does
+//! the work that keeps the indexes true at once (label flattening, IP set membership,
+//! policy matches against local endpoints); everything that can be coalesced (tier lists,
+//! chain rendering, set elements, the table) waits for [`CalcGraph::flush`] behind a dirty
+//! set, so a burst of updates to one object costs one recomputation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bulkhead_api::{Kind, ObjectMeta, Resource, ResourceKey};
+use bulkhead_dataplane::render::{
+    LocalEndpoint, RenderConfig, WL_FROM, WL_KNOWN, WL_TO, forward_chain, policy_chain_name,
+    profile_chain_name,
+};
+use bulkhead_dataplane::rules::SetRequest;
+use bulkhead_dataplane::table::{Set, SetKind, Table};
+use bulkhead_engine::EndpointKind;
+use bulkhead_engine::compile::PolicyClass;
+use bulkhead_engine::endpoint::{Endpoint, NetworkSet};
+use bulkhead_engine::incremental;
+use ipnet::IpNet;
+
+use crate::ItemId;
+use crate::active_rules::ActiveRulesCalculator;
+use crate::inherit::InheritIndex;
+use crate::ipsets::{IpSetIndex, ItemView, SourceId};
+use crate::sequencer::TableSequencer;
+
+/// Which node the graph calculates for, and how the node names things.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node's name: endpoints whose `spec.nodeName` (Pods) or `spec.node`
+    /// (WorkloadEndpoints, HostEndpoints) is this name are local.
+    pub node: String,
+    /// Naming of the node's table (workload interface prefix).
+    pub render: RenderConfig,
+}
+
+/// One change from the datastore.
+///
+/// `Upsert` is as large as a [`Resource`]; updates are consumed as they arrive, never
+/// stored in bulk, so boxing would only add an allocation per update.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Update {
+    /// A resource was created or replaced (validated and defaulted, as the loader and the
+    /// server give them).
+    Upsert(Resource),
+    /// The resource with this key is gone (a key that does not exist is ignored).
+    Delete(ResourceKey),
+}
+
+/// What the graph holds, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Endpoints and network sets of the whole cluster (host-network pods included).
+    pub items: usize,
+    /// Endpoints enforced on this node.
+    pub local_endpoints: usize,
+    /// Enforced policies (parked ones included).
+    pub policies: usize,
+    /// Policy and profile chains in the table.
+    pub policy_chains: usize,
+    /// Active IP set sources (a selector or named port used by a rendered rule).
+    pub ip_set_sources: usize,
+}
+
+/// An endpoint or network set: its resource, the parents it inherits from, and what the
+/// model makes of it.
+#[derive(Debug)]
+pub(crate) struct Item {
+    pub(crate) resource: Resource,
+    pub(crate) parents: Vec<String>,
+    pub(crate) data: ItemData,
+}
+
+#[derive(Debug)]
+pub(crate) enum ItemData {
+    Endpoint(Endpoint),
+    NetworkSet(NetworkSet),
+    /// A host-network pod: implies its namespace and service account, is no endpoint.
+    Inert,
+}
+
+impl Item {
+    pub(crate) fn view(&self) -> Option<ItemView<'_>> {
+        self.data.view()
+    }
+
+    pub(crate) fn endpoint(&self) -> Option<&Endpoint> {
+        match &self.data {
+            ItemData::Endpoint(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl ItemData {
+    pub(crate) fn view(&self) -> Option<ItemView<'_>> {
+        match self {
+            ItemData::Endpoint(e) => Some(ItemView {
+                labels: &e.labels,
+                nets: e.ips.iter().map(|ip| IpNet::from(*ip)).collect(),
+                ips: &e.ips,
+                ports: &e.ports,
+            }),
+            ItemData::NetworkSet(s) => Some(ItemView {
+                labels: &s.labels,
+                nets: s.nets.iter().map(IpNet::trunc).collect(),
+                ips: &[],
+                ports: &[],
+            }),
+            ItemData::Inert => None,
+        }
+    }
+}
+
+/// `LocalEndpoint::order_key`, owned.
+pub(crate) type OrderKey = (Option<String>, String, bool, String);
+
+pub(crate) fn order_key(l: &LocalEndpoint) -> OrderKey {
+    let (ns, name, host, iface) = l.order_key();
+    (
+        ns.map(str::to_string),
+        name.to_string(),
+        host,
+        iface.to_string(),
+    )
+}
+
+/// What a policy or profile chain renders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ChainSource {
+    /// Enforced policy (by key), ingress?
+    Policy(ResourceKey, bool),
+    /// Profile (by name), ingress?
+    Profile(String, bool),
+}
+
+/// A local endpoint's rendered chains and the chains they jump to.
+#[derive(Debug, Default)]
+pub(crate) struct Rendered {
+    pub(crate) ingress: Vec<String>,
+    pub(crate) egress: Vec<String>,
+    pub(crate) chains: Vec<(String, ChainSource)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct LocalState {
+    pub(crate) local: LocalEndpoint,
+    /// False once it stopped being local; the flush then drops it.
+    pub(crate) present: bool,
+    pub(crate) rendered: Rendered,
+}
+
+/// A policy or profile chain in the table, with the endpoint chains that jump to it.
+#[derive(Debug)]
+pub(crate) struct ChainState {
+    pub(crate) refs: usize,
+    pub(crate) source: ChainSource,
+    /// Sets its rules refer to.
+    pub(crate) sets: Vec<String>,
+}
+
+/// A set in the table, with the chains whose rules refer to it.
+#[derive(Debug)]
+pub(crate) struct SetState {
+    pub(crate) refs: usize,
+    pub(crate) request: SetRequest,
+    pub(crate) source: SourceId,
+}
+
+/// Incremental calculation of one node's table.
+///
+/// Feed it every update ([`CalcGraph::apply`]), in any order, and call
+/// [`CalcGraph::flush`] whenever the dataplane should catch up. After any sequence of
+/// updates and a flush, [`CalcGraph::table`] equals what
+/// `bulkhead_dataplane::render(&Cluster::build(current resources), &local_endpoints(…),
+/// &config)` gives (the property test in `tests/incremental.rs` checks exactly this),
+/// with two sanctioned differences for input the model rejects: a resource that does
+/// not compile is treated as deleted, and a policy whose tier does not exist is parked
+/// until it does (both listed by [`CalcGraph::errors`]).
+#[derive(Debug)]
+pub struct CalcGraph {
+    pub(crate) config: NodeConfig,
+    pub(crate) items: HashMap<ItemId, Item>,
+    pub(crate) item_ids: HashMap<ResourceKey, ItemId>,
+    pub(crate) next_item: u32,
+    pub(crate) inherit: InheritIndex,
+    pub(crate) rules: ActiveRulesCalculator,
+    pub(crate) ipsets: IpSetIndex,
+    pub(crate) locals: HashMap<ItemId, LocalState>,
+    pub(crate) dirty_locals: BTreeSet<ItemId>,
+    pub(crate) chains: HashMap<String, ChainState>,
+    pub(crate) dirty_chains: BTreeSet<String>,
+    pub(crate) sets: HashMap<String, SetState>,
+    pub(crate) source_sets: HashMap<SourceId, BTreeSet<String>>,
+    pub(crate) new_sets: BTreeSet<String>,
+    pub(crate) released_sets: BTreeSet<String>,
+    pub(crate) ifaces: HashMap<String, BTreeMap<OrderKey, ItemId>>,
+    pub(crate) dirty_ifaces: BTreeSet<String>,
+    pub(crate) hosts: BTreeMap<OrderKey, ItemId>,
+    pub(crate) hosts_dirty: bool,
+    pub(crate) seq: TableSequencer,
+    pub(crate) errors: BTreeMap<ResourceKey, String>,
+}
+
+impl CalcGraph {
+    /// A graph for `config.node` with no resources: its table is the one an empty
+    /// cluster renders to (the `forward` chain, empty dispatch maps); the first flush
+    /// emits it.
+    ///
+    /// ```text
+    ///  apply(update) ──► dispatch by kind
+    ///     Namespace, ServiceAccount, Profile ──► InheritIndex ──► re-flatten children
+    ///     Pod, WorkloadEndpoint, HostEndpoint,      │ labels          │
+    ///     (Global)NetworkSet ──► items ─────────────┴─────────────────┤
+    ///                              │ every item                       │ local endpoints
+    ///                              ▼                                  ▼
+    ///                        IpSetIndex                   ActiveRulesCalculator ◄── policies, tiers
+    ///                  (members, ref-counted)             (policy ↔ local matches)
+    ///                              │ dirty sources                    │ dirty endpoints
+    ///  flush() ────────────────────┼──────────────────────────────────┤
+    ///     1. endpoint chains of dirty local endpoints (tier lists) ◄──┘
+    ///     2. policy/profile chains whose references or rules changed ──► set requests
+    ///     3. sets released / acquired (acquire scans candidates)
+    ///     4. elements of new and dirty sets
+    ///     5. dispatch (wl_known, wl_from, wl_to) and host base chains
+    ///     6. TableSequencer ──► Delta (sets → chains → maps; removals reversed)
+    /// ```
+    pub fn new(config: NodeConfig) -> CalcGraph {
+        let mut seq = TableSequencer::default();
+        seq.put_chain("forward", forward_chain(&config.render));
+        seq.put_set(
+            WL_KNOWN,
+            Set {
+                kind: SetKind::Ifname,
+                elements: BTreeSet::new(),
+            },
+        );
+        seq.put_map(WL_FROM);
+        seq.put_map(WL_TO);
+        CalcGraph {
+            config,
+            items: HashMap::new(),
+            item_ids: HashMap::new(),
+            next_item: 0,
+            inherit: InheritIndex::default(),
+            rules: ActiveRulesCalculator::default(),
+            ipsets: IpSetIndex::default(),
+            locals: HashMap::new(),
+            dirty_locals: BTreeSet::new(),
+            chains: HashMap::new(),
+            dirty_chains: BTreeSet::new(),
+            sets: HashMap::new(),
+            source_sets: HashMap::new(),
+            new_sets: BTreeSet::new(),
+            released_sets: BTreeSet::new(),
+            ifaces: HashMap::new(),
+            dirty_ifaces: BTreeSet::new(),
+            hosts: BTreeMap::new(),
+            hosts_dirty: false,
+            seq,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// Takes one update. Cheap: no I/O, no rendering; see [`CalcGraph::flush`].
+    pub fn apply(&mut self, update: Update) {
+        match update {
+            Update::Upsert(r) => self.upsert(r),
+            Update::Delete(key) => self.delete(&key),
+        }
+    }
+
+    /// The intended table as of the last flush.
+    pub fn table(&self) -> &Table {
+        self.seq.table()
+    }
+
+    /// Resources the graph could not use, and why: resources that do not compile (treated
+    /// as deleted) and policies whose tier does not exist (parked until it does).
+    pub fn errors(&self) -> Vec<(ResourceKey, String)> {
+        let mut out: Vec<(ResourceKey, String)> = self
+            .errors
+            .iter()
+            .map(|(k, m)| (k.clone(), m.clone()))
+            .collect();
+        out.extend(self.rules.parked().map(|(k, tier)| {
+            (
+                k.clone(),
+                format!("spec.tier: tier {tier:?} does not exist; the policy waits for it"),
+            )
+        }));
+        out.sort();
+        out
+    }
+
+    /// The endpoints enforced on this node, in `LocalEndpoint::order_key` order.
+    pub fn local_endpoints(&self) -> Vec<LocalEndpoint> {
+        let mut out: Vec<LocalEndpoint> = self
+            .locals
+            .values()
+            .filter(|l| l.present)
+            .map(|l| l.local.clone())
+            .collect();
+        out.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        out
+    }
+
+    /// Sizes of what the graph holds.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            items: self.items.len(),
+            local_endpoints: self.locals.values().filter(|l| l.present).count(),
+            policies: self.rules.len(),
+            policy_chains: self.chains.len(),
+            ip_set_sources: self.ipsets.active(),
+        }
+    }
+
+    fn upsert(&mut self, r: Resource) {
+        let key = r.key();
+        match &r {
+            Resource::Namespace(m) => {
+                let changed = self
+                    .inherit
+                    .set_namespace(&m.name, Some(incremental::namespace_labels(m)));
+                self.propagate(changed, None);
+            }
+            Resource::ServiceAccount(m) => {
+                let changed = self.inherit.set_service_account(
+                    incremental::service_account_key(m),
+                    Some(m.labels.clone()),
+                );
+                self.propagate(changed, None);
+            }
+            Resource::Profile(p) => match incremental::profile(p) {
+                Ok(profile) => {
+                    self.errors.remove(&key);
+                    let labels = p.spec.labels_to_apply.clone();
+                    let changed = self
+                        .inherit
+                        .set_profile(&p.metadata.name, Some((labels, profile)));
+                    self.propagate(changed, None);
+                }
+                Err(e) => {
+                    self.errors.insert(key, e.to_string());
+                    let changed = self.inherit.set_profile(&p.metadata.name, None);
+                    self.propagate(changed, None);
+                }
+            },
+            Resource::Tier(t) => {
+                let dirty = self
+                    .rules
+                    .set_tier(&t.metadata.name, Some(incremental::tier(t)));
+                self.dirty_locals.extend(dirty);
+            }
+            Resource::GlobalNetworkPolicy(_)
+            | Resource::NetworkPolicy(_)
+            | Resource::KubernetesNetworkPolicy(_) => self.upsert_policy(key, &r),
+            Resource::StagedGlobalNetworkPolicy(_)
+            | Resource::StagedNetworkPolicy(_)
+            | Resource::StagedKubernetesNetworkPolicy(_) => {
+                // Staged policies never reach the dataplane; only report what the model
+                // would refuse.
+                match incremental::policy(&r) {
+                    Ok(_) => self.errors.remove(&key),
+                    Err(e) => self.errors.insert(key, e.to_string()),
+                };
+            }
+            Resource::Pod(_)
+            | Resource::WorkloadEndpoint(_)
+            | Resource::HostEndpoint(_)
+            | Resource::GlobalNetworkSet(_)
+            | Resource::NetworkSet(_) => self.upsert_item(key, r),
+        }
+    }
+
+    fn delete(&mut self, key: &ResourceKey) {
+        self.errors.remove(key);
+        match key.kind {
+            Kind::Namespace => {
+                let changed = self.inherit.set_namespace(&key.name, None);
+                self.propagate(changed, None);
+            }
+            Kind::ServiceAccount => {
+                let meta = ObjectMeta {
+                    name: key.name.clone(),
+                    namespace: key.namespace.clone(),
+                    ..ObjectMeta::default()
+                };
+                let changed = self
+                    .inherit
+                    .set_service_account(incremental::service_account_key(&meta), None);
+                self.propagate(changed, None);
+            }
+            Kind::Profile => {
+                let changed = self.inherit.set_profile(&key.name, None);
+                self.propagate(changed, None);
+            }
+            Kind::Tier => {
+                let dirty = self.rules.set_tier(&key.name, None);
+                self.dirty_locals.extend(dirty);
+            }
+            Kind::GlobalNetworkPolicy | Kind::NetworkPolicy | Kind::KubernetesNetworkPolicy => {
+                let dirty = self.rules.delete_policy(key);
+                self.dirty_locals.extend(dirty);
+            }
+            Kind::StagedGlobalNetworkPolicy
+            | Kind::StagedNetworkPolicy
+            | Kind::StagedKubernetesNetworkPolicy => {}
+            Kind::Pod
+            | Kind::WorkloadEndpoint
+            | Kind::HostEndpoint
+            | Kind::GlobalNetworkSet
+            | Kind::NetworkSet => self.delete_item(key),
+        }
+    }
+
+    fn upsert_policy(&mut self, key: ResourceKey, r: &Resource) {
+        let compiled = match incremental::policy(r) {
+            Ok(p) => p,
+            Err(e) => {
+                self.errors.insert(key.clone(), e.to_string());
+                let dirty = self.rules.delete_policy(&key);
+                self.dirty_locals.extend(dirty);
+                return;
+            }
+        };
+        self.errors.remove(&key);
+        match compiled {
+            Some(p) if p.class == PolicyClass::Normal => {
+                for ingress in [true, false] {
+                    let name = policy_chain_name(&p.id, ingress);
+                    if self.chains.contains_key(&name) {
+                        self.dirty_chains.insert(name);
+                    }
+                }
+                let dirty = self.rules.upsert_policy(key, p);
+                self.dirty_locals.extend(dirty);
+            }
+            // Untracked and pre-DNAT policies are not rendered.
+            _ => {
+                let dirty = self.rules.delete_policy(&key);
+                self.dirty_locals.extend(dirty);
+            }
+        }
+    }
+
+    /// What the model makes of an item resource, with the parents' current labels.
+    fn convert(inherit: &InheritIndex, r: &Resource) -> Result<ItemData, String> {
+        let labels_of = |p: &str| inherit.labels_of(p);
+        if let Some(e) = incremental::endpoint(r, labels_of).map_err(|e| e.to_string())? {
+            return Ok(ItemData::Endpoint(e));
+        }
+        if let Some(s) = incremental::network_set(r, labels_of).map_err(|e| e.to_string())? {
+            return Ok(ItemData::NetworkSet(s));
+        }
+        Ok(ItemData::Inert)
+    }
+
+    fn upsert_item(&mut self, key: ResourceKey, r: Resource) {
+        // Whether it converts does not depend on the parents: check before touching
+        // anything, and treat a resource the model refuses as deleted.
+        if let Err(e) = Self::convert(&InheritIndex::default(), &r) {
+            self.errors.insert(key.clone(), e);
+            self.delete_item(&key);
+            return;
+        }
+        let id = match self.item_ids.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = ItemId(self.next_item);
+                self.next_item += 1;
+                self.item_ids.insert(key, id);
+                id
+            }
+        };
+        let old = self.items.remove(&id);
+        let parents = incremental::parent_profiles(&r);
+        let old_parents = old.as_ref().map(|o| o.parents.as_slice()).unwrap_or(&[]);
+        self.inherit.set_parents(id, old_parents, &parents);
+        // Implications of the new version first, so that a namespace both versions
+        // imply never stops existing on the way.
+        let mut changed = self.imply(&r, 1);
+        if let Some(o) = &old {
+            changed.extend(self.imply(&o.resource, -1));
+        }
+        let data = match Self::convert(&self.inherit, &r) {
+            Ok(d) => d,
+            Err(_) => ItemData::Inert,
+        };
+        let item = Item {
+            resource: r,
+            parents,
+            data,
+        };
+        self.ipsets.update_item(
+            id,
+            old.as_ref().and_then(Item::view).as_ref(),
+            item.view().as_ref(),
+        );
+        let local = item.endpoint().and_then(|_| {
+            LocalEndpoint::for_node(
+                &item.resource,
+                &self.config.node,
+                &self.config.render.workload_prefix,
+            )
+        });
+        self.items.insert(id, item);
+        self.set_local(id, local);
+        self.propagate(changed, Some(id));
+    }
+
+    fn delete_item(&mut self, key: &ResourceKey) {
+        let Some(id) = self.item_ids.remove(key) else {
+            return;
+        };
+        let Some(old) = self.items.remove(&id) else {
+            return;
+        };
+        self.ipsets.update_item(id, old.view().as_ref(), None);
+        self.inherit.set_parents(id, &old.parents, &[]);
+        self.set_local(id, None);
+        let changed = self.imply(&old.resource, -1);
+        self.propagate(changed, None);
+    }
+
+    /// Adds (`+1`) or drops (`-1`) the namespace and service account `r` implies.
+    fn imply(&mut self, r: &Resource, delta: isize) -> Vec<String> {
+        let mut changed = Vec::new();
+        if let Some(ns) = incremental::implied_namespace(r) {
+            changed.extend(self.inherit.imply_namespace(&ns, delta));
+        }
+        if let Some(sa) = incremental::implied_service_account(r) {
+            changed.extend(self.inherit.imply_service_account(sa, delta));
+        }
+        changed
+    }
+
+    /// Item `id` is local as `local`, or not (`None`).
+    fn set_local(&mut self, id: ItemId, local: Option<LocalEndpoint>) {
+        if let Some(state) = self.locals.get_mut(&id)
+            && state.present
+        {
+            let old = state.local.clone();
+            state.present = false;
+            self.unregister(id, &old);
+        }
+        match local {
+            Some(local) => {
+                let labels = self
+                    .items
+                    .get(&id)
+                    .and_then(Item::endpoint)
+                    .map(|e| e.labels.clone())
+                    .unwrap_or_default();
+                self.rules.upsert_local(id, &labels);
+                self.register(id, &local);
+                let state = self.locals.entry(id).or_insert_with(|| LocalState {
+                    local: local.clone(),
+                    present: true,
+                    rendered: Rendered::default(),
+                });
+                state.local = local;
+                state.present = true;
+                self.dirty_locals.insert(id);
+            }
+            None => {
+                if self.locals.contains_key(&id) {
+                    self.rules.remove_local(id);
+                    self.dirty_locals.insert(id);
+                }
+            }
+        }
+    }
+
+    fn register(&mut self, id: ItemId, local: &LocalEndpoint) {
+        match local.kind {
+            EndpointKind::Workload => {
+                self.ifaces
+                    .entry(local.interface.clone())
+                    .or_default()
+                    .insert(order_key(local), id);
+                self.dirty_ifaces.insert(local.interface.clone());
+            }
+            EndpointKind::Host => {
+                self.hosts.insert(order_key(local), id);
+                self.hosts_dirty = true;
+            }
+        }
+    }
+
+    fn unregister(&mut self, id: ItemId, local: &LocalEndpoint) {
+        match local.kind {
+            EndpointKind::Workload => {
+                if let Some(owners) = self.ifaces.get_mut(&local.interface) {
+                    owners.retain(|_, v| *v != id);
+                    if owners.is_empty() {
+                        self.ifaces.remove(&local.interface);
+                    }
+                }
+                self.dirty_ifaces.insert(local.interface.clone());
+            }
+            EndpointKind::Host => {
+                self.hosts.retain(|_, v| *v != id);
+                self.hosts_dirty = true;
+            }
+        }
+    }
+
+    /// Parents `changed` have new labels or rules: re-flatten their children (except
+    /// `skip`, already up to date), recompute the local ones' chains (a profile may have
+    /// appeared or gone), and re-render the profiles' chains.
+    fn propagate(&mut self, mut changed: Vec<String>, skip: Option<ItemId>) {
+        changed.sort();
+        changed.dedup();
+        for name in changed {
+            let children: Vec<ItemId> = self
+                .inherit
+                .children(&name)
+                .filter(|c| Some(*c) != skip)
+                .collect();
+            for child in children {
+                self.reflatten(child);
+                if self.locals.get(&child).is_some_and(|l| l.present) {
+                    self.dirty_locals.insert(child);
+                }
+            }
+            for ingress in [true, false] {
+                let chain = profile_chain_name(&name, ingress);
+                if self.chains.contains_key(&chain) {
+                    self.dirty_chains.insert(chain);
+                }
+            }
+        }
+    }
+
+    /// Recomputes item `id` with its parents' current labels.
+    fn reflatten(&mut self, id: ItemId) {
+        let Some(item) = self.items.get(&id) else {
+            return;
+        };
+        let Ok(data) = Self::convert(&self.inherit, &item.resource) else {
+            return;
+        };
+        if data.view() == item.view() {
+            return;
+        }
+        self.ipsets
+            .update_item(id, item.view().as_ref(), data.view().as_ref());
+        if self.locals.get(&id).is_some_and(|l| l.present)
+            && let ItemData::Endpoint(e) = &data
+            && self.rules.upsert_local(id, &e.labels)
+        {
+            self.dirty_locals.insert(id);
+        }
+        if let Some(slot) = self.items.get_mut(&id) {
+            slot.data = data;
+        }
+    }
+}
