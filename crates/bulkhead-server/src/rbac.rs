@@ -6,8 +6,9 @@
 //! Kubernetes NetworkPolicy, which is `KubernetesNetworkPolicy` (plain `NetworkPolicy` is
 //! Calico's). `namespaces` applies to namespaced kinds only. `tiers` applies to the policy
 //! kinds, whose tier is `spec.tier` (`default` when omitted; Kubernetes policies are always
-//! in `default`), and to `Tier` objects, whose tier is their own name. The admin (the token in
-//! `admin.token`) may do everything.
+//! in `default`), and to `Tier` objects, whose tier is their own name. Reading the audit log
+//! (`GET /bulkhead/v1/audit`) needs verb `list` on kind `AuditRecord`, named explicitly (`*`
+//! does not include it). The admin (the token in `admin.token`) may do everything.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -322,6 +323,16 @@ fn matches_opt(list: &[String], value: Option<&str>) -> bool {
     }
 }
 
+/// `*` covers every resource kind, but the audit log only when named: reading who did what
+/// is a separate privilege from reading the resources.
+fn kind_matches(list: &[String], kind: &str) -> bool {
+    if kind == AUDIT_KIND {
+        list.iter().any(|k| k == AUDIT_KIND)
+    } else {
+        matches(list, kind)
+    }
+}
+
 /// True when some rule covers `request`. A `None` namespace or tier asks for all of them.
 pub fn allows(rules: &[Rule], request: &Request<'_>) -> bool {
     let kind = Kind::ALL
@@ -331,7 +342,7 @@ pub fn allows(rules: &[Rule], request: &Request<'_>) -> bool {
     let tiered = kind.is_some_and(is_tiered);
     rules.iter().any(|r| {
         matches(&r.verbs, request.verb.as_str())
-            && matches(&r.kinds, request.kind)
+            && kind_matches(&r.kinds, request.kind)
             && (!namespaced || matches_opt(&r.namespaces, request.namespace))
             && (!tiered || matches_opt(&r.tiers, request.tier))
     })
@@ -342,7 +353,7 @@ pub fn allows(rules: &[Rule], request: &Request<'_>) -> bool {
 pub fn allows_some(rules: &[Rule], verb: Verb, kind: &str) -> bool {
     rules
         .iter()
-        .any(|r| matches(&r.verbs, verb.as_str()) && matches(&r.kinds, kind))
+        .any(|r| matches(&r.verbs, verb.as_str()) && kind_matches(&r.kinds, kind))
 }
 
 #[cfg(test)]
