@@ -27,21 +27,17 @@ Examples:\n  \
 bulkhead node add node1\n  bulkhead agent --node node1 --netns node1 --from-dir /tmp/resources --listen 127.0.0.1:9091\n  \
 bulkhead agent --node node1 --server http://10.0.0.1:8080 --token \"$AGENT_TOKEN\""
 )]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(false)))]
 pub struct Args {
     /// This node's name: pods with spec.nodeName, WorkloadEndpoints and HostEndpoints with
     /// spec.node equal to it are enforced here.
     #[arg(long, env = "BULKHEAD_NODE")]
     node: String,
     /// Directory of resources (YAML/JSON) to enforce.
-    #[arg(
-        long,
-        env = "BULKHEAD_FROM_DIR",
-        required_unless_present = "server",
-        conflicts_with = "server"
-    )]
+    #[arg(long, env = "BULKHEAD_FROM_DIR", group = "source")]
     from_dir: Option<PathBuf>,
     /// Take the resources from this Bulkhead server (list and watch).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", group = "source")]
     server: Option<String>,
     /// Bearer token for --server.
     #[arg(long, value_name = "TOKEN", requires = "server")]

@@ -79,6 +79,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let label = format!("{}/{}", kind_word(r.kind()), r.meta().name);
         match apply_one(&client, r) {
             Ok(outcome) => println!("{label} {}", outcome.word()),
+            // The server is unreachable: the rest would fail the same way.
+            Err(e @ Error::Transport { .. }) => return Err(e.into()),
             Err(e) => {
                 eprintln!("error: {label} ({}): {e}", l.origin);
                 failed = true;

@@ -78,6 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         match client.delete(kind, namespace.as_deref(), &name) {
             Ok(_) => println!("{label} deleted"),
             Err(e) if e.is_not_found() && args.ignore_not_found => {}
+            Err(e @ bulkhead_client::Error::Transport { .. }) => return Err(e.into()),
             Err(e) => {
                 eprintln!("error: {label}: {e}");
                 failed = true;

@@ -40,6 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let before = match client.get(key.kind, key.namespace.as_deref(), &key.name) {
             Ok(stored) => Some(stored),
             Err(e) if e.is_not_found() => None,
+            Err(e @ bulkhead_client::Error::Transport { .. }) => return Err(e.into()),
             Err(e) => {
                 eprintln!("error: {label}: {e}");
                 failed = true;
