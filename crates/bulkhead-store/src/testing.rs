@@ -27,10 +27,11 @@ pub struct EtcdServer {
 }
 
 impl EtcdServer {
-    /// The etcd binary: `$BULKHEAD_ETCD` if set, else `etcd` on `PATH`, else `/usr/bin/etcd`.
+    /// The etcd binary: `$BULKHEAD_ETCD` if set (set but empty: none, to skip the etcd
+    /// tests), else `etcd` on `PATH`, else `/usr/bin/etcd`.
     pub fn binary() -> Option<PathBuf> {
         if let Some(path) = std::env::var_os("BULKHEAD_ETCD") {
-            return Some(PathBuf::from(path));
+            return (!path.is_empty()).then(|| PathBuf::from(path));
         }
         let on_path = std::env::var_os("PATH").and_then(|paths| {
             std::env::split_paths(&paths)

@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module under `cmd/`; this file only parses arguments
 //! and dispatches. Errors are reported once, here, with their causes.
 
+mod bench;
 mod cmd;
 mod dataplane_mode;
 mod demo;
@@ -23,6 +24,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Dataplane benchmarks with real namespaces and packets (needs root).
+    #[command(subcommand)]
+    Bench(bench::Command),
     /// Run the guided demo: a small estate microsegmented for real (needs root).
     Demo(demo::Args),
     /// Explain the verdict of one flow under a set of policies.
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Bench(c) => bench::run(c),
         Command::Check(args) => cmd::check::run(args),
         Command::Conformance(c) => cmd::conformance::run(c),
         Command::Agent(args) => cmd::agent::run(args),
