@@ -58,6 +58,28 @@ fn ping(from: &str, to: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn metrics(port: u16) -> String {
+    http_get(port, "/metrics")
+}
+
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
@@ -171,24 +193,34 @@ fn workloads_from_the_cli_and_cni_are_enforced_by_the_agent() {
     );
 
     // With no policy the namespace profile allows everything.
-    let agent = Command::new(bin())
-        .args([
-            "agent",
-            "--node",
-            "n1",
-            "--netns",
-            &node,
-            "--from-dir",
-            dir_s,
-            "--state-dir",
-            state.to_str().expect("utf-8"),
-            "--poll-ms",
-            "50",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("agent starts");
-    cleanup.agent = Some(agent);
+    let port = free_port();
+    let state_s = state.to_str().expect("utf-8").to_string();
+    let start_agent = || {
+        Command::new(bin())
+            .args([
+                "agent",
+                "--node",
+                "n1",
+                "--netns",
+                &node,
+                "--from-dir",
+                dir_s,
+                "--state-dir",
+                &state_s,
+            ])
+            .args([
+                "--poll-ms",
+                "50",
+                "--resync-secs",
+                "1",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("agent starts")
+    };
+    cleanup.agent = Some(start_agent());
     let a_ns = format!("{node}-shop-a");
     wait_for("the agent to program the node", || {
         Command::new("ip")
@@ -206,6 +238,34 @@ fn workloads_from_the_cli_and_cni_are_enforced_by_the_agent() {
     )
     .expect("write policy");
     wait_for("the policy to be enforced", || !ping(&a_ns, &b_ip));
+
+    // Tampering: flushing the node's ruleset is repaired and counted.
+    let flush = || {
+        assert!(
+            Command::new("ip")
+                .args(["netns", "exec", &node, "nft", "flush", "ruleset"])
+                .status()
+                .is_ok_and(|s| s.success())
+        );
+    };
+    flush();
+    wait_for("the tamper event", || {
+        metrics(port).contains("bulkhead_agent_drift_repairs_total 1")
+    });
+    assert!(!ping(&a_ns, &b_ip), "repaired");
+    assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 200"));
+
+    // kill -9, then the rules vanish; a restarted agent restores them from its cache.
+    if let Some(mut agent) = cleanup.agent.take() {
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
+    flush();
+    assert!(ping(&a_ns, &b_ip), "the flush really removed the rules");
+    cleanup.agent = Some(start_agent());
+    wait_for("the restarted agent to restore its rules", || {
+        !ping(&a_ns, &b_ip)
+    });
 
     // CNI DEL removes the veth, the registration and the lease.
     ok(cni("DEL"));

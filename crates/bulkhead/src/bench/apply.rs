@@ -1,0 +1,164 @@
+//! Change → enforced: the time from a changed resource set to the committed nft
+//! transaction, as the agent does it (compute the node's table, diff, apply), for policy
+//! changes and for one endpoint's label change. The baseline in the same run is a full
+//! table reload of the same state (what a naive agent would do).
+//!
+//! The node has `local` workload endpoints (interface names only: nft needs no real
+//! interface for a dispatch map entry), the cluster `remote` endpoints and `policies`
+//! policies over 1,000 applications.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use bulkhead_api::Resource;
+use bulkhead_dataplane::{CommandRunner, Dataplane, LocalEndpoint, RenderConfig, Table, render};
+use bulkhead_engine::{Cluster, EndpointKind};
+use bulkhead_netns::{Netns, unique_name};
+
+/// Latency figures, sorted samples.
+#[derive(Debug, Clone)]
+pub struct Latencies {
+    /// What was changed.
+    pub what: &'static str,
+    /// Samples.
+    pub samples: Vec<Duration>,
+}
+
+impl Latencies {
+    /// The `q` quantile (0..=1).
+    pub fn quantile(&self, q: f64) -> Duration {
+        let mut s = self.samples.clone();
+        s.sort();
+        let i = ((s.len() as f64 - 1.0) * q).round() as usize;
+        s.get(i).copied().unwrap_or_default()
+    }
+}
+
+fn wep(name: &str, app: &str, node: &str, ip: Ipv4Addr) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: {name}, namespace: bench, labels: {{app: {app}}}}}\nspec: {{node: {node}, interfaceName: bh{name}, ipNetworks: [{ip}/32]}}\n---\n"
+    )
+}
+
+fn policy(p: usize, port: u16) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: p{p}}}\nspec:\n  order: {p}\n  selector: app == 'app{}'\n  ingress:\n    - {{action: Allow, protocol: TCP, source: {{selector: app == 'app{}'}}, destination: {{ports: [{port}]}}}}\n---\n",
+        p % 1000,
+        (p * 7 + 3) % 1000
+    )
+}
+
+fn load(text: &str) -> anyhow::Result<Vec<Resource>> {
+    bulkhead_api::load_str("bench.yaml", text)
+        .map(|l| l.into_iter().map(|l| l.resource).collect())
+        .map_err(|e| anyhow::anyhow!("the generated scenario does not load: {e}"))
+}
+
+/// The scenario's resources: local endpoints first, then remote ones, then policies
+/// (policy `p` is at index `local + remote + p`).
+fn resources(local: usize, remote: usize, policies: usize) -> anyhow::Result<Vec<Resource>> {
+    let mut docs = String::new();
+    for i in 0..local {
+        let ip = Ipv4Addr::new(10, 65, (i >> 8) as u8, i as u8);
+        docs.push_str(&wep(
+            &format!("l{i}"),
+            &format!("app{}", i % 1000),
+            "bench",
+            ip,
+        ));
+    }
+    for i in 0..remote {
+        let n = i as u32;
+        let ip = Ipv4Addr::new(10, 100 + (n >> 16) as u8, (n >> 8) as u8, n as u8);
+        docs.push_str(&wep(
+            &format!("r{i}"),
+            &format!("app{}", i % 1000),
+            "remote",
+            ip,
+        ));
+    }
+    for p in 0..policies {
+        docs.push_str(&policy(p, 80));
+    }
+    load(&docs)
+}
+
+fn local_endpoints(local: usize) -> Vec<LocalEndpoint> {
+    (0..local)
+        .map(|i| LocalEndpoint {
+            kind: EndpointKind::Workload,
+            namespace: Some("bench".into()),
+            name: format!("l{i}"),
+            interface: format!("bhl{i}"),
+        })
+        .collect()
+}
+
+/// The agent's computation: the node's table for a resource set.
+fn compute(resources: &[Resource], local: &[LocalEndpoint]) -> anyhow::Result<Table> {
+    let cluster = Cluster::build(resources)?;
+    Ok(render(&cluster, local, &RenderConfig::default()))
+}
+
+/// Runs `changes` policy changes and `changes` label changes; also times a full reload
+/// of the same tables (the baseline). Returns (policy change, label change, full reload).
+pub fn run(
+    local: usize,
+    remote: usize,
+    policies: usize,
+    changes: usize,
+) -> anyhow::Result<[Latencies; 3]> {
+    let ns = Netns::create(&unique_name("bench-apply"))?;
+    let locals = local_endpoints(local);
+    let mut dataplane = Dataplane::new(CommandRunner::in_netns(ns.name()));
+    let mut reload = Dataplane::new(CommandRunner::in_netns(ns.name()));
+    let mut state = resources(local, remote, policies)?;
+    dataplane.apply(compute(&state, &locals)?)?;
+    let mut policy_changes = Vec::new();
+    let mut label_changes = Vec::new();
+    let mut reloads = Vec::new();
+    for i in 0..changes {
+        // A policy that selects local endpoints changes its port.
+        let changed = i % local.clamp(1, 1000);
+        if let Some(r) = load(&policy(changed, 1000 + i as u16))?.pop() {
+            state[local + remote + changed] = r;
+        }
+        let start = Instant::now();
+        dataplane.apply(compute(&state, &locals)?)?;
+        policy_changes.push(start.elapsed());
+        // A remote endpoint moves to another application: set memberships change.
+        if let Some(Resource::WorkloadEndpoint(w)) = state.get_mut(local + i % remote.max(1)) {
+            w.metadata
+                .labels
+                .insert("app".into(), format!("app{}", (i * 13 + 5) % 1000));
+        }
+        let start = Instant::now();
+        dataplane.apply(compute(&state, &locals)?)?;
+        label_changes.push(start.elapsed());
+        if i % 10 == 0 {
+            let table = compute(&state, &locals)?;
+            reload.force_full();
+            let start = Instant::now();
+            reload.apply(table)?;
+            reloads.push(start.elapsed());
+            dataplane.force_full();
+            dataplane.apply(compute(&state, &locals)?)?;
+        }
+        eprint!("\r{} / {changes} changes", i + 1);
+    }
+    eprintln!();
+    Ok([
+        Latencies {
+            what: "policy change -> enforced",
+            samples: policy_changes,
+        },
+        Latencies {
+            what: "one label change -> sets updated",
+            samples: label_changes,
+        },
+        Latencies {
+            what: "baseline: full table reload",
+            samples: reloads,
+        },
+    ])
+}
