@@ -24,6 +24,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -229,7 +230,12 @@ fn read_head(path: &Path) -> Result<Option<Head>, String> {
 
 fn write_head(path: &Path, head: &Head) -> std::io::Result<()> {
     let tmp = path.with_extension("head.tmp");
-    let mut file = File::create(&tmp)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     file.write_all(
         serde_json::to_string(head)
             .map_err(std::io::Error::other)?
@@ -374,10 +380,12 @@ impl AuditLog {
     pub fn open(dir: &Path) -> Result<AuditLog, ServerError> {
         let path = dir.join(LOG_FILE);
         let io = |e| ServerError::io(&path, e);
+        // Records carry whole objects: owner-only, like the data directory.
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(&path)
             .map_err(io)?;
         let len = cut_partial_line(&mut file, &path).map_err(io)?;

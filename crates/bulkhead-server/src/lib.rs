@@ -40,5 +40,6 @@ pub mod util;
 pub mod watch;
 
 pub use audit::{AuditError, verify};
+pub use bulkhead_store::{EmbeddedOptions, EtcdOptions};
 pub use error::{ApiError, ServerError};
 pub use server::{Server, ServerConfig, StoreConfig, run_blocking};

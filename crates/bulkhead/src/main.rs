@@ -59,6 +59,11 @@ enum Command {
     Diff(cmd::diff::Args),
     /// Check a server URL and token and save them for later commands.
     Login(cmd::login::Args),
+    /// Run the control plane: HTTP API, tier RBAC and the audit log.
+    Server(cmd::server::Args),
+    /// Verify the audit log's hash chain, or list audit records from the server.
+    #[command(subcommand)]
+    Audit(cmd::audit::Command),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +90,8 @@ fn main() -> ExitCode {
         Command::Delete(args) => cmd::delete::run(args),
         Command::Diff(args) => cmd::diff::run(args),
         Command::Login(args) => cmd::login::run(args),
+        Command::Server(args) => cmd::server::run(args),
+        Command::Audit(c) => cmd::audit::run(c),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod audit;
 pub mod check;
 pub mod cni;
 pub mod conformance;
@@ -11,4 +12,5 @@ pub mod diff;
 pub mod get;
 pub mod login;
 pub mod node;
+pub mod server;
 pub mod workload;
