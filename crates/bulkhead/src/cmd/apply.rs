@@ -12,7 +12,7 @@ use bulkhead_api::{Kind, Loaded, Resource, ResourceKey, load_paths};
 use bulkhead_client::{Client, Error};
 use serde_json::Value;
 
-use super::get::kind_word;
+use super::get::{emit, kind_word};
 use super::login::ServerArgs;
 
 /// `-f FILE|DIR|-`, repeatable.
@@ -78,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let r = &l.resource;
         let label = format!("{}/{}", kind_word(r.kind()), r.meta().name);
         match apply_one(&client, r) {
-            Ok(outcome) => println!("{label} {}", outcome.word()),
+            Ok(outcome) => emit(&format!("{label} {}\n", outcome.word())),
             // The server is unreachable: the rest would fail the same way.
             Err(e @ Error::Transport { .. }) => return Err(e.into()),
             Err(e) => {

@@ -7,7 +7,7 @@ use anyhow::bail;
 use bulkhead_api::{Kind, load_paths};
 
 use super::apply::in_apply_order;
-use super::get::{kind_word, parse_kind};
+use super::get::{emit, kind_word, parse_kind};
 use super::login::ServerArgs;
 
 /// Arguments of `bulkhead delete`.
@@ -76,7 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for (kind, namespace, name) in targets {
         let label = format!("{}/{name}", kind_word(kind));
         match client.delete(kind, namespace.as_deref(), &name) {
-            Ok(_) => println!("{label} deleted"),
+            Ok(_) => emit(&format!("{label} deleted\n")),
             Err(e) if e.is_not_found() && args.ignore_not_found => {}
             Err(e @ bulkhead_client::Error::Transport { .. }) => return Err(e.into()),
             Err(e) => {

@@ -11,7 +11,7 @@ use bulkhead_engine::compile::Policy;
 use bulkhead_engine::endpoint::Endpoint;
 use bulkhead_engine::explain::describe_rule;
 
-use super::get::{age, everything, kind_word, namespace_arg, order, parse_kind, to_yaml};
+use super::get::{age, emit, everything, kind_word, namespace_arg, order, parse_kind, to_yaml};
 use super::login::ServerArgs;
 
 /// Arguments of `bulkhead describe`.
@@ -53,10 +53,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    print!(
-        "{}",
-        describe(&object, model.as_ref(), std::time::SystemTime::now())
-    );
+    emit(&describe(
+        &object,
+        model.as_ref(),
+        std::time::SystemTime::now(),
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -245,12 +246,15 @@ fn describe_endpoint(out: &mut String, endpoint: Option<&Endpoint>, cluster: &Cl
     let ips: Vec<String> = ep.ips.iter().map(|i| i.to_string()).collect();
     let _ = writeln!(out, "{:<16}{}", "IPs:", ips.join(", "));
     let _ = writeln!(out, "{:<16}{}", "Profiles:", ep.profiles.join(", "));
-    let _ = writeln!(out, "\nLabels seen by selectors:");
+    let _ = writeln!(
+        out,
+        "\nLabels seen by selectors (own; derived from its namespace, service account, profiles):"
+    );
     for (k, v) in &ep.labels {
         let own = if ep.own_labels.get(k) == Some(v) {
             ""
         } else {
-            "  (inherited)"
+            "  (derived)"
         };
         let _ = writeln!(out, "  {k}={v}{own}");
     }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use bulkhead_api::Resource;
 
 use super::apply::{FileArgs, in_apply_order, load_files, user_document};
-use super::get::{kind_word, to_yaml};
+use super::get::{emit, kind_word, to_yaml};
 use super::login::ServerArgs;
 
 /// Arguments of `bulkhead diff`.
@@ -48,10 +48,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         };
         match object_diff(&label, before.as_ref(), r) {
-            None => println!("{label} unchanged"),
+            None => emit(&format!("{label} unchanged\n")),
             Some(d) => {
                 changed = true;
-                print!("{d}");
+                emit(&d);
             }
         }
     }

@@ -135,12 +135,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Format::Yaml => to_yaml(&list_document(&items)),
         Format::Json => pretty_json(&list_document(&items)),
     };
-    print!("{out}");
+    emit(&out);
     Ok(if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Writes to standard output. A reader that went away (`bulkhead apply … | head`) is no
+/// reason to panic or to stop half-way: the command goes on and ends with its own exit
+/// code; only the output nobody reads is dropped.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("warning: writing to standard output: {e}");
+    }
 }
 
 /// `-n`/`-A` for a kind: `None` means every namespace; cluster kinds ignore it.

@@ -35,7 +35,7 @@ impl ServerArgs {
 ~/.config/bulkhead/config (mode 0600; $BULKHEAD_CONFIG or $XDG_CONFIG_HOME move it).\n\
 Later commands use them unless --server/--token or BULKHEAD_SERVER/BULKHEAD_TOKEN say\n\
 otherwise. `--token -` reads the token from standard input (keeps it out of `ps`).\n\n\
-Example:\n  bulkhead login --server http://127.0.0.1:8080 --token \"$(cat /var/lib/bulkhead/admin.token)\""
+Example:\n  bulkhead login --server http://127.0.0.1:8443 --token \"$(cat /var/lib/bulkhead/server/admin.token)\""
 )]
 pub struct Args {
     /// Server URL (default: $BULKHEAD_SERVER).
