@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod rbac;
+pub mod recover;
 pub mod server;
 pub mod util;
 pub mod watch;

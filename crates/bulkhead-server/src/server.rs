@@ -175,6 +175,12 @@ impl Server {
         let auth = Arc::new(Authenticator::open(&config.data_dir)?);
         auth.spawn_reloader(config.rbac_reload_interval);
         let audit = Arc::new(AuditLog::open(&config.data_dir)?);
+        if let AnyStore::Embedded(_) = &store {
+            let protected = auth.rbac().protected_tiers.clone();
+            if let Err(e) = crate::recover::recover(&store, &audit, &protected).await {
+                warn!(error = %e, "audit recovery failed; changes in flight at the last crash may be unaudited");
+            }
+        }
         let metrics = Arc::new(Metrics::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -245,3 +245,58 @@ fn the_audit_endpoint_filters_records() {
         400,
     );
 }
+
+#[test]
+fn changes_committed_but_not_audited_before_a_crash_are_recorded_at_the_next_start() {
+    let mut t = TestServer::start();
+    let c = t.admin();
+    let first = expect(
+        c.send_json("POST", GNPS, &gnp("p", "default"))
+            .expect("post"),
+        201,
+    );
+    t.stop();
+    // What a crash between the store commit and the audit append leaves behind: a change in
+    // the store that no record mentions.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let key = "/registry/projectcalico.org/globalnetworkpolicies/ghost";
+    let mut doc = gnp("ghost", "default");
+    doc["metadata"]["uid"] = "u".into();
+    let revision = rt.block_on(async {
+        use bulkhead_store::Store;
+        let store = bulkhead_store::EmbeddedStore::open(
+            t.data_dir().join("store"),
+            bulkhead_store::EmbeddedOptions::default(),
+        )
+        .expect("open");
+        store
+            .put(
+                key,
+                serde_json::to_vec(&doc).expect("encode"),
+                bulkhead_store::Expect::Absent,
+            )
+            .await
+            .expect("put")
+    });
+    assert_eq!(revision, rv(&first) + 1);
+    t.restart();
+    let log = t.data_dir().join(LOG_FILE);
+    assert_eq!(verify(&log), Ok(2));
+    let last: Value = serde_json::from_str(lines(&log).last().expect("record")).expect("JSON");
+    assert_eq!(last["type"], "change");
+    assert_eq!(last["outcome"], "created");
+    assert_eq!(last["name"], "ghost");
+    assert_eq!(last["revision"], revision);
+    assert_eq!(last["user"], "");
+    assert!(
+        last["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("recovered at start"))
+    );
+    // A second start finds nothing more to recover.
+    t.restart();
+    assert_eq!(verify(&log), Ok(2));
+}
