@@ -79,7 +79,7 @@ pub fn scenario(
             ip,
         ));
     }
-    let selects_server = |p: usize| all_select_server || p % 1000 == 0;
+    let selects_server = |p: usize| all_select_server || p.is_multiple_of(1000);
     // Only the last policy that selects the server allows the benchmark's ports, so a new
     // connection walks every policy that selects the server before it is accepted.
     let last = (0..policies).rev().find(|&p| selects_server(p));
