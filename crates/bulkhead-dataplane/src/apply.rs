@@ -1,22 +1,59 @@
 //! Applying tables: the intended state in memory, and the transactions that reach it.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::netlink::{ElementChange, NfSocket, SendError, element_changes};
 use crate::table::{DiffStats, Table, diff};
 
-/// Runs an nft script as one transaction.
+/// Runs an nft script as one transaction, and optionally sends set-element changes
+/// straight to the kernel.
 pub trait NftRunner {
     /// Runs `script` with `nft -f -`; the error is nft's own message.
     fn run(&mut self, script: &str) -> Result<(), String>;
+
+    /// Applies element-only changes as one netlink batch (one transaction). Optional:
+    /// the default says [`ElementsError::Unsupported`] and the caller runs the
+    /// equivalent nft script instead.
+    fn apply_elements(&mut self, changes: &[ElementChange]) -> Result<(), ElementsError> {
+        let _ = changes;
+        Err(ElementsError::Unsupported)
+    }
+}
+
+/// Why [`NftRunner::apply_elements`] did not apply the changes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ElementsError {
+    /// This runner cannot send netlink batches.
+    #[error("netlink element updates not supported by this runner")]
+    Unsupported,
+    /// The batch failed (the message names the errno and the message or element).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Runs `nft` as a child process, in a named network namespace (`ip netns exec`) or in
-/// the caller's own namespace.
-#[derive(Debug, Clone)]
+/// the caller's own namespace; sends element-only changes over a `NETLINK_NETFILTER`
+/// socket in the same namespace (opened on first use, kept while the namespace is the
+/// same one: a namespace deleted and recreated under the same name gets a new socket).
+#[derive(Debug)]
 pub struct CommandRunner {
     netns: Option<String>,
+    netlink: bool,
+    socket: Option<NfSocket>,
+}
+
+impl Clone for CommandRunner {
+    /// The same target; the clone opens its own socket.
+    fn clone(&self) -> Self {
+        CommandRunner {
+            netns: self.netns.clone(),
+            netlink: self.netlink,
+            socket: None,
+        }
+    }
 }
 
 impl CommandRunner {
@@ -24,12 +61,33 @@ impl CommandRunner {
     pub fn in_netns(name: &str) -> Self {
         CommandRunner {
             netns: Some(name.to_string()),
+            netlink: true,
+            socket: None,
         }
     }
 
-    /// `nft` in the calling process's network namespace.
+    /// `nft` in the calling thread's network namespace.
     pub fn here() -> Self {
-        CommandRunner { netns: None }
+        CommandRunner {
+            netns: None,
+            netlink: true,
+            socket: None,
+        }
+    }
+
+    /// Sends element changes through `nft` too, never over netlink.
+    pub fn without_netlink(mut self) -> Self {
+        self.netlink = false;
+        self.socket = None;
+        self
+    }
+
+    /// The namespace handle: `/run/netns/NAME`, or the calling thread's own.
+    fn netns_path(&self) -> PathBuf {
+        match &self.netns {
+            Some(ns) => Path::new("/run/netns").join(ns),
+            None => PathBuf::from("/proc/thread-self/ns/net"),
+        }
     }
 }
 
@@ -67,6 +125,31 @@ impl NftRunner for CommandRunner {
             Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
         }
     }
+
+    fn apply_elements(&mut self, changes: &[ElementChange]) -> Result<(), ElementsError> {
+        if !self.netlink {
+            return Err(ElementsError::Unsupported);
+        }
+        let path = self.netns_path();
+        if !self.socket.as_ref().is_some_and(|s| s.is_in(&path)) {
+            self.socket = None;
+            let socket = match &self.netns {
+                Some(_) => NfSocket::open_in(&path),
+                None => NfSocket::open(),
+            }
+            .map_err(|e| ElementsError::Failed(e.to_string()))?;
+            self.socket = Some(socket);
+        }
+        let socket = self.socket.as_mut().expect("opened above");
+        socket.send(changes).map_err(|e| {
+            // After an unknown outcome (socket error, no answer), start over with a fresh
+            // socket; a refusal or an encoding error leaves the socket as good as it was.
+            if !matches!(e, SendError::Rejected { .. } | SendError::Encode(_)) {
+                self.socket = None;
+            }
+            ElementsError::Failed(e.to_string())
+        })
+    }
 }
 
 /// A failed transaction. The kernel kept the previous rules (nft transactions are atomic).
@@ -84,7 +167,9 @@ pub struct Applied {
     pub stats: DiffStats,
     /// True when the whole table was (re)loaded rather than diffed.
     pub full: bool,
-    /// Wall time of the transaction (script generation and nft).
+    /// True when the change went as one netlink batch of set elements, not through nft.
+    pub netlink: bool,
+    /// Wall time of the transaction (diff, and netlink batch or script and nft).
     pub duration: Duration,
 }
 
@@ -107,11 +192,29 @@ impl<R: NftRunner> Dataplane<R> {
 
     /// Makes the kernel hold `desired`: a diff against what is installed, or a full load
     /// the first time and after any failure. `Ok(None)`: nothing to do.
+    ///
+    /// A diff that changes only set and map elements is offered to the runner as one
+    /// netlink batch ([`NftRunner::apply_elements`]); if the runner cannot or the batch
+    /// fails (it is one transaction, so the kernel is unchanged), the same diff runs
+    /// through nft.
     pub fn apply(&mut self, desired: Table) -> Result<Option<Applied>, DataplaneError> {
         let start = Instant::now();
-        let (script, stats, full) = match (&self.installed, self.needs_full) {
+        let (script, stats, full, elements) = match (&self.installed, self.needs_full) {
             (Some(old), false) => match diff(old, &desired) {
-                Some((script, stats)) => (script, stats, false),
+                Some((script, stats)) => {
+                    let elements = if stats.elements_only() {
+                        match element_changes(old, &desired) {
+                            Ok(changes) => Some(changes),
+                            Err(why) => {
+                                tracing::debug!(%why, "element changes go through nft");
+                                None
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    (script, stats, false, elements)
+                }
                 None => return Ok(None),
             },
             _ => {
@@ -120,9 +223,25 @@ impl<R: NftRunner> Dataplane<R> {
                     chains: desired.chains.len(),
                     sets: desired.sets.len() + desired.maps.len(),
                 };
-                (desired.load_script(), stats, true)
+                (desired.load_script(), stats, true, None)
             }
         };
+        if let Some(changes) = elements
+            && self.send_elements(&changes)
+        {
+            tracing::debug!(
+                elements = stats.elements,
+                messages = changes.len(),
+                "element changes sent as one netlink batch"
+            );
+            self.installed = Some(desired);
+            return Ok(Some(Applied {
+                stats,
+                full: false,
+                netlink: true,
+                duration: start.elapsed(),
+            }));
+        }
         if let Err(message) = self.runner.run(&script) {
             self.needs_full = true;
             tracing::warn!(%message, full, "nftables transaction failed");
@@ -133,8 +252,22 @@ impl<R: NftRunner> Dataplane<R> {
         Ok(Some(Applied {
             stats,
             full,
+            netlink: false,
             duration: start.elapsed(),
         }))
+    }
+
+    /// Sends element changes as one netlink batch; false if the runner cannot, or the
+    /// batch failed (one transaction: nothing changed, and nft takes over).
+    fn send_elements(&mut self, changes: &[ElementChange]) -> bool {
+        match self.runner.apply_elements(changes) {
+            Ok(()) => true,
+            Err(ElementsError::Unsupported) => false,
+            Err(ElementsError::Failed(message)) => {
+                tracing::warn!(%message, "netlink element batch failed; retrying with nft");
+                false
+            }
+        }
     }
 
     /// The table last applied successfully.
@@ -170,6 +303,41 @@ mod tests {
         }
     }
 
+    /// A runner that also takes element batches (or fails them).
+    #[derive(Default)]
+    struct Netlinker {
+        nft: Recorder,
+        batches: Vec<Vec<ElementChange>>,
+        fail_batches: bool,
+    }
+
+    impl NftRunner for Netlinker {
+        fn run(&mut self, script: &str) -> Result<(), String> {
+            self.nft.run(script)
+        }
+
+        fn apply_elements(&mut self, changes: &[ElementChange]) -> Result<(), ElementsError> {
+            self.batches.push(changes.to_vec());
+            if self.fail_batches {
+                Err(ElementsError::Failed("ENOENT".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    fn with_set(t: Table, elements: &[&str]) -> Table {
+        let mut t = t;
+        t.sets.insert(
+            "s4_a".into(),
+            crate::table::Set {
+                kind: crate::table::SetKind::Ipv4,
+                elements: elements.iter().map(|e| e.to_string()).collect(),
+            },
+        );
+        t
+    }
+
     fn table(rule: &str) -> Table {
         let mut t = Table::default();
         t.chains.insert(
@@ -202,5 +370,64 @@ mod tests {
         );
         dp.runner.fail = false;
         assert!(dp.apply(table("drop")).expect("ok").expect("applied").full);
+    }
+
+    #[test]
+    fn element_only_diffs_go_as_one_netlink_batch() {
+        let mut dp = Dataplane::new(Netlinker::default());
+        dp.apply(with_set(table("drop"), &[])).expect("load");
+        let applied = dp
+            .apply(with_set(table("drop"), &["10.65.0.1/32"]))
+            .expect("ok")
+            .expect("applied");
+        assert!(applied.netlink && !applied.full);
+        assert_eq!(
+            dp.runner.nft.scripts.len(),
+            1,
+            "only the initial load ran nft"
+        );
+        assert_eq!(dp.runner.batches.len(), 1);
+        assert_eq!(dp.runner.batches[0][0].set, "s4_a");
+        // A chain change is structure: nft, even with elements changing too.
+        let applied = dp
+            .apply(with_set(table("accept"), &["10.65.0.2/32"]))
+            .expect("ok")
+            .expect("applied");
+        assert!(!applied.netlink);
+        assert_eq!(dp.runner.batches.len(), 1);
+        assert_eq!(dp.runner.nft.scripts.len(), 2);
+    }
+
+    #[test]
+    fn a_failed_batch_falls_back_to_the_nft_diff() {
+        let mut dp = Dataplane::new(Netlinker {
+            fail_batches: true,
+            ..Default::default()
+        });
+        dp.apply(with_set(table("drop"), &["10.65.0.1/32"]))
+            .expect("load");
+        let applied = dp
+            .apply(with_set(table("drop"), &[]))
+            .expect("ok")
+            .expect("applied");
+        assert!(!applied.netlink && !applied.full);
+        assert_eq!(dp.runner.batches.len(), 1, "tried netlink first");
+        assert_eq!(
+            dp.runner.nft.scripts.last().map(String::as_str),
+            Some("delete element inet bulkhead s4_a { 10.65.0.1/32 }\n")
+        );
+        assert_eq!(dp.installed(), Some(&with_set(table("drop"), &[])));
+    }
+
+    #[test]
+    fn runners_without_netlink_keep_using_nft() {
+        let mut dp = Dataplane::new(Recorder::default());
+        dp.apply(with_set(table("drop"), &[])).expect("load");
+        let applied = dp
+            .apply(with_set(table("drop"), &["10.65.0.1/32"]))
+            .expect("ok")
+            .expect("applied");
+        assert!(!applied.netlink);
+        assert_eq!(dp.runner.scripts.len(), 2);
     }
 }

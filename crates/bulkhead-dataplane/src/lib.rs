@@ -3,7 +3,8 @@
 //! [`render`] turns a compiled [`bulkhead_engine::Cluster`] and the endpoints local to a
 //! node into a [`Table`]: plain data (sets, verdict maps, chains). [`table::diff`] computes
 //! the smallest nft transaction from the table in the kernel to the intended one, and
-//! [`Dataplane`] applies it with `nft -f -` (one kernel transaction: all or nothing).
+//! [`Dataplane`] applies it with `nft -f -` (one kernel transaction: all or nothing), or,
+//! when only set and map elements change, as one nf_tables netlink batch ([`netlink`]).
 //!
 //! What it does not do: decide semantics (the engine does; the renderer only walks the
 //! engine's per-endpoint tier lists and compiled rules), or create namespaces and
@@ -15,10 +16,11 @@
 
 pub mod apply;
 pub mod naming;
+pub mod netlink;
 pub mod render;
 pub mod rules;
 pub mod table;
 
-pub use apply::{Applied, CommandRunner, Dataplane, DataplaneError, NftRunner};
+pub use apply::{Applied, CommandRunner, Dataplane, DataplaneError, ElementsError, NftRunner};
 pub use render::{LocalEndpoint, RenderConfig, render};
 pub use table::{DiffStats, Table};
