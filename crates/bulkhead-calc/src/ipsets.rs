@@ -15,10 +15,12 @@
 //!
 //! Work per change is sub-linear:
 //! - an item (endpoint or network set) that changes is evaluated only against the
-//!   selectors filed under its labels in a label-restriction index, and against the
-//!   named-port sources filed under its port names;
-//! - a source that becomes active is evaluated only against the items a label index (or
-//!   port-name index) offers for its selector's restrictions.
+//!   sources filed under its labels in a label-restriction index (every source with a
+//!   selector, named ports included), and against the selector-less named-port sources
+//!   filed under its port names;
+//! - a source that becomes active is evaluated only against the items a label index
+//!   offers for its selector's restrictions (or, for a named port without a selector, the
+//!   endpoints with a port of that name).
 //!
 //! Each item remembers which sources it contributes to, so removing or changing it never
 //! rescans; each source remembers its contributors, so releasing it never rescans either.
@@ -72,9 +74,10 @@ pub(crate) struct IpSetIndex {
     sources: HashMap<SourceId, Source>,
     ids: HashMap<SetSource, SourceId>,
     next: u32,
-    /// Selector sources by label restriction.
+    /// Sources with a selector (selector sets, named ports with one), by label
+    /// restriction.
     selectors: SelectorIndex<SourceId>,
-    /// Named-port sources by each of their port names.
+    /// Named-port sources without a selector, by each of their port names.
     port_sources: HashMap<String, HashSet<SourceId>>,
     /// Items by label (for activation scans).
     item_labels: LabelIndex<ItemId>,
@@ -105,12 +108,22 @@ impl IpSetIndex {
             SetSource::Selector(_) => Members::Nets(HashMap::new()),
             SetSource::NamedPort { .. } => Members::Ports(HashMap::new()),
         };
+        // A source with a selector is filed, and its candidates found, by the selector's
+        // label restrictions; a named port without one, by its port names.
         let candidates: Vec<ItemId> = match spec {
-            SetSource::Selector(sel) => {
+            SetSource::Selector(sel)
+            | SetSource::NamedPort {
+                selector: Some(sel),
+                ..
+            } => {
                 self.selectors.insert(id, sel);
                 self.item_labels.candidates(sel)
             }
-            SetSource::NamedPort { names, .. } => {
+            SetSource::NamedPort {
+                selector: None,
+                names,
+                ..
+            } => {
                 for n in names {
                     self.port_sources.entry(n.clone()).or_default().insert(id);
                 }
@@ -160,8 +173,15 @@ impl IpSetIndex {
         self.ids.remove(&source.spec);
         self.dirty.remove(&id);
         match &source.spec {
-            SetSource::Selector(_) => self.selectors.remove(id),
-            SetSource::NamedPort { names, .. } => {
+            SetSource::Selector(_)
+            | SetSource::NamedPort {
+                selector: Some(_), ..
+            } => self.selectors.remove(id),
+            SetSource::NamedPort {
+                selector: None,
+                names,
+                ..
+            } => {
                 for n in names {
                     if let Some(set) = self.port_sources.get_mut(n) {
                         set.remove(&id);

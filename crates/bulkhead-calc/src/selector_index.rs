@@ -1,9 +1,12 @@
 //! Selectors indexed by their label restrictions, with removal.
 //!
-//! The same filing rule as the engine's `SelectorIndex` (reference §1.6, Felix's
+//! The filing rule of the engine's `SelectorIndex` (reference §1.6, Felix's
 //! `LabelRestrictionIndex`): a selector goes under `label = value` for each allowed
 //! value when it pins a label's value (the label with the fewest values), else under
-//! "label present", else into the unindexed bucket that every lookup scans. Selectors that
+//! "label present", else into the unindexed bucket that every lookup scans. One
+//! refinement: between equally selective labels, an endpoint's own label is preferred to
+//! the ones a whole namespace shares (`projectcalico.org/namespace`, `pcns.*`,
+//! `pcsa.*`), which namespaced selectors always carry. Selectors that
 //! can never match are not filed at all. Candidates are a *superset* of the matches: the
 //! caller still evaluates each one.
 //!
@@ -129,19 +132,33 @@ impl<K: Copy + Eq + Hash> SelectorIndex<K> {
     }
 }
 
+/// Labels that every endpoint of a namespace or service account shares (inherited and
+/// special ones): a poor place to file a selector when it has another choice, because
+/// every endpoint of a busy namespace would then be offered it.
+fn shared(label: &str) -> bool {
+    label.starts_with("pcns.")
+        || label.starts_with("pcsa.")
+        || label.starts_with("projectcalico.org/")
+}
+
 fn filing(selector: &Selector) -> Filing {
     if !selector.possible_to_satisfy() {
         return Filing::Never;
     }
     let restrictions = selector.label_restrictions();
+    // The fewest allowed values first; among equals, an endpoint's own label first.
     let by_value = restrictions
         .iter()
         .filter_map(|(label, r)| r.must_have_one_of_values.as_ref().map(|v| (label, v)))
-        .min_by_key(|(_, values)| values.len());
+        .min_by_key(|(label, values)| (values.len(), shared(label)));
     if let Some((label, values)) = by_value {
         return Filing::Values(label.clone(), values.iter().cloned().collect());
     }
-    match restrictions.iter().find(|(_, r)| r.must_be_present) {
+    match restrictions
+        .iter()
+        .filter(|(_, r)| r.must_be_present)
+        .min_by_key(|(label, _)| shared(label))
+    {
         Some((label, _)) => Filing::Presence(label.clone()),
         None => Filing::Unindexed,
     }
@@ -163,6 +180,17 @@ mod tests {
         idx.for_each_candidate(l, |i| got.push(i));
         got.sort();
         got
+    }
+
+    #[test]
+    fn own_labels_are_preferred_to_namespace_wide_ones() {
+        let mut idx = SelectorIndex::default();
+        let sel = "projectcalico.org/namespace == 'shop' && tier == 'db'";
+        idx.insert(0, &Selector::parse(sel).expect("valid"));
+        let web = labels(&[("projectcalico.org/namespace", "shop"), ("tier", "web")]);
+        let db = labels(&[("projectcalico.org/namespace", "shop"), ("tier", "db")]);
+        assert!(candidates(&idx, &web).is_empty());
+        assert_eq!(candidates(&idx, &db), vec![0]);
     }
 
     #[test]
