@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bulkhead_api::Resource;
-use bulkhead_dataplane::{CommandRunner, Dataplane, RenderConfig, Table, render};
-use bulkhead_engine::Cluster;
+use std::collections::HashMap;
 
-use crate::local::local_endpoints;
+use bulkhead_api::{Resource, ResourceKey};
+use bulkhead_calc::{CalcGraph, NodeConfig, Update};
+use bulkhead_dataplane::{CommandRunner, Dataplane, RenderConfig, Table};
+
 use crate::metrics::Metrics;
 use crate::server_source::ServerSource;
 use crate::source::DirSource;
@@ -78,6 +79,53 @@ pub struct Agent {
     metrics: Arc<Metrics>,
     fingerprint: Option<String>,
     last_check: Instant,
+    calc: Calc,
+}
+
+/// The incremental calculation and the resources it has seen: each new resource set is
+/// fed to the graph as the upserts and deletes that turn the previous set into it.
+struct Calc {
+    graph: CalcGraph,
+    seen: HashMap<ResourceKey, Resource>,
+}
+
+impl Calc {
+    fn new(config: &AgentConfig) -> Calc {
+        Calc {
+            graph: CalcGraph::new(NodeConfig {
+                node: config.node.clone(),
+                render: config.render.clone(),
+            }),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Feeds the changes from the last set to `resources`; the node's table, or the model
+    /// errors (then nothing may be programmed).
+    fn update(&mut self, resources: Vec<Resource>) -> Result<&Table, String> {
+        let next: HashMap<ResourceKey, Resource> =
+            resources.into_iter().map(|r| (r.key(), r)).collect();
+        for key in self.seen.keys().filter(|k| !next.contains_key(*k)) {
+            self.graph.apply(Update::Delete(key.clone()));
+        }
+        for (key, r) in &next {
+            if self.seen.get(key) != Some(r) {
+                self.graph.apply(Update::Upsert(r.clone()));
+            }
+        }
+        self.seen = next;
+        self.graph.flush();
+        let errors = self.graph.errors();
+        if errors.is_empty() {
+            Ok(self.graph.table())
+        } else {
+            Err(errors
+                .iter()
+                .map(|(k, m)| format!("{k}: {m}"))
+                .collect::<Vec<_>>()
+                .join("; "))
+        }
+    }
 }
 
 impl Agent {
@@ -94,6 +142,7 @@ impl Agent {
             None => CommandRunner::here(),
         };
         Agent {
+            calc: Calc::new(&config),
             source,
             dataplane: Dataplane::new(runner),
             metrics,
@@ -125,7 +174,7 @@ impl Agent {
                 tracing::error!(%message, "resources did not load; keeping the last good state");
                 Step::LoadFailed(message)
             }
-            Some(Ok(resources)) => match self.desired(&resources) {
+            Some(Ok(resources)) => match self.desired(resources) {
                 Err(message) => {
                     self.metrics.load_failed();
                     tracing::error!(%message, "resources do not form a valid model; keeping the last good state");
@@ -144,16 +193,12 @@ impl Agent {
         step
     }
 
-    /// The intended table for `resources`.
-    fn desired(&self, resources: &[Resource]) -> Result<Table, String> {
-        let cluster = Cluster::build(resources).map_err(|e| e.to_string())?;
-        let local = local_endpoints(
-            resources,
-            &self.config.node,
-            &self.config.render.workload_prefix,
-        );
-        self.metrics.local_endpoints(local.len());
-        Ok(render(&cluster, &local, &self.config.render))
+    /// The intended table for `resources`, computed incrementally by the calc graph.
+    fn desired(&mut self, resources: Vec<Resource>) -> Result<Table, String> {
+        let table = self.calc.update(resources)?.clone();
+        self.metrics
+            .local_endpoints(self.calc.graph.stats().local_endpoints);
+        Ok(table)
     }
 
     /// Applies `table`; `Ok(false)` if it was already in place.

@@ -14,7 +14,6 @@ mod agent;
 pub mod cache;
 pub mod drift;
 pub mod http;
-pub mod local;
 pub mod metrics;
 pub mod server_source;
 pub mod source;

@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use bulkhead_api::Resource;
+use bulkhead_calc::{CalcGraph, NodeConfig, Update};
 use bulkhead_dataplane::{CommandRunner, Dataplane, LocalEndpoint, RenderConfig, Table, render};
 use bulkhead_engine::{Cluster, EndpointKind};
 use bulkhead_netns::{Netns, unique_name};
@@ -100,64 +101,83 @@ fn compute(resources: &[Resource], local: &[LocalEndpoint]) -> anyhow::Result<Ta
     Ok(render(&cluster, local, &RenderConfig::default()))
 }
 
-/// Runs `changes` policy changes and `changes` label changes; also times a full reload
-/// of the same tables (the baseline). Returns (policy change, label change, full reload).
+/// Runs `changes` policy changes and `changes` label changes the agent's way (calc graph,
+/// then a diffing apply), and, every tenth change, the same state computed from scratch and
+/// a full table reload as baselines.
 pub fn run(
     local: usize,
     remote: usize,
     policies: usize,
     changes: usize,
-) -> anyhow::Result<[Latencies; 3]> {
+) -> anyhow::Result<[Latencies; 4]> {
     let ns = Netns::create(&unique_name("bench-apply"))?;
     let locals = local_endpoints(local);
     let mut dataplane = Dataplane::new(CommandRunner::in_netns(ns.name()));
-    let mut reload = Dataplane::new(CommandRunner::in_netns(ns.name()));
     let mut state = resources(local, remote, policies)?;
-    dataplane.apply(compute(&state, &locals)?)?;
-    let mut policy_changes = Vec::new();
-    let mut label_changes = Vec::new();
-    let mut reloads = Vec::new();
+    let mut graph = CalcGraph::new(NodeConfig {
+        node: "bench".into(),
+        render: RenderConfig::default(),
+    });
+    for r in &state {
+        graph.apply(Update::Upsert(r.clone()));
+    }
+    graph.flush();
+    dataplane.apply(graph.table().clone())?;
+    let (mut policy_changes, mut label_changes, mut scratch, mut reloads) =
+        (vec![], vec![], vec![], vec![]);
     for i in 0..changes {
         // A policy that selects local endpoints changes its port.
         let changed = i % local.clamp(1, 1000);
         if let Some(r) = load(&policy(changed, 1000 + i as u16))?.pop() {
-            state[local + remote + changed] = r;
+            state[local + remote + changed] = r.clone();
+            let start = Instant::now();
+            graph.apply(Update::Upsert(r));
+            graph.flush();
+            dataplane.apply(graph.table().clone())?;
+            policy_changes.push(start.elapsed());
         }
-        let start = Instant::now();
-        dataplane.apply(compute(&state, &locals)?)?;
-        policy_changes.push(start.elapsed());
         // A remote endpoint moves to another application: set memberships change.
         if let Some(Resource::WorkloadEndpoint(w)) = state.get_mut(local + i % remote.max(1)) {
             w.metadata
                 .labels
                 .insert("app".into(), format!("app{}", (i * 13 + 5) % 1000));
-        }
-        let start = Instant::now();
-        dataplane.apply(compute(&state, &locals)?)?;
-        label_changes.push(start.elapsed());
-        if i % 10 == 0 {
-            let table = compute(&state, &locals)?;
-            reload.force_full();
+            let moved = Resource::WorkloadEndpoint(w.clone());
             let start = Instant::now();
-            reload.apply(table)?;
-            reloads.push(start.elapsed());
+            graph.apply(Update::Upsert(moved));
+            graph.flush();
+            dataplane.apply(graph.table().clone())?;
+            label_changes.push(start.elapsed());
+        }
+        if i % 10 == 0 {
+            let start = Instant::now();
+            let table = compute(&state, &locals)?;
+            scratch.push(start.elapsed());
+            if &table != graph.table() {
+                anyhow::bail!("the calc graph and the from-scratch render disagree");
+            }
             dataplane.force_full();
-            dataplane.apply(compute(&state, &locals)?)?;
+            let start = Instant::now();
+            dataplane.apply(table)?;
+            reloads.push(start.elapsed());
         }
         eprint!("\r{} / {changes} changes", i + 1);
     }
     eprintln!();
     Ok([
         Latencies {
-            what: "policy change -> enforced",
+            what: "policy change -> enforced (calc + diff + nft)",
             samples: policy_changes,
         },
         Latencies {
-            what: "one label change -> sets updated",
+            what: "one label change -> sets updated (calc + diff + nft)",
             samples: label_changes,
         },
         Latencies {
-            what: "baseline: full table reload",
+            what: "baseline: recompute from scratch (build + render, no kernel)",
+            samples: scratch,
+        },
+        Latencies {
+            what: "baseline: full table reload (nft only)",
             samples: reloads,
         },
     ])
