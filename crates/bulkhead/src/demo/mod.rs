@@ -17,8 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bulkhead_agent::{Agent, AgentConfig, Metrics};
+use bulkhead_agent::server_source::ServerSource;
+use bulkhead_agent::{Agent, AgentConfig, Metrics, Source};
+use bulkhead_client::Client;
 use bulkhead_dataplane::RenderConfig;
+use bulkhead_server::{Server, ServerConfig};
 
 /// Arguments of `bulkhead demo`.
 #[derive(clap::Args)]
@@ -56,13 +59,61 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     result
 }
 
+/// The control plane: a server with the embedded store on loopback, on its own runtime.
+struct ControlPlane {
+    runtime: tokio::runtime::Runtime,
+    server: Option<Server>,
+    client: Client,
+}
+
+impl ControlPlane {
+    fn start(data_dir: &std::path::Path) -> anyhow::Result<ControlPlane> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let config = ServerConfig::new("127.0.0.1:0".parse()?, data_dir);
+        let server = runtime
+            .block_on(Server::start(config))
+            .context("starting the server")?;
+        let token = std::fs::read_to_string(server.admin_token_path())?;
+        let client = Client::new(&server.url(), Some(token.trim()))?;
+        Ok(ControlPlane {
+            runtime,
+            server: Some(server),
+            client,
+        })
+    }
+
+    /// Applies every resource file in `dir` (policy as code), in file order.
+    fn apply_dir(&self, dir: &std::path::Path) -> anyhow::Result<usize> {
+        let loaded = bulkhead_api::load_paths(&[dir]).map_err(|e| anyhow::anyhow!("{e}"))?;
+        for l in &loaded {
+            self.client
+                .replace(&l.resource)
+                .with_context(|| format!("applying {}", l.resource.key()))?;
+        }
+        Ok(loaded.len())
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = self.runtime.block_on(server.shutdown());
+        }
+    }
+}
+
 fn run_in(
     args: &Args,
     work: &std::path::Path,
     resources: &std::path::Path,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<ExitCode> {
+    let control = ControlPlane::start(&work.join("server"))?;
     let estate = estate::build(resources)?;
+    let applied = control.apply_dir(resources)?;
     let agents = [
         ("n1", estate.n1.name().to_string()),
         ("n2", estate.n2.name().to_string()),
@@ -88,23 +139,26 @@ fn run_in(
         };
         let stop = Arc::clone(&agents_stop);
         let m = Arc::clone(&metrics);
+        let source = Source::Server(ServerSource::new(control.client.clone()));
         let handle = std::thread::Builder::new()
             .name(format!("agent-{node}"))
-            .spawn(move || Agent::new(config, m).run(&stop))?;
+            .spawn(move || Agent::with_source(config, source, m).run(&stop))?;
         running.push((handle, metrics));
     }
-    let outcome = drive(args, resources, &estate, &running, &urls, stop);
+    let outcome = drive(args, &control, applied, &estate, &running, &urls, stop);
     agents_stop.store(true, Ordering::SeqCst);
     for (handle, _) in running {
         let _ = handle.join();
     }
     drop(estate);
+    drop(control);
     outcome
 }
 
 fn drive(
     args: &Args,
-    resources: &std::path::Path,
+    control: &ControlPlane,
+    applied: usize,
     estate: &estate::Estate,
     running: &[(std::thread::JoinHandle<()>, Arc<Metrics>)],
     urls: &[String],
@@ -117,17 +171,27 @@ fn drive(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let dir = resources.display();
+    let server = control
+        .server
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no server"))?;
+    let url = server.url();
+    let token = server.admin_token_path();
+    let token = token.display();
     println!("Bulkhead demo: 2 nodes, 6 workloads, 1 bare-metal database host, 1 internet client");
     println!(
-        "  policy as code:  {dir}  (tiers security -> platform -> app; edit a file, the agents enforce it)"
+        "  server:          {url}  (embedded store; {applied} resources applied from examples/demo)"
     );
+    println!("  admin token:     {token}");
+    println!("  audit log:       {}", server.audit_log_path().display());
+    println!("  policy tiers:    security -> platform -> app (one staged policy)");
     println!("  agents:          {}", urls.join(", "));
+    println!("  try, meanwhile:  export BULKHEAD_SERVER={url} BULKHEAD_TOKEN=$(cat {token})");
     println!(
-        "  control plane:   not built yet; the agents read the resource directory (server, token and audit come with it)"
+        "                   bulkhead get gnp -o wide; bulkhead describe gnp database; bulkhead audit list"
     );
     println!(
-        "  explain a row:   bulkhead check -f {dir} --from web-prod/frontend --to data-prod/database --port 5432"
+        "                   bulkhead apply -f my-policy.yaml   (the agents enforce it within ~100 ms)"
     );
     println!(
         "  programmed in {:.0} ms after start\n",
@@ -136,7 +200,7 @@ fn drive(
     let terminal = std::io::stdout().is_terminal() && !args.check;
     let mut mismatches = 0;
     for round in 1..=args.rounds.max(1) {
-        let rows = traffic::round(estate, resources)?;
+        let rows = traffic::round(estate, &control.client)?;
         mismatches = rows.iter().filter(|r| r.observed != r.expected).count();
         if terminal {
             print!("\x1b[H\x1b[J");

@@ -2,12 +2,11 @@
 //! compared with the engine's verdict and explained by the tier/policy/rule that decided.
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use bulkhead_api::load_paths;
 use bulkhead_api::values::Protocol;
+use bulkhead_client::Client;
 use bulkhead_engine::{Cluster, Flow, Hit, RuleRef, Verdict};
 use bulkhead_netns::{BatchOptions, Probe};
 
@@ -115,10 +114,10 @@ pub struct Row {
     pub decided_by: String,
 }
 
-/// Probes every connection once and explains it.
-pub fn round(estate: &Estate, resources: &Path) -> anyhow::Result<Vec<Row>> {
-    let loaded = load_paths(&[resources]).map_err(|e| anyhow!("{e}"))?;
-    let resources: Vec<_> = loaded.into_iter().map(|l| l.resource).collect();
+/// Probes every connection once and explains it with the engine, on what the server
+/// stores now.
+pub fn round(estate: &Estate, client: &Client) -> anyhow::Result<Vec<Row>> {
+    let (resources, _) = client.list_all()?;
     let cluster = Cluster::build(&resources)?;
     let mut probes = Vec::new();
     let mut flows = Vec::new();
