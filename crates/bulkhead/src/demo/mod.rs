@@ -186,6 +186,13 @@ fn drive(
     println!("  audit log:       {}", server.audit_log_path().display());
     println!("  policy tiers:    security -> platform -> app (one staged policy)");
     println!("  agents:          {}", urls.join(", "));
+    println!(
+        "  node namespaces: n1={}, n2={}, dbhost={}  (try: ip netns exec {} nft flush ruleset)",
+        estate.n1.name(),
+        estate.n2.name(),
+        estate.dbhost.netns().name(),
+        estate.n1.name()
+    );
     println!("  try, meanwhile:  export BULKHEAD_SERVER={url} BULKHEAD_TOKEN=$(cat {token})");
     println!(
         "                   bulkhead get gnp -o wide; bulkhead describe gnp database; bulkhead audit list"
