@@ -326,3 +326,65 @@ fn acknowledged_writes_and_watches_survive_kill_9() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn audit_verify_and_list_from_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("bulkhead-audit-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let server = Server::start(&dir);
+    let client = Client::new(&server.url(), Some(&server.token())).expect("client");
+    for name in ["a", "b"] {
+        let r = client
+            .send_json("PUT", &format!("{GNPS}/{name}"), &policy(name, 1))
+            .expect("put");
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let list = Command::new(bin())
+        .args(["audit", "list", "--kind", "GlobalNetworkPolicy"])
+        .env("BULKHEAD_SERVER", server.url())
+        .env("BULKHEAD_TOKEN", server.token())
+        .output()
+        .expect("audit list");
+    let out = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("TIME") && lines[0].contains("OUTCOME"),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].contains("GlobalNetworkPolicy/a") && lines[1].contains("created"),
+        "{out}"
+    );
+
+    let verify = |data: &Path| {
+        Command::new(bin())
+            .args(["audit", "verify", "--data-dir"])
+            .arg(data)
+            .output()
+            .expect("audit verify")
+    };
+    let ok = verify(&dir.join("data"));
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("2 records, chain intact"));
+    // Remove the last record: verify exits 1 and names the line.
+    let log = dir.join("data/audit.log");
+    let text = std::fs::read_to_string(&log).expect("log");
+    let first = text.lines().next().expect("a record");
+    std::fs::write(&log, format!("{first}\n")).expect("write");
+    let bad = verify(&dir.join("data"));
+    assert_eq!(bad.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        out.contains("line 2") && out.contains("removed from the end"),
+        "{out}"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
