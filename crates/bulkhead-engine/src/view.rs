@@ -27,7 +27,12 @@ pub struct TierView<'a> {
 
 impl Cluster {
     /// Index of the endpoint of `kind` named `namespace/name` (hosts: no namespace).
-    pub fn endpoint_index(&self, kind: EndpointKind, namespace: Option<&str>, name: &str) -> Option<usize> {
+    pub fn endpoint_index(
+        &self,
+        kind: EndpointKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<usize> {
         self.endpoints
             .iter()
             .position(|e| e.kind == kind && e.namespace.as_deref() == namespace && e.name == name)
@@ -40,7 +45,13 @@ impl Cluster {
 
     /// The tiers and policies of one class that apply to endpoint `index` in one
     /// direction, in evaluation order.
-    pub fn endpoint_tiers(&self, index: usize, mode: Mode, class: PolicyClass, ingress: bool) -> Vec<TierView<'_>> {
+    pub fn endpoint_tiers(
+        &self,
+        index: usize,
+        mode: Mode,
+        class: PolicyClass,
+        ingress: bool,
+    ) -> Vec<TierView<'_>> {
         if index >= self.endpoints.len() {
             return Vec::new();
         }

@@ -25,7 +25,11 @@ fn rule() -> impl Strategy<Value = String> {
             i if i == SELECTORS.len() => "source: {nets: [10.65.0.0/30]}".into(),
             _ => "source: {}".into(),
         };
-        let port = if port { "protocol: TCP, destination: {ports: [80]}," } else { "" };
+        let port = if port {
+            "protocol: TCP, destination: {ports: [80]},"
+        } else {
+            ""
+        };
         format!("{{action: {}, {port} {peer}}}", ACTIONS[a])
     })
 }

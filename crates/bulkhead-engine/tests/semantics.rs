@@ -55,7 +55,10 @@ fn no_policy_means_the_namespace_profile_allows() {
     assert_eq!(d.verdict(), Verdict::Allow);
     let hit = d.enforced.decided_by().expect("a deciding hit");
     assert_eq!(hit.policy.name, "kns.x");
-    assert_eq!(d.enforced.trace_strings()[1], "1|__PROFILE__|pro:kns.x|allow|0");
+    assert_eq!(
+        d.enforced.trace_strings()[1],
+        "1|__PROFILE__|pro:kns.x|allow|0"
+    );
 }
 
 #[test]
@@ -67,7 +70,10 @@ fn host_without_profile_allows_only_failsafes() {
     assert_eq!(to_bare(80), Verdict::Deny);
     assert_eq!(to_bare(22), Verdict::Allow);
     let d = c.evaluate(&tcp("198.18.0.1", "10.66.0.9", 22));
-    assert_eq!(d.enforced.decided_by().map(|h| h.rule), Some(RuleRef::Failsafe));
+    assert_eq!(
+        d.enforced.decided_by().map(|h| h.rule),
+        Some(RuleRef::Failsafe)
+    );
 }
 
 #[test]
@@ -96,13 +102,22 @@ spec:
 "#,
     );
     // b passes the security tier, then the default tier allows the named port only.
-    assert_eq!(c.evaluate(&tcp("10.65.0.2", "10.65.0.1", 8080)).verdict(), Verdict::Allow);
-    assert_eq!(c.evaluate(&tcp("10.65.0.2", "10.65.0.1", 80)).verdict(), Verdict::Deny);
+    assert_eq!(
+        c.evaluate(&tcp("10.65.0.2", "10.65.0.1", 8080)).verdict(),
+        Verdict::Allow
+    );
+    assert_eq!(
+        c.evaluate(&tcp("10.65.0.2", "10.65.0.1", 80)).verdict(),
+        Verdict::Deny
+    );
     // The external address matches nothing in security: its end of tier denies.
     let d = c.evaluate(&tcp("198.18.0.1", "10.65.0.1", 8080));
     assert_eq!(d.verdict(), Verdict::Deny);
     let hit = d.enforced.decided_by().expect("a deciding hit");
-    assert_eq!((hit.tier.as_deref(), hit.rule), (Some("security"), RuleRef::EndOfTier));
+    assert_eq!(
+        (hit.tier.as_deref(), hit.rule),
+        (Some("security"), RuleRef::EndOfTier)
+    );
     assert_eq!(hit.policy.name, "pass-b");
 }
 
@@ -118,9 +133,15 @@ spec:
   ingress: [{action: Allow, source: {selector: app == 'b'}}]
 "#,
     );
-    assert_eq!(c.evaluate(&tcp("10.65.0.2", "10.65.0.1", 80)).verdict(), Verdict::Allow);
+    assert_eq!(
+        c.evaluate(&tcp("10.65.0.2", "10.65.0.1", 80)).verdict(),
+        Verdict::Allow
+    );
     // y/c has app=b too, but lives in another namespace.
-    assert_eq!(c.evaluate(&tcp("10.65.0.3", "10.65.0.1", 80)).verdict(), Verdict::Deny);
+    assert_eq!(
+        c.evaluate(&tcp("10.65.0.3", "10.65.0.1", 80)).verdict(),
+        Verdict::Deny
+    );
 }
 
 #[test]
@@ -146,9 +167,15 @@ spec: {selector: all(), types: [Egress]}
 "#,
     );
     let d = c.evaluate(&tcp("10.65.0.2", "10.65.0.1", 80));
-    assert_eq!((d.verdict(), d.pending_verdict()), (Verdict::Deny, Verdict::Allow));
+    assert_eq!(
+        (d.verdict(), d.pending_verdict()),
+        (Verdict::Deny, Verdict::Allow)
+    );
     let d = c.evaluate(&tcp("10.65.0.3", "10.65.0.1", 80));
-    assert_eq!((d.verdict(), d.pending_verdict()), (Verdict::Deny, Verdict::Deny));
+    assert_eq!(
+        (d.verdict(), d.pending_verdict()),
+        (Verdict::Deny, Verdict::Deny)
+    );
     let pending_egress = d.pending.egress.expect("y/c is an endpoint");
     assert_eq!(pending_egress.verdict, Verdict::Deny);
     assert_eq!(pending_egress.trace[0].policy.kind.short_name(), "snp");
@@ -166,9 +193,21 @@ spec:
   ingress: [{action: Log}, {action: Allow, protocol: UDP}]
 "#,
     );
-    let d = c.evaluate(&Flow::with_port(ip("10.65.0.2"), ip("10.65.0.1"), Protocol::UDP, 53));
+    let d = c.evaluate(&Flow::with_port(
+        ip("10.65.0.2"),
+        ip("10.65.0.1"),
+        Protocol::UDP,
+        53,
+    ));
     assert_eq!(d.verdict(), Verdict::Allow);
-    let actions: Vec<HitAction> = d.enforced.ingress.expect("a side").trace.iter().map(|h| h.action).collect();
+    let actions: Vec<HitAction> = d
+        .enforced
+        .ingress
+        .expect("a side")
+        .trace
+        .iter()
+        .map(|h| h.action)
+        .collect();
     assert_eq!(actions, vec![HitAction::Log, HitAction::Allow]);
 }
 
@@ -183,5 +222,8 @@ fn a_policy_in_a_missing_tier_is_a_model_error() {
         .map(|l| l.resource)
         .collect();
     let err = Cluster::build(&resources).expect_err("tier nope does not exist");
-    assert!(matches!(err, ModelError::MissingTier { ref tier, .. } if tier == "nope"), "{err}");
+    assert!(
+        matches!(err, ModelError::MissingTier { ref tier, .. } if tier == "nope"),
+        "{err}"
+    );
 }
