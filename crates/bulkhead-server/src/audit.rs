@@ -19,8 +19,8 @@
 //! acknowledged, and the next start cuts it off.
 //!
 //! The chain detects edits by anyone who does not recompute the hashes that follow; it has
-//! no secret, so someone who can write the data directory can forge a consistent log. Ship
-//! the head hash (`bulkhead_audit_head` in the logs) elsewhere to anchor it.
+//! no secret, so someone who can write the data directory can forge a consistent log. Copy
+//! `audit.head` (or the records) elsewhere to anchor it; the start logs the head hash too.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};

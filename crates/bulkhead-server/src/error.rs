@@ -190,6 +190,9 @@ impl From<bulkhead_store::StoreError> for ApiError {
             bulkhead_store::StoreError::Compacted { oldest } => ApiError::expired(format!(
                 "too old resource version: the oldest that can be watched from is {oldest}"
             )),
+            e @ bulkhead_store::StoreError::FutureRevision { .. } => {
+                ApiError::bad_request(e.to_string())
+            }
             other => ApiError::unavailable(format!("datastore: {other}")),
         }
     }
@@ -231,6 +234,9 @@ pub enum ServerError {
     /// The audit log cannot be opened or continued.
     #[error("audit log: {0}")]
     Audit(String),
+    /// A startup task failed (a panicked blocking task, an encoding that cannot fail).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ServerError {

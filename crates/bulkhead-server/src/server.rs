@@ -158,7 +158,7 @@ impl Server {
                 let options = options.clone();
                 tokio::task::spawn_blocking(move || EmbeddedStore::open(dir, options))
                     .await
-                    .map_err(|e| ServerError::Audit(format!("store open task: {e}")))??
+                    .map_err(|e| ServerError::Internal(format!("store open task: {e}")))??
                     .into()
             }
             StoreConfig::Etcd(options) => EtcdStore::connect(options.clone()).await?.into(),
@@ -197,7 +197,7 @@ impl Server {
             })?;
         let boot = hex(&random_bytes::<4>().map_err(|e| ServerError::io("/dev/urandom", e))?);
         let openapi = serde_json::to_vec(&crate::openapi::document())
-            .map_err(|e| ServerError::Audit(format!("openapi: {e}")))?;
+            .map_err(|e| ServerError::Internal(format!("openapi: {e}")))?;
         let state = AppState {
             store,
             auth,
@@ -256,7 +256,7 @@ impl Server {
         let _ = self.shutdown.send(true);
         match self.task.await {
             Ok(result) => result.map_err(|e| ServerError::io(&self.data_dir, e)),
-            Err(e) => Err(ServerError::Audit(format!("server task: {e}"))),
+            Err(e) => Err(ServerError::Internal(format!("server task: {e}"))),
         }
     }
 }
