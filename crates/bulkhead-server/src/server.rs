@@ -136,6 +136,7 @@ pub struct Server {
     data_dir: PathBuf,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    counter: tokio::task::JoinHandle<()>,
     state: AppState,
 }
 
@@ -211,7 +212,7 @@ impl Server {
             }),
             openapi: Arc::new(openapi),
         };
-        tokio::spawn(count_objects(state.clone()));
+        let counter = tokio::spawn(count_objects(state.clone()));
         let app = router(state.clone());
         let mut stop = shutdown_rx;
         let task = tokio::spawn(async move {
@@ -227,6 +228,7 @@ impl Server {
             data_dir: state.config.data_dir.clone(),
             shutdown,
             task,
+            counter,
             state,
         })
     }
@@ -254,6 +256,9 @@ impl Server {
     /// Stops accepting requests, ends the watches, and waits for open requests to finish.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         let _ = self.shutdown.send(true);
+        // The object counter holds a store handle: wait for it, so that the store is closed
+        // (and can be opened again) soon after this returns.
+        let _ = self.counter.await;
         match self.task.await {
             Ok(result) => result.map_err(|e| ServerError::io(&self.data_dir, e)),
             Err(e) => Err(ServerError::Internal(format!("server task: {e}"))),

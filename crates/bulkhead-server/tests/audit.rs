@@ -267,11 +267,21 @@ fn changes_committed_but_not_audited_before_a_crash_are_recorded_at_the_next_sta
     doc["metadata"]["uid"] = "u".into();
     let revision = rt.block_on(async {
         use bulkhead_store::Store;
-        let store = bulkhead_store::EmbeddedStore::open(
-            t.data_dir().join("store"),
-            bulkhead_store::EmbeddedOptions::default(),
-        )
-        .expect("open");
+        // The stopped server's last handles may still be closing on another thread.
+        let mut opened = None;
+        for _ in 0..200 {
+            match bulkhead_store::EmbeddedStore::open(
+                t.data_dir().join("store"),
+                bulkhead_store::EmbeddedOptions::default(),
+            ) {
+                Ok(store) => {
+                    opened = Some(store);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
+            }
+        }
+        let store = opened.expect("open");
         store
             .put(
                 key,
