@@ -419,11 +419,7 @@ impl Builder {
         let mut network_sets = Vec::new();
         for r in &resources {
             match r {
-                Resource::Pod(p) => {
-                    if !p.spec.host_network {
-                        endpoints.push(self.pod(p)?);
-                    }
-                }
+                Resource::Pod(p) if !p.spec.host_network => endpoints.push(self.pod(p)?),
                 Resource::WorkloadEndpoint(w) => endpoints.push(self.workload_endpoint(w)?),
                 Resource::HostEndpoint(h) => endpoints.push(self.host_endpoint(h)?),
                 Resource::GlobalNetworkSet(s) | Resource::NetworkSet(s) => {
