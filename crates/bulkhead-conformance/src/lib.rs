@@ -58,7 +58,7 @@ impl Report {
 /// A case file, parsed.
 enum CaseFile {
     Netpol(Box<NetpolCase>),
-    Selector(SelectorCases),
+    Selector(Box<SelectorCases>),
 }
 
 /// Every `*.yaml`/`*.yml` file under `paths` (files are taken as given), sorted.
@@ -101,7 +101,7 @@ fn parse_case(path: &Path) -> Result<CaseFile, String> {
             .map(|c| CaseFile::Netpol(Box::new(c)))
             .map_err(|e| format!("invalid netpol-case/v1: {e}")),
         "selector-cases/v1" => serde_json::from_value(value)
-            .map(CaseFile::Selector)
+            .map(|c| CaseFile::Selector(Box::new(c)))
             .map_err(|e| format!("invalid selector-cases/v1: {e}")),
         other => Err(format!(
             "unknown schema {other:?}: expected netpol-case/v1 or selector-cases/v1"
