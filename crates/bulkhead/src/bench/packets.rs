@@ -120,16 +120,24 @@ fn start_servers(
         listener.set_nonblocking(true)?;
         handles.push(std::thread::spawn(move || {
             let mut buf = vec![0u8; 1 << 16];
+            // Accepted connections stay open until the client closes them, so TIME_WAIT
+            // is on the client's side only (as in real request/response traffic).
+            let mut open: Vec<TcpStream> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut s, _)) => {
-                        if port == SINK_PORT {
-                            let _ = s.set_nonblocking(false);
-                            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
-                        }
+                let mut idle = true;
+                while let Ok((s, _)) = listener.accept() {
+                    idle = false;
+                    if port == SINK_PORT {
+                        let mut s = s;
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                    } else if s.set_nonblocking(true).is_ok() {
+                        open.push(s);
                     }
-                    Err(_) => std::thread::sleep(Duration::from_micros(200)),
+                }
+                open.retain_mut(|s| matches!(s.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
+                if idle {
+                    std::thread::sleep(Duration::from_micros(200));
                 }
             }
         }));
@@ -224,6 +232,12 @@ pub fn run(
         let node = NodeSandbox::new(&unique_name("bench"))?;
         let client = node.add_workload("client", Ipv4Addr::new(10, 65, 0, 1), None)?;
         let server = node.add_workload("server", Ipv4Addr::new(10, 65, 0, 2), None)?;
+        // Thousands of short connections per second would otherwise exhaust the client's
+        // ephemeral ports (TIME_WAIT), and the benchmark would measure that instead.
+        client.netns().sysctl(&[
+            ("net.ipv4.tcp_tw_reuse", "1"),
+            ("net.ipv4.ip_local_port_range", "1024 65000"),
+        ])?;
         let stop = Arc::new(AtomicBool::new(false));
         let servers = start_servers(&server, &stop)?;
         let resources = scenario(&client, &server, n, members, all_select_server)?;
