@@ -116,6 +116,10 @@ impl Drop for Server {
     }
 }
 
+/// The two tests each run a server; run them one at a time so the kill loop's timing does
+/// not depend on the other test's load (two cores).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn rv(doc: &Value) -> u64 {
     doc["metadata"]["resourceVersion"]
         .as_str()
@@ -133,6 +137,7 @@ fn policy(name: &str, round: u64) -> Value {
 
 #[test]
 fn acknowledged_writes_and_watches_survive_kill_9() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("bulkhead-kill9-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -329,6 +334,7 @@ fn acknowledged_writes_and_watches_survive_kill_9() {
 
 #[test]
 fn audit_verify_and_list_from_the_command_line() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("bulkhead-audit-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
