@@ -14,12 +14,12 @@ use std::net::IpAddr;
 use bulkhead_api::calico::{EntityRule, IcmpFields, Rule as ApiRule};
 use bulkhead_api::values::{Action, PolicyType, Port, Protocol, StagedAction};
 use bulkhead_api::{Kind, NAMESPACE_LABEL, parse_cidr};
-use bulkhead_selector::{Labels, Selector};
+use bulkhead_selector::Selector;
 use ipnet::IpNet;
 
 use crate::decision::PolicyRef;
 use crate::endpoint::{NAMESPACE_PREFIX, SERVICE_ACCOUNT_LABEL, SERVICE_ACCOUNT_PREFIX};
-use crate::model::ModelError;
+use crate::model::{Cluster, ModelError};
 
 /// Which dataplane phase a policy runs in (host endpoints only have the first two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,7 +58,11 @@ pub struct Policy {
 }
 
 /// A compiled rule.
+///
+/// Laid out (`repr(C)`, fields in this order) so that the checks a flow usually fails,
+/// protocol and destination port, read the rule's first cache line only.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct Rule {
     /// Action.
     pub action: Action,
@@ -72,30 +76,93 @@ pub struct Rule {
     pub icmp: Option<IcmpFields>,
     /// ICMP type/code not to match.
     pub not_icmp: Option<IcmpFields>,
+    /// `dst.ports` summarised (see [`PortGate`]).
+    pub(crate) dst_ports: PortGate,
     /// Source criteria.
     pub src: Entity,
     /// Destination criteria.
     pub dst: Entity,
 }
 
+/// Which destination ports a rule can match at all, in a few bytes kept in the rule's
+/// first cache line: a necessary condition of `dst.ports`, checked before anything else
+/// of the destination is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PortGate {
+    /// Any port may match: no ports, or ports this cannot summarise (named ports, or more
+    /// than two ranges); `dst.ports` decides.
+    Open,
+    /// Only a port in one of the first `len` ranges (inclusive) can match: `dst.ports`,
+    /// which are all numeric.
+    Ranges {
+        /// How many of `ranges` are used (1 or 2).
+        len: u8,
+        /// `(min, max)` of each range.
+        ranges: [(u16, u16); 2],
+    },
+}
+
+impl PortGate {
+    /// The gate of a rule whose destination ports are `ports`.
+    pub(crate) fn of(ports: &[Port]) -> PortGate {
+        let mut ranges = [(0, 0); 2];
+        if ports.is_empty() || ports.len() > ranges.len() {
+            return PortGate::Open;
+        }
+        for (slot, p) in ranges.iter_mut().zip(ports) {
+            match p {
+                Port::Range { min, max } => *slot = (*min, *max),
+                Port::Named(_) => return PortGate::Open,
+            }
+        }
+        PortGate::Ranges {
+            len: ports.len() as u8,
+            ranges,
+        }
+    }
+
+    /// False only if no port of the gate's list contains `port` (as `Port::contains`).
+    pub(crate) fn admits(&self, port: Option<u16>) -> bool {
+        match self {
+            PortGate::Open => true,
+            PortGate::Ranges { len, ranges } => port.is_some_and(|p| {
+                ranges[..usize::from(*len)]
+                    .iter()
+                    .any(|&(min, max)| Port::Range { min, max }.contains(p))
+            }),
+        }
+    }
+}
+
 /// Compiled source or destination criteria.
+///
+/// Laid out (`repr(C)`, fields in this order) so that the checks that need no labels
+/// (nets, ports) read one or two cache lines.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct Entity {
     /// Address in any of these.
     pub nets: Vec<IpNet>,
     /// Address in none of these.
     pub not_nets: Vec<IpNet>,
-    /// Combined positive selector (namespace, selector, service accounts).
-    pub selector: Option<Selector>,
-    /// Negative selector (never namespaced).
-    pub not_selector: Option<Selector>,
     /// Port in any of these (numeric or named).
     pub ports: Vec<Port>,
     /// Port in none of these.
     pub not_ports: Vec<Port>,
+    /// Ids of `selector` and `not_selector` among the cluster's rule selectors, which
+    /// index the per-endpoint cache of matching rule selectors ([`NO_SELECTOR_ID`] until
+    /// the cluster assigns them: then the selector is evaluated on the labels).
+    pub(crate) selector_ids: [u32; 2],
     /// Protocol named ports are looked up with (the rule's, default TCP).
     pub named_port_protocol: Protocol,
+    /// Combined positive selector (namespace, selector, service accounts).
+    pub selector: Option<Selector>,
+    /// Negative selector (never namespaced).
+    pub not_selector: Option<Selector>,
 }
+
+/// The id of a selector that has none (see `Entity::selector_ids`).
+pub(crate) const NO_SELECTOR_ID: u32 = u32::MAX;
 
 impl Default for Entity {
     fn default() -> Self {
@@ -107,6 +174,7 @@ impl Default for Entity {
             ports: Vec::new(),
             not_ports: Vec::new(),
             named_port_protocol: Protocol::TCP,
+            selector_ids: [NO_SELECTOR_ID; 2],
         }
     }
 }
@@ -238,6 +306,7 @@ pub fn compile_profile(
 /// A profile with one rule that allows everything in both directions.
 pub fn allow_all_profile(name: &str) -> Profile {
     let allow = Rule {
+        dst_ports: PortGate::Open,
         action: Action::Allow,
         ip_version: None,
         protocol: None,
@@ -263,6 +332,8 @@ fn compile_rule(r: &ApiRule, namespace: Option<&str>) -> Result<Rule, String> {
         .protocol
         .filter(|p| p.supports_ports())
         .unwrap_or(Protocol::TCP);
+    let src = compile_entity(&r.source, namespace, named_port_protocol)?;
+    let dst = compile_entity(&r.destination, namespace, named_port_protocol)?;
     Ok(Rule {
         action: r.action,
         ip_version: r.ip_version,
@@ -270,8 +341,9 @@ fn compile_rule(r: &ApiRule, namespace: Option<&str>) -> Result<Rule, String> {
         not_protocol: r.not_protocol,
         icmp: r.icmp,
         not_icmp: r.not_icmp,
-        src: compile_entity(&r.source, namespace, named_port_protocol)?,
-        dst: compile_entity(&r.destination, namespace, named_port_protocol)?,
+        dst_ports: PortGate::of(&dst.ports),
+        src,
+        dst,
     })
 }
 
@@ -332,26 +404,38 @@ fn compile_entity(
         ports: e.ports.clone(),
         not_ports: e.not_ports.clone(),
         named_port_protocol,
+        selector_ids: [NO_SELECTOR_ID; 2],
     })
 }
 
 /// What a flow's address looks like to rule matching: the address and the label holders
-/// (endpoints and network sets) that contain it.
+/// (endpoints and network sets) that contain it, as the cluster resolved them (see
+/// `Cluster::address`). Building one allocates nothing when no network set contains the
+/// address.
 pub struct Address<'a> {
     /// The address.
-    pub ip: IpAddr,
+    pub(crate) ip: IpAddr,
     /// The port on this side, when known.
-    pub port: Option<u16>,
-    /// Endpoints with this address: their labels and named ports.
-    pub endpoints: Vec<(&'a dyn Labels, &'a [crate::endpoint::NamedPort])>,
-    /// Network sets containing this address.
-    pub sets: Vec<&'a dyn Labels>,
+    pub(crate) port: Option<u16>,
+    /// Endpoints with this address, the one whose policy applies first (indexes into the
+    /// cluster's endpoints).
+    pub(crate) endpoints: &'a [usize],
+    /// Network sets containing this address (indexes into the cluster's network sets).
+    pub(crate) sets: Vec<usize>,
+    /// The cluster the indexes refer to.
+    pub(crate) cluster: &'a Cluster,
 }
 
 impl Address<'_> {
-    fn matches(&self, sel: &Selector) -> bool {
-        self.endpoints.iter().any(|(l, _)| sel.matches(*l))
-            || self.sets.iter().any(|l| sel.matches(*l))
+    /// True if `sel` (with id `id`) matches an endpoint or network set at the address.
+    fn matches(&self, sel: &Selector, id: u32) -> bool {
+        self.endpoints
+            .iter()
+            .any(|&i| self.cluster.endpoint_matches(i, sel, id))
+            || self
+                .sets
+                .iter()
+                .any(|&i| self.cluster.network_set_matches(i, sel, id))
     }
 
     fn has_named_port(
@@ -359,15 +443,16 @@ impl Address<'_> {
         name: &str,
         protocol: Protocol,
         flow_protocol: Protocol,
-        sel: Option<&Selector>,
+        sel: Option<(&Selector, u32)>,
     ) -> bool {
         let Some(port) = self.port else { return false };
         protocol == flow_protocol
-            && self.endpoints.iter().any(|(labels, ports)| {
-                sel.is_none_or(|s| s.matches(*labels))
-                    && ports
-                        .iter()
-                        .any(|p| p.name == name && p.protocol == protocol && p.port == port)
+            && self.endpoints.iter().any(|&i| {
+                self.cluster.endpoints[i]
+                    .ports
+                    .iter()
+                    .any(|p| p.port == port && p.protocol == protocol && p.name == name)
+                    && sel.is_none_or(|(s, id)| self.cluster.endpoint_matches(i, s, id))
             })
     }
 }
@@ -375,19 +460,42 @@ impl Address<'_> {
 impl Entity {
     /// True if `addr` (with its port) meets every criterion.
     pub fn matches(&self, addr: &Address<'_>, flow_protocol: Protocol) -> bool {
+        self.may_match(addr) && self.matches_rest(addr, flow_protocol)
+    }
+
+    /// The criteria that need no label lookup: nets, and numeric ports. `false` means the
+    /// entity cannot match; `true` means [`Entity::matches_rest`] decides. (Nets are
+    /// checked here only; the port checks here are implied by the full ones in
+    /// `matches_rest`. So the two together are exactly the entity's criteria.)
+    fn may_match(&self, addr: &Address<'_>) -> bool {
         if !self.nets.is_empty() && !self.nets.iter().any(|n| n.contains(&addr.ip)) {
             return false;
         }
         if self.not_nets.iter().any(|n| n.contains(&addr.ip)) {
             return false;
         }
+        let numeric = |p: &Port| addr.port.is_some_and(|n| p.contains(n));
+        if !self.ports.is_empty()
+            && !self
+                .ports
+                .iter()
+                .any(|p| matches!(p, Port::Named(_)) || numeric(p))
+        {
+            return false;
+        }
+        !self.not_ports.iter().any(numeric)
+    }
+
+    /// Selectors, then ports (named ones need the endpoints' labels and ports).
+    fn matches_rest(&self, addr: &Address<'_>, flow_protocol: Protocol) -> bool {
+        let [selector_id, not_selector_id] = self.selector_ids;
         if let Some(sel) = &self.selector
-            && !addr.matches(sel)
+            && !addr.matches(sel, selector_id)
         {
             return false;
         }
         if let Some(sel) = &self.not_selector
-            && addr.matches(sel)
+            && addr.matches(sel, not_selector_id)
         {
             return false;
         }
@@ -398,7 +506,7 @@ impl Entity {
                     name,
                     self.named_port_protocol,
                     flow_protocol,
-                    self.selector.as_ref(),
+                    self.selector.as_ref().map(|s| (s, selector_id)),
                 ),
             })
         };
@@ -431,6 +539,51 @@ impl Rule {
         if self.not_icmp.as_ref().is_some_and(icmp_matches) {
             return false;
         }
-        self.src.matches(src, flow.protocol) && self.dst.matches(dst, flow.protocol)
+        if !self.dst_ports.admits(dst.port) {
+            return false;
+        }
+        // Criteria are ANDed and have no side effects: check the cheap ones of both sides
+        // (nets, numeric ports) before any selector.
+        self.src.may_match(src)
+            && self.dst.may_match(dst)
+            && self.src.matches_rest(src, flow.protocol)
+            && self.dst.matches_rest(dst, flow.protocol)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn port() -> impl Strategy<Value = Port> {
+        prop_oneof![
+            (0u16..100, 0u16..20).prop_map(|(min, n)| Port::Range {
+                min,
+                max: min.saturating_add(n)
+            }),
+            Just(Port::Named("http".into())),
+        ]
+    }
+
+    proptest! {
+        /// The gate is a necessary condition of the ports check it summarises.
+        #[test]
+        fn port_gate_rejects_only_what_the_ports_reject(
+            ports in proptest::collection::vec(port(), 0..4),
+            flow_port in proptest::option::of(0u16..130),
+        ) {
+            let admitted = PortGate::of(&ports).admits(flow_port);
+            let numeric = ports.iter().any(|p| flow_port.is_some_and(|n| p.contains(n)));
+            let named = ports.iter().any(|p| matches!(p, Port::Named(_)));
+            if !admitted {
+                prop_assert!(!ports.is_empty() && !numeric && !named);
+            }
+            // And it is exact for the lists it summarises.
+            if matches!(PortGate::of(&ports), PortGate::Ranges { .. }) {
+                prop_assert_eq!(admitted, numeric);
+            }
+        }
     }
 }

@@ -6,6 +6,13 @@
 //! unless the tier says Pass). If every tier passed, or none applied, the endpoint's
 //! profiles decide; nothing matching there denies. Host endpoints first let their failsafe
 //! ports through, then run untracked and pre-DNAT policies (whose tiers end in Pass).
+//!
+//! There is one walk. It reports what it does to a [`Sink`]: `evaluate` records the tiers
+//! and hits of the trace, while verdict-only callers ([`Cluster::verdict`], the
+//! connectivity matrix) pass a sink that records nothing, so they never build a hit or
+//! clone a name, and cannot disagree with `evaluate`.
+
+use std::net::IpAddr;
 
 use bulkhead_api::Kind;
 use bulkhead_api::values::{Action, Protocol, TierDefaultAction};
@@ -15,8 +22,9 @@ use crate::decision::{
     Decision, Direction, EndpointKind, Hit, HitAction, Outcome, PolicyRef, RuleRef, SideOutcome,
     Verdict,
 };
+use crate::endpoint::Endpoint;
 use crate::flow::Flow;
-use crate::model::{Cluster, Mode, TierSlice};
+use crate::model::{Cluster, Mode, Tier, TierSlice};
 
 /// Inbound failsafe ports of host endpoints (Felix's defaults).
 pub const FAILSAFE_INBOUND: &[(Protocol, u16)] = &[
@@ -44,6 +52,36 @@ pub const FAILSAFE_OUTBOUND: &[(Protocol, u16)] = &[
     (Protocol::TCP, 6667),
 ];
 
+/// Where the walk reports what it did, in order.
+pub(crate) trait Sink {
+    /// A tier applies to the endpoint and is entered.
+    fn tier(&mut self, tier: &Tier);
+    /// Something decided or logged; `hit` describes it, and is called only by sinks that
+    /// record hits.
+    fn hit(&mut self, hit: impl FnOnce() -> Hit);
+}
+
+/// Records nothing: the verdict-only walk.
+impl Sink for () {
+    fn tier(&mut self, _: &Tier) {}
+    fn hit(&mut self, _: impl FnOnce() -> Hit) {}
+}
+
+/// Records the tiers and the trace of one side.
+struct Traced {
+    tiers: Vec<String>,
+    trace: Vec<Hit>,
+}
+
+impl Sink for Traced {
+    fn tier(&mut self, tier: &Tier) {
+        self.tiers.push(tier.name.clone());
+    }
+    fn hit(&mut self, hit: impl FnOnce() -> Hit) {
+        self.trace.push(hit());
+    }
+}
+
 impl Cluster {
     /// Evaluates a flow: the enforced verdict and the pending one (staged policies as if
     /// enforced), each with both sides' verdicts and traces.
@@ -59,37 +97,65 @@ impl Cluster {
         Decision { enforced, pending }
     }
 
-    fn address(&self, ip: std::net::IpAddr, port: Option<u16>) -> Address<'_> {
+    /// The verdict of a flow in one mode, without the trace: the same walk as
+    /// [`Cluster::evaluate`] (so always `evaluate(flow)`'s `enforced.verdict` or
+    /// `pending.verdict`), minus the cost of recording it. The source's egress is
+    /// evaluated first; if it denies, the destination's ingress is not evaluated.
+    pub fn verdict(&self, mode: Mode, flow: &Flow) -> Verdict {
+        let src = self.address(flow.src, flow.src_port);
+        let dst = self.address(flow.dst, flow.dst_port);
+        self.verdict_between(mode, flow, &src, &dst)
+    }
+
+    /// [`Cluster::verdict`] with both addresses already resolved (the connectivity matrix
+    /// resolves each endpoint's once).
+    pub(crate) fn verdict_between(
+        &self,
+        mode: Mode,
+        flow: &Flow,
+        src: &Address<'_>,
+        dst: &Address<'_>,
+    ) -> Verdict {
+        let deny = |ep: Option<usize>, ingress| {
+            ep.is_some_and(|ep| {
+                self.side(mode, ep, ingress, flow, src, dst, &mut ()) == Verdict::Deny
+            })
+        };
+        if deny(src.endpoints.first().copied(), false) || deny(dst.endpoints.first().copied(), true)
+        {
+            Verdict::Deny
+        } else {
+            Verdict::Allow
+        }
+    }
+
+    /// The endpoints and network sets at `ip` (endpoints in `endpoint_at` order, so the
+    /// first one is the endpoint whose policy applies).
+    pub(crate) fn address(&self, ip: IpAddr, port: Option<u16>) -> Address<'_> {
         Address {
             ip,
             port,
-            endpoints: self
-                .endpoints_at(ip)
-                .iter()
-                .map(|&i| {
-                    let e = &self.endpoints[i];
-                    (
-                        &e.labels as &dyn bulkhead_selector::Labels,
-                        e.ports.as_slice(),
-                    )
-                })
-                .collect(),
+            endpoints: self.endpoints_at(ip),
             sets: self
                 .network_sets
                 .iter()
-                .filter(|s| s.nets.iter().any(|n| n.contains(&ip)))
-                .map(|s| &s.labels as &dyn bulkhead_selector::Labels)
+                .enumerate()
+                .filter(|(_, s)| s.nets.iter().any(|n| n.contains(&ip)))
+                .map(|(i, _)| i)
                 .collect(),
+            cluster: self,
         }
     }
 
     fn outcome(&self, mode: Mode, flow: &Flow, src: &Address<'_>, dst: &Address<'_>) -> Outcome {
-        let egress = self
-            .endpoint_at(flow.src)
-            .map(|ep| self.side(mode, ep, Direction::Egress, flow, src, dst));
-        let ingress = self
-            .endpoint_at(flow.dst)
-            .map(|ep| self.side(mode, ep, Direction::Ingress, flow, src, dst));
+        let egress = src
+            .endpoints
+            .first()
+            .map(|&ep| self.traced_side(mode, ep, Direction::Egress, flow, src, dst));
+        let ingress = dst
+            .endpoints
+            .first()
+            .map(|&ep| self.traced_side(mode, ep, Direction::Ingress, flow, src, dst));
         let denied = [&egress, &ingress]
             .into_iter()
             .flatten()
@@ -105,7 +171,7 @@ impl Cluster {
         }
     }
 
-    fn side(
+    fn traced_side(
         &self,
         mode: Mode,
         ep: usize,
@@ -114,15 +180,39 @@ impl Cluster {
         src: &Address<'_>,
         dst: &Address<'_>,
     ) -> SideOutcome {
-        let endpoint = &self.endpoints[ep];
         let ingress = direction == Direction::Ingress;
-        let mut side = SideOutcome {
-            endpoint: endpoint.to_ref(),
-            direction,
-            verdict: Verdict::Deny,
-            tiers: Vec::new(),
-            trace: Vec::new(),
+        let tiers = self
+            .endpoint_policies(ep)
+            .get(mode, PolicyClass::Normal, ingress)
+            .len();
+        // Usually enough: one hit per tier, plus the profile's.
+        let mut sink = Traced {
+            tiers: Vec::with_capacity(tiers),
+            trace: Vec::with_capacity(tiers + 1),
         };
+        let verdict = self.side(mode, ep, ingress, flow, src, dst, &mut sink);
+        SideOutcome {
+            endpoint: self.endpoints[ep].to_ref(),
+            direction,
+            verdict,
+            tiers: sink.tiers,
+            trace: sink.trace,
+        }
+    }
+
+    /// One side: endpoint `ep`, one direction.
+    #[allow(clippy::too_many_arguments)]
+    fn side(
+        &self,
+        mode: Mode,
+        ep: usize,
+        ingress: bool,
+        flow: &Flow,
+        src: &Address<'_>,
+        dst: &Address<'_>,
+        sink: &mut impl Sink,
+    ) -> Verdict {
+        let endpoint = &self.endpoints[ep];
         let lists = self.endpoint_policies(ep);
         if endpoint.kind == EndpointKind::Host {
             let failsafe = if ingress {
@@ -134,8 +224,7 @@ impl Cluster {
                 .dst_port
                 .is_some_and(|p| failsafe.contains(&(flow.protocol, p)))
             {
-                side.verdict = Verdict::Allow;
-                side.trace.push(Hit {
+                sink.hit(|| Hit {
                     tier: None,
                     policy: PolicyRef {
                         kind: Kind::HostEndpoint,
@@ -145,7 +234,7 @@ impl Cluster {
                     action: HitAction::Allow,
                     rule: RuleRef::Failsafe,
                 });
-                return side;
+                return Verdict::Allow;
             }
             let early: &[PolicyClass] = if ingress {
                 &[PolicyClass::Untracked, PolicyClass::PreDnat]
@@ -154,19 +243,16 @@ impl Cluster {
             };
             for &class in early {
                 let tiers = lists.get(mode, class, ingress);
-                if let Some(v) = self.walk_tiers(tiers, true, ingress, flow, src, dst, &mut side) {
-                    side.verdict = v;
-                    return side;
+                if let Some(v) = self.walk_tiers(tiers, true, ingress, flow, src, dst, sink) {
+                    return v;
                 }
             }
         }
         let tiers = lists.get(mode, PolicyClass::Normal, ingress);
-        if let Some(v) = self.walk_tiers(tiers, false, ingress, flow, src, dst, &mut side) {
-            side.verdict = v;
-            return side;
+        if let Some(v) = self.walk_tiers(tiers, false, ingress, flow, src, dst, sink) {
+            return v;
         }
-        side.verdict = self.profiles(endpoint, ingress, flow, src, dst, &mut side.trace);
-        side
+        self.profiles(endpoint, ingress, flow, src, dst, sink)
     }
 
     /// Walks tiers; `Some(verdict)` if a rule or an end of tier decided, `None` if every
@@ -180,11 +266,11 @@ impl Cluster {
         flow: &Flow,
         src: &Address<'_>,
         dst: &Address<'_>,
-        side: &mut SideOutcome,
+        sink: &mut impl Sink,
     ) -> Option<Verdict> {
         'tiers: for slice in tiers {
             let tier = &self.tiers[slice.tier];
-            side.tiers.push(tier.name.clone());
+            sink.tier(tier);
             for &pi in &slice.policies {
                 let policy = &self.policies[pi];
                 let rules = if ingress {
@@ -196,35 +282,36 @@ impl Cluster {
                     if !rule.matches(flow, src, dst) {
                         continue;
                     }
-                    let hit = |action| Hit {
-                        tier: Some(tier.name.clone()),
-                        policy: policy.id.clone(),
-                        action,
-                        rule: RuleRef::Index(ri),
+                    let hit = |action| {
+                        move || Hit {
+                            tier: Some(tier.name.clone()),
+                            policy: policy.id.clone(),
+                            action,
+                            rule: RuleRef::Index(ri),
+                        }
                     };
                     match rule.action {
-                        Action::Log => side.trace.push(hit(HitAction::Log)),
+                        Action::Log => sink.hit(hit(HitAction::Log)),
                         Action::Allow => {
-                            side.trace.push(hit(HitAction::Allow));
+                            sink.hit(hit(HitAction::Allow));
                             return Some(Verdict::Allow);
                         }
                         Action::Deny => {
-                            side.trace.push(hit(HitAction::Deny));
+                            sink.hit(hit(HitAction::Deny));
                             return Some(Verdict::Deny);
                         }
                         Action::Pass => {
-                            side.trace.push(hit(HitAction::Pass));
+                            sink.hit(hit(HitAction::Pass));
                             continue 'tiers;
                         }
                     }
                 }
             }
             let pass = force_pass || tier.default_action == TierDefaultAction::Pass;
-            let trigger = slice.policies.first().map(|&i| self.policies[i].id.clone());
-            if let Some(trigger) = trigger {
-                side.trace.push(Hit {
+            if let Some(&trigger) = slice.policies.first() {
+                sink.hit(|| Hit {
                     tier: Some(tier.name.clone()),
-                    policy: trigger,
+                    policy: self.policies[trigger].id.clone(),
                     action: if pass {
                         HitAction::Pass
                     } else {
@@ -244,12 +331,12 @@ impl Cluster {
     /// the next profile (as the dataplane does); a missing profile denies.
     fn profiles(
         &self,
-        endpoint: &crate::endpoint::Endpoint,
+        endpoint: &Endpoint,
         ingress: bool,
         flow: &Flow,
         src: &Address<'_>,
         dst: &Address<'_>,
-        trace: &mut Vec<Hit>,
+        sink: &mut impl Sink,
     ) -> Verdict {
         let profile_ref = |name: &str| PolicyRef {
             kind: Kind::Profile,
@@ -258,7 +345,7 @@ impl Cluster {
         };
         for name in &endpoint.profiles {
             let Some(profile) = self.profiles.get(name) else {
-                trace.push(Hit {
+                sink.hit(|| Hit {
                     tier: None,
                     policy: profile_ref(name),
                     action: HitAction::Deny,
@@ -275,30 +362,32 @@ impl Cluster {
                 if !rule.matches(flow, src, dst) {
                     continue;
                 }
-                let hit = |action| Hit {
-                    tier: None,
-                    policy: profile_ref(name),
-                    action,
-                    rule: RuleRef::Index(ri),
+                let hit = |action| {
+                    move || Hit {
+                        tier: None,
+                        policy: profile_ref(name),
+                        action,
+                        rule: RuleRef::Index(ri),
+                    }
                 };
                 match rule.action {
-                    Action::Log => trace.push(hit(HitAction::Log)),
+                    Action::Log => sink.hit(hit(HitAction::Log)),
                     Action::Allow => {
-                        trace.push(hit(HitAction::Allow));
+                        sink.hit(hit(HitAction::Allow));
                         return Verdict::Allow;
                     }
                     Action::Deny => {
-                        trace.push(hit(HitAction::Deny));
+                        sink.hit(hit(HitAction::Deny));
                         return Verdict::Deny;
                     }
                     Action::Pass => {
-                        trace.push(hit(HitAction::Pass));
+                        sink.hit(hit(HitAction::Pass));
                         break;
                     }
                 }
             }
         }
-        trace.push(Hit {
+        sink.hit(|| Hit {
             tier: None,
             policy: profile_ref(""),
             action: HitAction::Deny,

@@ -22,6 +22,7 @@ pub mod flow;
 pub mod incremental;
 pub mod index;
 pub mod k8s_convert;
+pub mod matrix;
 pub mod model;
 pub mod view;
 

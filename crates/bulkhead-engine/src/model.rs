@@ -1,8 +1,13 @@
 //! The cluster model: a snapshot of resources compiled for evaluation.
 //!
 //! [`Cluster::build`] checks references (tiers), flattens endpoint labels, compiles every
-//! policy and profile, and indexes policy selectors. Per-endpoint tier lists are computed
-//! on first use and cached, as Felix's policy resolver does for its local endpoints.
+//! policy and profile, and indexes policy selectors and rule selectors by their label
+//! restrictions. Two things are computed per endpoint on first use and cached: its tier
+//! lists, as Felix's policy resolver does for its local endpoints, and the rule selectors
+//! that match it, as Felix's IP-set memberships (so that a rule's selector is not
+//! evaluated against a peer's labels on every flow). Both use the indexes, so their cost
+//! follows the selectors that could match the endpoint, not every policy; both are exact
+//! caches of a selector evaluation, so they change no decision.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -11,9 +16,11 @@ use std::sync::OnceLock;
 use bulkhead_api::calico::EndpointPort;
 use bulkhead_api::values::{Protocol, StagedAction, TierDefaultAction};
 use bulkhead_api::{DEFAULT_TIER, Kind, LabelMap, NAMESPACE_LABEL, Resource, parse_cidr};
+use bulkhead_selector::Selector;
 
 use crate::compile::{
-    Policy, PolicyClass, PolicyInput, Profile, allow_all_profile, compile_policy, compile_profile,
+    Entity, NO_SELECTOR_ID, Policy, PolicyClass, PolicyInput, Profile, Rule, allow_all_profile,
+    compile_policy, compile_profile,
 };
 use crate::decision::{EndpointKind, PolicyRef};
 use crate::endpoint::{
@@ -21,7 +28,7 @@ use crate::endpoint::{
     flatten_labels, namespace_profile_labels, namespace_profile_name,
     service_account_profile_labels, service_account_profile_name, workload_special_labels,
 };
-use crate::index::SelectorIndex;
+use crate::index::{FastMap, FlatLabels, SelectorIndex};
 use crate::k8s_convert::{K8S_POLICY_ORDER, k8s_to_calico};
 
 /// Why a set of resources does not form a usable model.
@@ -57,6 +64,30 @@ pub enum ModelError {
         /// The value.
         value: String,
     },
+}
+
+/// The endpoints that own an address, in order. Nearly always one, kept inline so that
+/// finding it reads the hash table only.
+#[derive(Debug)]
+enum Owners {
+    One([usize; 1]),
+    Many(Vec<usize>),
+}
+
+impl Owners {
+    fn as_slice(&self) -> &[usize] {
+        match self {
+            Owners::One(one) => one,
+            Owners::Many(many) => many,
+        }
+    }
+
+    fn push(&mut self, i: usize) {
+        match self {
+            Owners::One([first]) => *self = Owners::Many(vec![*first, i]),
+            Owners::Many(many) => many.push(i),
+        }
+    }
 }
 
 /// A tier.
@@ -113,6 +144,8 @@ pub struct TierSlice {
 #[derive(Debug, Default)]
 pub(crate) struct EndpointPolicies {
     lists: [Vec<TierSlice>; 12],
+    /// No staged policy exists: the pending lists are the enforced ones (not stored twice).
+    pending_is_enforced: bool,
 }
 
 impl EndpointPolicies {
@@ -130,6 +163,11 @@ impl EndpointPolicies {
     }
 
     pub(crate) fn get(&self, mode: Mode, class: PolicyClass, ingress: bool) -> &[TierSlice] {
+        let mode = if self.pending_is_enforced {
+            Mode::Enforced
+        } else {
+            mode
+        };
         &self.lists[Self::slot(mode, class, ingress)]
     }
 }
@@ -141,13 +179,29 @@ pub struct Cluster {
     pub(crate) policies: Vec<Policy>,
     /// Position of each policy in the global evaluation order.
     rank: Vec<usize>,
+    /// Index into `tiers` of each policy's tier.
+    policy_tier: Vec<usize>,
     active: [Vec<bool>; 2],
     pub(crate) endpoints: Vec<Endpoint>,
+    /// `endpoints[i].labels`, laid out for evaluation.
+    pub(crate) endpoint_labels: Vec<FlatLabels>,
     pub(crate) network_sets: Vec<NetworkSet>,
+    /// `network_sets[i].labels`, laid out for evaluation.
+    pub(crate) set_labels: Vec<FlatLabels>,
     pub(crate) profiles: HashMap<String, Profile>,
-    by_ip: HashMap<IpAddr, Vec<usize>>,
+    by_ip: FastMap<IpAddr, Owners>,
     index: SelectorIndex,
     endpoint_policies: Vec<OnceLock<EndpointPolicies>>,
+    /// Every distinct selector of a rule (`Entity::selector_ids` index it).
+    rule_selectors: Vec<Selector>,
+    /// `rule_selectors` indexed by label restrictions.
+    rule_index: SelectorIndex,
+    /// Per endpoint, computed on first use: the ids of the rule selectors that match it,
+    /// sorted. What Felix knows as the endpoint's IP-set memberships; it spares evaluating
+    /// a rule's selector against a peer's labels for every flow.
+    endpoint_rule_matches: Vec<OnceLock<Box<[u32]>>>,
+    /// The same for each network set.
+    set_rule_matches: Vec<OnceLock<Box<[u32]>>>,
     pub(crate) has_staged: bool,
 }
 
@@ -157,6 +211,38 @@ impl Cluster {
         resources: impl IntoIterator<Item = &'a Resource>,
     ) -> Result<Cluster, ModelError> {
         Builder::default().build(resources)
+    }
+
+    /// Builds the model without the selector index: every policy's selector is evaluated
+    /// against every endpoint whose tier lists are computed. Decisions are identical to
+    /// [`Cluster::build`]'s; this exists only as the same-run baseline of the `evaluate`
+    /// benchmark (`docs/perf.md`), to show what the index saves.
+    #[doc(hidden)]
+    pub fn build_unindexed<'a>(
+        resources: impl IntoIterator<Item = &'a Resource>,
+    ) -> Result<Cluster, ModelError> {
+        Builder {
+            scan_all_selectors: true,
+            ..Builder::default()
+        }
+        .build(resources)
+    }
+
+    /// Forgets every cached per-endpoint tier list, so that the next evaluation of each
+    /// endpoint computes it again. Changes no decision; exists only so that benchmarks can
+    /// measure cold evaluations repeatedly (`docs/perf.md`).
+    #[doc(hidden)]
+    pub fn clear_cache(&mut self) {
+        for cell in &mut self.endpoint_policies {
+            cell.take();
+        }
+        for cell in self
+            .endpoint_rule_matches
+            .iter_mut()
+            .chain(&mut self.set_rule_matches)
+        {
+            cell.take();
+        }
     }
 
     /// Tiers in evaluation order.
@@ -197,12 +283,15 @@ impl Cluster {
 
     /// Index of the endpoint that owns `ip` (workloads before hosts).
     pub(crate) fn endpoint_at(&self, ip: IpAddr) -> Option<usize> {
-        self.by_ip.get(&ip).and_then(|v| v.first().copied())
+        self.endpoints_at(ip).first().copied()
     }
 
     /// Indexes of every endpoint that owns `ip`.
     pub(crate) fn endpoints_at(&self, ip: IpAddr) -> &[usize] {
-        self.by_ip.get(&ip).map(Vec::as_slice).unwrap_or_default()
+        self.by_ip
+            .get(&ip)
+            .map(Owners::as_slice)
+            .unwrap_or_default()
     }
 
     /// The policies (enforced or staged) whose selector matches endpoint `ep`.
@@ -230,15 +319,63 @@ impl Cluster {
         ids
     }
 
+    /// True if rule selector `sel`, whose id is `id`, matches endpoint `ep`.
+    pub(crate) fn endpoint_matches(&self, ep: usize, sel: &Selector, id: u32) -> bool {
+        if id == NO_SELECTOR_ID {
+            return sel.matches(&self.endpoint_labels[ep]);
+        }
+        self.endpoint_rule_matches[ep]
+            .get_or_init(|| self.matching_rule_selectors(&self.endpoint_labels[ep]))
+            .binary_search(&id)
+            .is_ok()
+    }
+
+    /// True if rule selector `sel`, whose id is `id`, matches network set `set`.
+    pub(crate) fn network_set_matches(&self, set: usize, sel: &Selector, id: u32) -> bool {
+        if id == NO_SELECTOR_ID {
+            return sel.matches(&self.set_labels[set]);
+        }
+        self.set_rule_matches[set]
+            .get_or_init(|| self.matching_rule_selectors(&self.set_labels[set]))
+            .binary_search(&id)
+            .is_ok()
+    }
+
+    fn matching_rule_selectors(&self, labels: &FlatLabels) -> Box<[u32]> {
+        let mut ids = Vec::new();
+        self.rule_index.candidates(labels.iter(), |i| {
+            if self.rule_selectors[i].matches(labels) {
+                ids.push(i as u32);
+            }
+        });
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_boxed_slice()
+    }
+
     pub(crate) fn endpoint_policies(&self, ep: usize) -> &EndpointPolicies {
         self.endpoint_policies[ep].get_or_init(|| self.compute_endpoint_policies(ep))
     }
 
     fn compute_endpoint_policies(&self, ep: usize) -> EndpointPolicies {
         let endpoint = &self.endpoints[ep];
-        let mut ids = self.matching_policies(&endpoint.labels);
-        ids.sort_by_key(|&i| self.rank[i]);
-        let mut out = EndpointPolicies::default();
+        let labels = &self.endpoint_labels[ep];
+        let mut ids = Vec::new();
+        self.index.candidates(labels.iter(), |i| {
+            if self.policies[i].selector.matches(labels) {
+                ids.push(i);
+            }
+        });
+        ids.sort_unstable_by_key(|&i| self.rank[i]);
+        let mut out = EndpointPolicies {
+            pending_is_enforced: !self.has_staged,
+            ..EndpointPolicies::default()
+        };
+        let modes: &[Mode] = if self.has_staged {
+            &[Mode::Enforced, Mode::Pending]
+        } else {
+            &[Mode::Enforced]
+        };
         let classes: &[PolicyClass] = match endpoint.kind {
             EndpointKind::Host => &[
                 PolicyClass::Untracked,
@@ -247,7 +384,7 @@ impl Cluster {
             ],
             EndpointKind::Workload => &[PolicyClass::Normal],
         };
-        for mode in [Mode::Enforced, Mode::Pending] {
+        for &mode in modes {
             let active = &self.active[mode as usize];
             for &class in classes {
                 for ingress in [true, false] {
@@ -262,7 +399,7 @@ impl Cluster {
                         if !active[i] || p.class != class || !governs {
                             continue;
                         }
-                        let tier = self.tier_index(&p.tier);
+                        let tier = self.policy_tier[i];
                         match list.last_mut() {
                             Some(slice) if slice.tier == tier => slice.policies.push(i),
                             _ => list.push(TierSlice {
@@ -294,17 +431,12 @@ impl Cluster {
             })
             .collect()
     }
-
-    pub(crate) fn tier_index(&self, name: &str) -> usize {
-        self.tiers
-            .iter()
-            .position(|t| t.name == name)
-            .unwrap_or(self.tiers.len().saturating_sub(1))
-    }
 }
 
 #[derive(Default)]
 struct Builder {
+    /// Baseline only ([`Cluster::build_unindexed`]): file every selector as unindexed.
+    scan_all_selectors: bool,
     namespaces: BTreeMap<String, LabelMap>,
     service_accounts: BTreeMap<(String, String), LabelMap>,
     profile_labels: HashMap<String, LabelMap>,
@@ -318,7 +450,7 @@ impl Builder {
     ) -> Result<Cluster, ModelError> {
         let mut resources: Vec<&Resource> = resources.into_iter().collect();
         // Evaluation must not depend on load order: sort by identity first.
-        resources.sort_by_key(|r| r.key());
+        resources.sort_by_cached_key(|r| r.key());
 
         let mut tiers = well_known_tiers();
         for r in &resources {
@@ -419,6 +551,7 @@ impl Builder {
         let mut network_sets = Vec::new();
         for r in &resources {
             match r {
+                // Host-network pods are not workload endpoints.
                 Resource::Pod(p) if !p.spec.host_network => endpoints.push(self.pod(p)?),
                 Resource::WorkloadEndpoint(w) => endpoints.push(self.workload_endpoint(w)?),
                 Resource::HostEndpoint(h) => endpoints.push(self.host_endpoint(h)?),
@@ -430,27 +563,52 @@ impl Builder {
         }
         // Workloads own an address before hosts do.
         endpoints.sort_by_key(|e: &Endpoint| e.kind == EndpointKind::Host);
-        let mut by_ip: HashMap<IpAddr, Vec<usize>> = HashMap::new();
+        let mut by_ip: FastMap<IpAddr, Owners> = FastMap::default();
         for (i, e) in endpoints.iter().enumerate() {
             for ip in &e.ips {
-                by_ip.entry(*ip).or_default().push(i);
+                by_ip
+                    .entry(*ip)
+                    .and_modify(|o| o.push(i))
+                    .or_insert(Owners::One([i]));
             }
         }
 
         let tier_names: HashSet<&str> = tiers.iter().map(|t| t.name.as_str()).collect();
-        let (policies, deletions) = compile_policies(&resources, &tier_names)?;
+        let (mut policies, deletions) = compile_policies(&resources, &tier_names)?;
+        let rule_selectors = number_rule_selectors(
+            policies
+                .iter_mut()
+                .flat_map(|p| p.ingress.iter_mut().chain(&mut p.egress))
+                .chain(
+                    self.profiles
+                        .values_mut()
+                        .flat_map(|p| p.ingress.iter_mut().chain(&mut p.egress)),
+                ),
+        );
+        let mut rule_index = SelectorIndex::default();
+        for (i, s) in rule_selectors.iter().enumerate() {
+            if self.scan_all_selectors {
+                rule_index.insert_unindexed(i);
+            } else {
+                rule_index.insert(i, s);
+            }
+        }
+        // Position of each policy's tier (usize::MAX: unknown, sorts last).
+        let tier_pos: Vec<usize> = policies
+            .iter()
+            .map(|p| {
+                tiers
+                    .iter()
+                    .position(|t| t.name == p.tier)
+                    .unwrap_or(usize::MAX)
+            })
+            .collect();
         let mut rank_order: Vec<usize> = (0..policies.len()).collect();
-        let tier_pos = |name: &str| {
-            tiers
-                .iter()
-                .position(|t| t.name == name)
-                .unwrap_or(usize::MAX)
-        };
         rank_order.sort_by(|&a, &b| {
             let (pa, pb) = (&policies[a], &policies[b]);
             let order = |p: &Policy| p.order.unwrap_or(f64::INFINITY);
-            tier_pos(&pa.tier)
-                .cmp(&tier_pos(&pb.tier))
+            tier_pos[a]
+                .cmp(&tier_pos[b])
                 .then_with(|| order(pa).total_cmp(&order(pb)))
                 .then_with(|| pa.id.name.cmp(&pb.id.name))
                 .then_with(|| pa.id.namespace.cmp(&pb.id.namespace))
@@ -477,16 +635,39 @@ impl Builder {
             .collect();
         let mut index = SelectorIndex::default();
         for (i, p) in policies.iter().enumerate() {
-            if enforced[i] || pending[i] {
+            if !(enforced[i] || pending[i]) {
+                continue;
+            }
+            if self.scan_all_selectors {
+                index.insert_unindexed(i);
+            } else {
                 index.insert(i, &p.selector);
             }
         }
+        // For tier lists, an unknown tier counts as the last one.
+        let policy_tier = tier_pos
+            .iter()
+            .map(|&t| t.min(tiers.len().saturating_sub(1)))
+            .collect();
         let has_staged = policies.iter().any(|p| p.staged.is_some()) || !replaced.is_empty();
         Ok(Cluster {
             endpoint_policies: (0..endpoints.len()).map(|_| OnceLock::new()).collect(),
+            endpoint_rule_matches: (0..endpoints.len()).map(|_| OnceLock::new()).collect(),
+            set_rule_matches: (0..network_sets.len()).map(|_| OnceLock::new()).collect(),
+            rule_selectors,
+            rule_index,
+            endpoint_labels: endpoints
+                .iter()
+                .map(|e| FlatLabels::new(&e.labels))
+                .collect(),
+            set_labels: network_sets
+                .iter()
+                .map(|s| FlatLabels::new(&s.labels))
+                .collect(),
             tiers,
             policies,
             rank,
+            policy_tier,
             active: [enforced, pending],
             endpoints,
             network_sets,
@@ -685,6 +866,35 @@ impl Builder {
     }
 }
 
+/// Gives every distinct selector of `rules` an id (`Entity::selector_ids`); returns the
+/// selectors by id.
+fn number_rule_selectors<'a>(rules: impl Iterator<Item = &'a mut Rule>) -> Vec<Selector> {
+    let mut ids: HashMap<Selector, u32> = HashMap::new();
+    let mut selectors = Vec::new();
+    for rule in rules {
+        for entity in [&mut rule.src, &mut rule.dst] {
+            let Entity {
+                selector,
+                not_selector,
+                selector_ids,
+                ..
+            } = entity;
+            for (slot, sel) in [selector.as_ref(), not_selector.as_ref()]
+                .into_iter()
+                .enumerate()
+            {
+                if let Some(sel) = sel {
+                    selector_ids[slot] = *ids.entry(sel.clone()).or_insert_with(|| {
+                        selectors.push(sel.clone());
+                        (selectors.len() - 1) as u32
+                    });
+                }
+            }
+        }
+    }
+    selectors
+}
+
 fn named_ports(ports: &[EndpointPort]) -> Vec<NamedPort> {
     ports
         .iter()
@@ -840,5 +1050,96 @@ fn id_path(id: &PolicyRef) -> String {
     match &id.namespace {
         Some(ns) => format!("{ns}/{}", id.name),
         None => id.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bulkhead_api::load_str;
+
+    use super::*;
+
+    /// Rule selectors of every shape the index files differently (by value, by presence,
+    /// unindexed), against endpoints and a network set.
+    const CLUSTER: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: a, labels: {env: prod}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: g}
+spec:
+  selector: all()
+  ingress:
+    - {action: Allow, source: {selector: "app == 'web'"}}
+    - {action: Allow, source: {selector: "has(app) && !has(tier)"}}
+    - {action: Allow, source: {notSelector: "app in {'web', 'db'}"}}
+    - {action: Allow, source: {selector: "!has(app)"}}
+    - {action: Allow, source: {namespaceSelector: "env == 'prod'"}}
+    - {action: Allow, source: {namespaceSelector: global()}}
+    - {action: Allow, source: {selector: "role starts with 'fr'"}}
+    - {action: Allow, source: {selector: "all()"}}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: n, namespace: a}
+spec:
+  selector: all()
+  egress:
+    - {action: Allow, destination: {selector: "tier == 'db' || role == 'front'"}}
+    - {action: Allow, destination: {serviceAccounts: {names: [web]}}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata: {name: s, labels: {role: front}}
+spec: {nets: [10.9.0.0/16]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec: {serviceAccountName: web}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: a, labels: {app: db, tier: db}}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: bare, namespace: b}
+status: {podIP: 10.0.0.3}
+"#;
+
+    #[test]
+    fn cached_rule_selector_matches_are_exact() {
+        let loaded = load_str("model.yaml", CLUSTER).expect("valid resources");
+        for build in [Cluster::build, Cluster::build_unindexed] {
+            let cluster = build(loaded.iter().map(|l| &l.resource)).expect("valid model");
+            assert!(cluster.rule_selectors.len() >= 10);
+            for (id, sel) in cluster.rule_selectors.iter().enumerate() {
+                for (ep, e) in cluster.endpoints.iter().enumerate() {
+                    let cached = cluster.endpoint_matches(ep, sel, id as u32);
+                    assert_eq!(cached, sel.matches(&e.labels), "{sel} on {}", e.name);
+                }
+                for (i, s) in cluster.network_sets.iter().enumerate() {
+                    let cached = cluster.network_set_matches(i, sel, id as u32);
+                    assert_eq!(cached, sel.matches(&s.labels), "{sel} on {}", s.name);
+                }
+            }
+            // Every rule's selectors were numbered.
+            for rule in cluster
+                .policies
+                .iter()
+                .flat_map(|p| p.ingress.iter().chain(&p.egress))
+            {
+                for e in [&rule.src, &rule.dst] {
+                    let [s, n] = e.selector_ids;
+                    assert_eq!(e.selector.is_some(), s != NO_SELECTOR_ID);
+                    assert_eq!(e.not_selector.is_some(), n != NO_SELECTOR_ID);
+                }
+            }
+        }
     }
 }
