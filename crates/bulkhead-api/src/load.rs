@@ -359,7 +359,12 @@ fn load_list(
     out: &mut Vec<Loaded>,
     errors: &mut Vec<LoadError>,
 ) {
-    let Some(Value::Array(items)) = value.get("items").cloned() else {
+    // Take the items out of the document rather than copying them.
+    let items = match value {
+        Value::Object(mut map) => map.remove("items"),
+        _ => None,
+    };
+    let Some(Value::Array(items)) = items else {
         errors.push(LoadError {
             origin: origin.clone(),
             line: None,
