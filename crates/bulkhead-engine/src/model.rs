@@ -13,9 +13,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use bulkhead_api::calico::EndpointPort;
-use bulkhead_api::values::{Protocol, StagedAction, TierDefaultAction};
-use bulkhead_api::{DEFAULT_TIER, Kind, LabelMap, NAMESPACE_LABEL, Resource, parse_cidr};
+use bulkhead_api::values::{StagedAction, TierDefaultAction};
+use bulkhead_api::{DEFAULT_TIER, LabelMap, Resource};
 use bulkhead_selector::Selector;
 
 use crate::compile::{
@@ -24,9 +23,9 @@ use crate::compile::{
 };
 use crate::decision::{EndpointKind, PolicyRef};
 use crate::endpoint::{
-    DEFAULT_ALLOW_PROFILE, Endpoint, K8S_NAMESPACE_NAME_LABEL, NamedPort, NetworkSet,
-    flatten_labels, namespace_profile_labels, namespace_profile_name,
-    service_account_profile_labels, service_account_profile_name, workload_special_labels,
+    DEFAULT_ALLOW_PROFILE, Endpoint, K8S_NAMESPACE_NAME_LABEL, NetworkSet,
+    namespace_profile_labels, namespace_profile_name, service_account_profile_labels,
+    service_account_profile_name,
 };
 use crate::index::{FastMap, FlatLabels, SelectorIndex};
 use crate::k8s_convert::{K8S_POLICY_ORDER, k8s_to_calico};
@@ -549,16 +548,13 @@ impl Builder {
 
         let mut endpoints = Vec::new();
         let mut network_sets = Vec::new();
+        // The same conversions the calc graph uses, one resource at a time.
+        let labels_of = |profile: &str| self.profile_labels.get(profile);
         for r in &resources {
-            match r {
-                // Host-network pods are not workload endpoints.
-                Resource::Pod(p) if !p.spec.host_network => endpoints.push(self.pod(p)?),
-                Resource::WorkloadEndpoint(w) => endpoints.push(self.workload_endpoint(w)?),
-                Resource::HostEndpoint(h) => endpoints.push(self.host_endpoint(h)?),
-                Resource::GlobalNetworkSet(s) | Resource::NetworkSet(s) => {
-                    network_sets.push(self.network_set(r.kind(), s)?)
-                }
-                _ => {}
+            if let Some(e) = crate::incremental::endpoint(r, labels_of)? {
+                endpoints.push(e);
+            } else if let Some(n) = crate::incremental::network_set(r, labels_of)? {
+                network_sets.push(n);
             }
         }
         // Workloads own an address before hosts do.
@@ -677,193 +673,6 @@ impl Builder {
             has_staged,
         })
     }
-
-    fn inherited(&self, profiles: &[String]) -> Vec<&LabelMap> {
-        profiles
-            .iter()
-            .filter_map(|p| self.profile_labels.get(p))
-            .collect()
-    }
-
-    fn pod(&self, p: &bulkhead_api::PodObject) -> Result<Endpoint, ModelError> {
-        let ns = p
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let sa = p
-            .spec
-            .service_account_name
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let profiles = vec![
-            namespace_profile_name(&ns),
-            service_account_profile_name(&ns, &sa),
-        ];
-        let special = workload_special_labels(&ns, Some("k8s"), Some(&sa));
-        let labels = flatten_labels(&p.metadata.labels, &special, &self.inherited(&profiles));
-        let who = format!("Pod {ns}/{}", p.metadata.name);
-        let mut ips = Vec::new();
-        let texts = p
-            .status
-            .pod_ips
-            .iter()
-            .map(|i| ("status.podIPs", &i.ip))
-            .chain(p.status.pod_ip.iter().map(|i| ("status.podIP", i)));
-        for (field, text) in texts {
-            let ip = parse_ip(text, &who, field)?;
-            if !ips.contains(&ip) {
-                ips.push(ip);
-            }
-        }
-        let ports = p
-            .spec
-            .containers
-            .iter()
-            .flat_map(|c| c.ports.iter())
-            .filter_map(|cp| {
-                Some(NamedPort {
-                    name: cp.name.clone()?,
-                    protocol: cp
-                        .protocol
-                        .as_deref()
-                        .and_then(Protocol::parse)
-                        .unwrap_or(Protocol::TCP),
-                    port: cp.container_port,
-                })
-            })
-            .collect();
-        Ok(Endpoint {
-            kind: EndpointKind::Workload,
-            namespace: Some(ns),
-            name: p.metadata.name.clone(),
-            service_account: Some(sa),
-            own_labels: p.metadata.labels.clone(),
-            labels,
-            profiles,
-            ips,
-            ports,
-        })
-    }
-
-    fn workload_endpoint(
-        &self,
-        w: &bulkhead_api::Object<bulkhead_api::calico::WorkloadEndpointSpec>,
-    ) -> Result<Endpoint, ModelError> {
-        let ns = w
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let sa =
-            (!w.spec.service_account_name.is_empty()).then(|| w.spec.service_account_name.clone());
-        let profiles = if w.spec.profiles.is_empty() {
-            let mut p = vec![namespace_profile_name(&ns)];
-            p.extend(sa.iter().map(|sa| service_account_profile_name(&ns, sa)));
-            p
-        } else {
-            w.spec.profiles.clone()
-        };
-        let orchestrator =
-            (!w.spec.orchestrator.is_empty()).then_some(w.spec.orchestrator.as_str());
-        let special = workload_special_labels(&ns, orchestrator, sa.as_deref());
-        let labels = flatten_labels(&w.metadata.labels, &special, &self.inherited(&profiles));
-        let who = format!("WorkloadEndpoint {ns}/{}", w.metadata.name);
-        let ips = w
-            .spec
-            .ip_networks
-            .iter()
-            .map(|n| {
-                parse_cidr(n)
-                    .map(|n| n.addr())
-                    .ok_or_else(|| ModelError::BadAddress {
-                        endpoint: who.clone(),
-                        field: "spec.ipNetworks".into(),
-                        value: n.clone(),
-                    })
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Endpoint {
-            kind: EndpointKind::Workload,
-            namespace: Some(ns),
-            name: w.metadata.name.clone(),
-            service_account: sa,
-            own_labels: w.metadata.labels.clone(),
-            labels,
-            profiles,
-            ips,
-            ports: named_ports(&w.spec.ports),
-        })
-    }
-
-    fn host_endpoint(
-        &self,
-        h: &bulkhead_api::Object<bulkhead_api::calico::HostEndpointSpec>,
-    ) -> Result<Endpoint, ModelError> {
-        let labels = flatten_labels(
-            &h.metadata.labels,
-            &LabelMap::new(),
-            &self.inherited(&h.spec.profiles),
-        );
-        let who = format!("HostEndpoint {}", h.metadata.name);
-        let ips = h
-            .spec
-            .expected_ips
-            .iter()
-            .map(|t| parse_ip(t, &who, "spec.expectedIPs"))
-            .collect::<Result<_, _>>()?;
-        Ok(Endpoint {
-            kind: EndpointKind::Host,
-            namespace: None,
-            name: h.metadata.name.clone(),
-            service_account: None,
-            own_labels: h.metadata.labels.clone(),
-            labels,
-            profiles: h.spec.profiles.clone(),
-            ips,
-            ports: named_ports(&h.spec.ports),
-        })
-    }
-
-    fn network_set(
-        &self,
-        kind: Kind,
-        s: &bulkhead_api::Object<bulkhead_api::calico::NetworkSetSpec>,
-    ) -> Result<NetworkSet, ModelError> {
-        let namespace = (kind == Kind::NetworkSet).then(|| {
-            s.metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into())
-        });
-        let labels = match &namespace {
-            Some(ns) => {
-                let mut special = LabelMap::new();
-                special.insert(NAMESPACE_LABEL.into(), ns.clone());
-                let profile = [namespace_profile_name(ns)];
-                flatten_labels(&s.metadata.labels, &special, &self.inherited(&profile))
-            }
-            None => s.metadata.labels.clone(),
-        };
-        let nets = s
-            .spec
-            .nets
-            .iter()
-            .map(|n| {
-                parse_cidr(n).ok_or_else(|| ModelError::BadAddress {
-                    endpoint: format!("{} {}", kind.kind_name(), s.metadata.name),
-                    field: "spec.nets".into(),
-                    value: n.clone(),
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(NetworkSet {
-            namespace,
-            name: s.metadata.name.clone(),
-            labels,
-            nets,
-        })
-    }
 }
 
 /// Gives every distinct selector of `rules` an id (`Entity::selector_ids`); returns the
@@ -893,25 +702,6 @@ fn number_rule_selectors<'a>(rules: impl Iterator<Item = &'a mut Rule>) -> Vec<S
         }
     }
     selectors
-}
-
-fn named_ports(ports: &[EndpointPort]) -> Vec<NamedPort> {
-    ports
-        .iter()
-        .map(|p| NamedPort {
-            name: p.name.clone(),
-            protocol: p.protocol,
-            port: p.port,
-        })
-        .collect()
-}
-
-fn parse_ip(text: &str, who: &str, field: &str) -> Result<IpAddr, ModelError> {
-    text.parse().map_err(|_| ModelError::BadAddress {
-        endpoint: who.to_string(),
-        field: field.to_string(),
-        value: text.to_string(),
-    })
 }
 
 fn enforced_ref(id: &PolicyRef) -> PolicyRef {
