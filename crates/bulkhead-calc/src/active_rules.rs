@@ -73,7 +73,7 @@ impl Default for ActiveRulesCalculator {
     fn default() -> Self {
         let well_known: HashMap<String, Tier> = well_known_tiers()
             .into_iter()
-            .map(|t| (t.name.clone(), t))
+            .map(|t| (t.name.to_string(), t))
             .collect();
         ActiveRulesCalculator {
             tiers: well_known.clone(),
@@ -360,7 +360,7 @@ mod tests {
             .iter()
             .map(|t| {
                 (
-                    t.tier.name.clone(),
+                    t.tier.name.to_string(),
                     t.policies.iter().map(|(k, _)| k.name.clone()).collect(),
                 )
             })

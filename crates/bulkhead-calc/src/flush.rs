@@ -105,9 +105,10 @@ impl CalcGraph {
                 .map(|name| {
                     if self.inherit.profile_exists(name) {
                         let chain = profile_chain_name(name, ingress);
-                        rendered
-                            .chains
-                            .push((chain.clone(), ChainSource::Profile(name.clone(), ingress)));
+                        rendered.chains.push((
+                            chain.clone(),
+                            ChainSource::Profile(name.to_string(), ingress),
+                        ));
                         ProfileChain::Exists(chain)
                     } else {
                         ProfileChain::Missing(name)

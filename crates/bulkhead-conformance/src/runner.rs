@@ -400,7 +400,7 @@ fn decided_by_matches(want: &DecidedBy, hit: &bulkhead_engine::Hit) -> bool {
         (RuleSpec::Word(w), r) => *w == r.to_string(),
         _ => false,
     };
-    let name = (!hit.policy.name.is_empty()).then_some(hit.policy.name.as_str());
+    let name = (!hit.policy.name.is_empty()).then_some(&*hit.policy.name);
     rule_ok
         && want.tier.as_deref() == hit.tier.as_deref()
         && want.kind == hit.policy.kind.display_name()

@@ -74,8 +74,8 @@ fn all_local(cluster: &Cluster) -> Vec<LocalEndpoint> {
         .enumerate()
         .map(|(i, e)| LocalEndpoint {
             kind: e.kind,
-            namespace: e.namespace.clone(),
-            name: e.name.clone(),
+            namespace: e.namespace.as_deref().map(str::to_string),
+            name: e.name.to_string(),
             interface: match e.kind {
                 EndpointKind::Workload => format!("bh{i:04}"),
                 EndpointKind::Host => "*".into(),

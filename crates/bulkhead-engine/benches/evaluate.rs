@@ -89,24 +89,10 @@ fn cold(cluster: &mut Cluster, flows: &[Flow], next: &mut usize, iters: u64) -> 
     total
 }
 
-/// Heap blocks a side of a decision owns: its endpoint's names, the tier list and the
-/// trace with their strings (empty strings own none).
+/// Heap blocks a side of a decision owns: its tier list and its trace. Names (endpoint,
+/// tiers, policies) are shared with the model, not owned.
 fn heap_blocks(side: &bulkhead_engine::SideOutcome) -> usize {
-    let text = |s: &str| usize::from(!s.is_empty());
-    let names = side.endpoint.namespace.as_deref().map_or(0, text) + text(&side.endpoint.name);
-    let tiers =
-        usize::from(side.tiers.capacity() > 0) + side.tiers.iter().map(|t| text(t)).sum::<usize>();
-    let hits = usize::from(side.trace.capacity() > 0)
-        + side
-            .trace
-            .iter()
-            .map(|h| {
-                h.tier.as_deref().map_or(0, text)
-                    + h.policy.namespace.as_deref().map_or(0, text)
-                    + text(&h.policy.name)
-            })
-            .sum::<usize>();
-    names + tiers + hits
+    usize::from(side.tiers.capacity() > 0) + usize::from(side.trace.capacity() > 0)
 }
 
 fn describe(cluster: &Cluster, flows: &[Flow]) {
@@ -122,8 +108,9 @@ fn describe(cluster: &Cluster, flows: &[Flow]) {
             policies += applicable.iter().map(|(_, p)| p.len()).sum::<usize>();
         }
         hits += d.enforced.trace_strings().len();
-        blocks += [&d.enforced, &d.pending]
-            .into_iter()
+        let pending = (d.pending() != &d.enforced).then(|| d.pending());
+        blocks += std::iter::once(&d.enforced)
+            .chain(pending)
             .flat_map(|o| [&o.egress, &o.ingress])
             .flatten()
             .map(heap_blocks)

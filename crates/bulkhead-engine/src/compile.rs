@@ -17,7 +17,7 @@ use bulkhead_api::{Kind, NAMESPACE_LABEL, parse_cidr};
 use bulkhead_selector::Selector;
 use ipnet::IpNet;
 
-use crate::decision::PolicyRef;
+use crate::decision::{Name, PolicyRef};
 use crate::endpoint::{NAMESPACE_PREFIX, SERVICE_ACCOUNT_LABEL, SERVICE_ACCOUNT_PREFIX};
 use crate::model::{Cluster, ModelError};
 
@@ -224,8 +224,8 @@ pub struct PolicyInput<'a> {
 pub fn compile_policy(p: PolicyInput<'_>) -> Result<Policy, ModelError> {
     let id = PolicyRef {
         kind: p.kind,
-        namespace: p.namespace.map(str::to_string),
-        name: p.name.to_string(),
+        namespace: p.namespace.map(Name::from),
+        name: Name::from(p.name),
     };
     let ctx = |field: &str, e: String| ModelError::Compile {
         policy: id.to_string(),

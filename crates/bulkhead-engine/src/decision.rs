@@ -1,9 +1,15 @@
 //! What `evaluate` returns: the verdict, each side's verdict, and the trace that explains it.
 
 use std::fmt;
+use std::sync::Arc;
 
 use bulkhead_api::Kind;
 use serde::Serialize;
+use serde::ser::{SerializeStruct, Serializer};
+
+/// A name in a report, shared with the model it came from: a decision copies none of the
+/// model's names, it only counts references to them.
+pub type Name = Arc<str>;
 
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -50,9 +56,9 @@ pub struct EndpointRef {
     /// Workload or host.
     pub kind: EndpointKind,
     /// Namespace (workloads only).
-    pub namespace: Option<String>,
+    pub namespace: Option<Name>,
     /// Name (pod or HostEndpoint name).
-    pub name: String,
+    pub name: Name,
 }
 
 impl fmt::Display for EndpointRef {
@@ -121,9 +127,9 @@ pub struct PolicyRef {
     /// Policy kind, or `Profile`.
     pub kind: Kind,
     /// Namespace (namespaced kinds).
-    pub namespace: Option<String>,
+    pub namespace: Option<Name>,
     /// Name (empty for a no-profile or failsafe hit).
-    pub name: String,
+    pub name: Name,
 }
 
 impl fmt::Display for PolicyRef {
@@ -141,7 +147,7 @@ impl fmt::Display for PolicyRef {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Hit {
     /// The tier (`None` for profiles and failsafes).
-    pub tier: Option<String>,
+    pub tier: Option<Name>,
     /// The policy or profile; for an end-of-tier hit, the first policy of the tier that
     /// applies to the endpoint (the "trigger").
     pub policy: PolicyRef,
@@ -175,7 +181,7 @@ pub struct SideOutcome {
     /// This side's verdict.
     pub verdict: Verdict,
     /// Tiers that applied to the endpoint in this direction, in evaluation order.
-    pub tiers: Vec<String>,
+    pub tiers: Vec<Name>,
     /// Every hit, in order; the last one decided.
     pub trace: Vec<Hit>,
 }
@@ -230,22 +236,47 @@ impl Outcome {
 }
 
 /// The full answer for a flow: what is enforced, and what staged policies would change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// The enforced outcome.
     pub enforced: Outcome,
-    /// The outcome with every staged policy evaluated as if enforced.
-    pub pending: Outcome,
+    /// The outcome with every staged policy evaluated as if enforced; `None` when the
+    /// cluster has no staged policy, so it is the enforced one (not computed or copied
+    /// twice). Read it through [`Decision::pending`].
+    staged: Option<Outcome>,
 }
 
 impl Decision {
+    /// A decision from its enforced outcome and, when staged policies exist, the pending
+    /// one.
+    pub fn new(enforced: Outcome, pending: Option<Outcome>) -> Self {
+        Decision {
+            enforced,
+            staged: pending,
+        }
+    }
+
     /// The enforced verdict.
     pub fn verdict(&self) -> Verdict {
         self.enforced.verdict
     }
 
+    /// The outcome with every staged policy evaluated as if enforced.
+    pub fn pending(&self) -> &Outcome {
+        self.staged.as_ref().unwrap_or(&self.enforced)
+    }
+
     /// The verdict if staged policies were enforced.
     pub fn pending_verdict(&self) -> Verdict {
-        self.pending.verdict
+        self.pending().verdict
+    }
+}
+
+impl Serialize for Decision {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Decision", 2)?;
+        s.serialize_field("enforced", &self.enforced)?;
+        s.serialize_field("pending", self.pending())?;
+        s.end()
     }
 }

@@ -12,7 +12,7 @@ use bulkhead_api::values::Protocol;
 use bulkhead_api::{LabelMap, NAMESPACE_LABEL};
 use ipnet::IpNet;
 
-use crate::decision::{EndpointKind, EndpointRef};
+use crate::decision::{EndpointKind, EndpointRef, Name};
 
 /// `projectcalico.org/orchestrator`.
 pub const ORCHESTRATOR_LABEL: &str = "projectcalico.org/orchestrator";
@@ -46,9 +46,9 @@ pub struct Endpoint {
     /// Workload or host.
     pub kind: EndpointKind,
     /// Namespace (workloads).
-    pub namespace: Option<String>,
+    pub namespace: Option<Name>,
     /// Name.
-    pub name: String,
+    pub name: Name,
     /// Service account (workloads in a namespace).
     pub service_account: Option<String>,
     /// The endpoint's own labels, as written.
@@ -56,7 +56,7 @@ pub struct Endpoint {
     /// Every label selectors see (own, special and inherited).
     pub labels: LabelMap,
     /// Profiles, in order.
-    pub profiles: Vec<String>,
+    pub profiles: Vec<Name>,
     /// Addresses.
     pub ips: Vec<IpAddr>,
     /// Named ports.

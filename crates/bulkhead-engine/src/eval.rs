@@ -19,8 +19,8 @@ use bulkhead_api::values::{Action, Protocol, TierDefaultAction};
 
 use crate::compile::{Address, PolicyClass};
 use crate::decision::{
-    Decision, Direction, EndpointKind, Hit, HitAction, Outcome, PolicyRef, RuleRef, SideOutcome,
-    Verdict,
+    Decision, Direction, EndpointKind, Hit, HitAction, Name, Outcome, PolicyRef, RuleRef,
+    SideOutcome, Verdict,
 };
 use crate::endpoint::Endpoint;
 use crate::flow::Flow;
@@ -69,7 +69,7 @@ impl Sink for () {
 
 /// Records the tiers and the trace of one side.
 struct Traced {
-    tiers: Vec<String>,
+    tiers: Vec<Name>,
     trace: Vec<Hit>,
 }
 
@@ -89,12 +89,10 @@ impl Cluster {
         let src = self.address(flow.src, flow.src_port);
         let dst = self.address(flow.dst, flow.dst_port);
         let enforced = self.outcome(Mode::Enforced, flow, &src, &dst);
-        let pending = if self.has_staged {
-            self.outcome(Mode::Pending, flow, &src, &dst)
-        } else {
-            enforced.clone()
-        };
-        Decision { enforced, pending }
+        let pending = self
+            .has_staged
+            .then(|| self.outcome(Mode::Pending, flow, &src, &dst));
+        Decision::new(enforced, pending)
     }
 
     /// The verdict of a flow in one mode, without the trace: the same walk as
@@ -338,13 +336,13 @@ impl Cluster {
         dst: &Address<'_>,
         sink: &mut impl Sink,
     ) -> Verdict {
-        let profile_ref = |name: &str| PolicyRef {
+        let profile_ref = |name: &Name| PolicyRef {
             kind: Kind::Profile,
             namespace: None,
-            name: name.to_string(),
+            name: name.clone(),
         };
         for name in &endpoint.profiles {
-            let Some(profile) = self.profiles.get(name) else {
+            let Some(profile) = self.profiles.get(&**name) else {
                 sink.hit(|| Hit {
                     tier: None,
                     policy: profile_ref(name),
@@ -389,7 +387,11 @@ impl Cluster {
         }
         sink.hit(|| Hit {
             tier: None,
-            policy: profile_ref(""),
+            policy: PolicyRef {
+                kind: Kind::Profile,
+                namespace: None,
+                name: Name::from(""),
+            },
             action: HitAction::Deny,
             rule: RuleRef::NoProfile,
         });

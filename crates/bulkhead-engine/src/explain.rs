@@ -69,7 +69,7 @@ pub fn explain(
         Mode::Enforced,
     );
     let _ = writeln!(out);
-    if decision.pending == decision.enforced {
+    if *decision.pending() == decision.enforced {
         let _ = writeln!(
             out,
             "Staged policies: none changes this flow (pending verdict: {}).",
@@ -86,7 +86,7 @@ pub fn explain(
             &mut out,
             cluster,
             flow,
-            &decision.pending,
+            decision.pending(),
             Direction::Egress,
             from,
             Mode::Pending,
@@ -95,7 +95,7 @@ pub fn explain(
             &mut out,
             cluster,
             flow,
-            &decision.pending,
+            decision.pending(),
             Direction::Ingress,
             to,
             Mode::Pending,
@@ -228,7 +228,7 @@ fn profile_hit(h: &Hit, s: &SideOutcome) -> String {
 fn hit_summary(h: &Hit) -> String {
     let name = match &h.policy.namespace {
         Some(ns) => format!("{ns}/{}", h.policy.name),
-        None => h.policy.name.clone(),
+        None => h.policy.name.to_string(),
     };
     let what = match h.rule {
         RuleRef::Failsafe => {
@@ -248,7 +248,7 @@ fn hit_summary(h: &Hit) -> String {
 fn policy_name(p: &Policy) -> String {
     match &p.id.namespace {
         Some(ns) => format!("{ns}/{}", p.id.name),
-        None => p.id.name.clone(),
+        None => p.id.name.to_string(),
     }
 }
 

@@ -24,7 +24,7 @@ use bulkhead_api::{
 };
 
 use crate::compile::{Policy, PolicyClass, PolicyInput, Profile, compile_policy, compile_profile};
-use crate::decision::EndpointKind;
+use crate::decision::{EndpointKind, Name};
 use crate::endpoint::{
     Endpoint, K8S_NAMESPACE_NAME_LABEL, NamedPort, NetworkSet, flatten_labels,
     namespace_profile_name, service_account_profile_name, workload_special_labels,
@@ -125,7 +125,7 @@ pub fn service_account_key(meta: &ObjectMeta) -> (String, String) {
 /// A Tier resource as the model holds it.
 pub fn tier(t: &Object<TierSpec>) -> Tier {
     Tier {
-        name: t.metadata.name.clone(),
+        name: t.metadata.name.as_str().into(),
         order: t.spec.order,
         default_action: t.spec.default_action.unwrap_or_default(),
     }
@@ -284,8 +284,9 @@ pub fn endpoint<'a>(
     r: &Resource,
     labels_of: impl Fn(&str) -> Option<&'a LabelMap>,
 ) -> Result<Option<Endpoint>, ModelError> {
-    let profiles = parent_profiles(r);
-    let inherited: Vec<&LabelMap> = profiles.iter().filter_map(|p| labels_of(p)).collect();
+    let names = parent_profiles(r);
+    let inherited: Vec<&LabelMap> = names.iter().filter_map(|p| labels_of(p)).collect();
+    let profiles: Vec<Name> = names.iter().map(|p| Name::from(p.as_str())).collect();
     let endpoint = match r {
         Resource::Pod(p) if !p.spec.host_network => {
             let ns = namespace_of(&p.metadata);
@@ -328,8 +329,8 @@ pub fn endpoint<'a>(
                 .collect();
             Endpoint {
                 kind: EndpointKind::Workload,
-                namespace: Some(ns),
-                name: p.metadata.name.clone(),
+                namespace: Some(ns.into()),
+                name: p.metadata.name.as_str().into(),
                 service_account: Some(sa),
                 own_labels: p.metadata.labels.clone(),
                 labels: flatten_labels(&p.metadata.labels, &special, &inherited),
@@ -362,8 +363,8 @@ pub fn endpoint<'a>(
                 .collect::<Result<_, _>>()?;
             Endpoint {
                 kind: EndpointKind::Workload,
-                namespace: Some(ns),
-                name: w.metadata.name.clone(),
+                namespace: Some(ns.into()),
+                name: w.metadata.name.as_str().into(),
                 service_account: sa,
                 own_labels: w.metadata.labels.clone(),
                 labels: flatten_labels(&w.metadata.labels, &special, &inherited),
@@ -383,7 +384,7 @@ pub fn endpoint<'a>(
             Endpoint {
                 kind: EndpointKind::Host,
                 namespace: None,
-                name: h.metadata.name.clone(),
+                name: h.metadata.name.as_str().into(),
                 service_account: None,
                 own_labels: h.metadata.labels.clone(),
                 labels: flatten_labels(&h.metadata.labels, &LabelMap::new(), &inherited),

@@ -27,8 +27,8 @@ pub mod model;
 pub mod view;
 
 pub use decision::{
-    Decision, Direction, EndpointKind, EndpointRef, Hit, HitAction, Outcome, PolicyRef, RuleRef,
-    SideOutcome, Verdict,
+    Decision, Direction, EndpointKind, EndpointRef, Hit, HitAction, Name, Outcome, PolicyRef,
+    RuleRef, SideOutcome, Verdict,
 };
 pub use flow::Flow;
 pub use model::{Cluster, Mode, ModelError, Tier};

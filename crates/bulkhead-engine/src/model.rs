@@ -21,7 +21,7 @@ use crate::compile::{
     Entity, NO_SELECTOR_ID, Policy, PolicyClass, PolicyInput, Profile, Rule, allow_all_profile,
     compile_policy, compile_profile,
 };
-use crate::decision::{EndpointKind, PolicyRef};
+use crate::decision::{EndpointKind, Name, PolicyRef};
 use crate::endpoint::{
     DEFAULT_ALLOW_PROFILE, Endpoint, K8S_NAMESPACE_NAME_LABEL, NetworkSet,
     namespace_profile_labels, namespace_profile_name, service_account_profile_labels,
@@ -93,7 +93,7 @@ impl Owners {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tier {
     /// Name.
-    pub name: String,
+    pub name: Name,
     /// Order (`None` = after every ordered tier).
     pub order: Option<f64>,
     /// What happens when a selecting policy decides nothing.
@@ -269,7 +269,7 @@ impl Cluster {
         self.endpoints.iter().find(|e| {
             e.kind == EndpointKind::Workload
                 && e.namespace.as_deref() == Some(namespace)
-                && e.name == name
+                && &*e.name == name
         })
     }
 
@@ -277,7 +277,7 @@ impl Cluster {
     pub fn host(&self, name: &str) -> Option<&Endpoint> {
         self.endpoints
             .iter()
-            .find(|e| e.kind == EndpointKind::Host && e.name == name)
+            .find(|e| e.kind == EndpointKind::Host && &*e.name == name)
     }
 
     /// Index of the endpoint that owns `ip` (workloads before hosts).
@@ -466,7 +466,7 @@ impl Builder {
                 }
                 Resource::Tier(t) => {
                     let tier = Tier {
-                        name: t.metadata.name.clone(),
+                        name: t.metadata.name.as_str().into(),
                         order: t.spec.order,
                         default_action: t.spec.default_action.unwrap_or_default(),
                     };
@@ -569,7 +569,7 @@ impl Builder {
             }
         }
 
-        let tier_names: HashSet<&str> = tiers.iter().map(|t| t.name.as_str()).collect();
+        let tier_names: HashSet<&str> = tiers.iter().map(|t| &*t.name).collect();
         let (mut policies, deletions) = compile_policies(&resources, &tier_names)?;
         let rule_selectors = number_rule_selectors(
             policies
@@ -595,7 +595,7 @@ impl Builder {
             .map(|p| {
                 tiers
                     .iter()
-                    .position(|t| t.name == p.tier)
+                    .position(|t| *t.name == *p.tier)
                     .unwrap_or(usize::MAX)
             })
             .collect();
@@ -728,8 +728,8 @@ fn compile_policies(
         let namespace = meta.namespace.as_deref().filter(|_| kind.is_namespaced());
         let id = PolicyRef {
             kind,
-            namespace: namespace.map(str::to_string),
-            name: meta.name.clone(),
+            namespace: namespace.map(Name::from),
+            name: meta.name.as_str().into(),
         };
         let check_tier = |tier: &str| {
             if tiers.contains(tier) {
@@ -839,7 +839,7 @@ fn compile_policies(
 fn id_path(id: &PolicyRef) -> String {
     match &id.namespace {
         Some(ns) => format!("{ns}/{}", id.name),
-        None => id.name.clone(),
+        None => id.name.to_string(),
     }
 }
 

@@ -35,7 +35,7 @@ impl Cluster {
     ) -> Option<usize> {
         self.endpoints
             .iter()
-            .position(|e| e.kind == kind && e.namespace.as_deref() == namespace && e.name == name)
+            .position(|e| e.kind == kind && e.namespace.as_deref() == namespace && &*e.name == name)
     }
 
     /// The endpoint at `index`.

@@ -54,7 +54,7 @@ fn no_policy_means_the_namespace_profile_allows() {
     let d = c.evaluate(&tcp("10.65.0.2", "10.65.0.1", 80));
     assert_eq!(d.verdict(), Verdict::Allow);
     let hit = d.enforced.decided_by().expect("a deciding hit");
-    assert_eq!(hit.policy.name, "kns.x");
+    assert_eq!(&*hit.policy.name, "kns.x");
     assert_eq!(
         d.enforced.trace_strings()[1],
         "1|__PROFILE__|pro:kns.x|allow|0"
@@ -118,7 +118,7 @@ spec:
         (hit.tier.as_deref(), hit.rule),
         (Some("security"), RuleRef::EndOfTier)
     );
-    assert_eq!(hit.policy.name, "pass-b");
+    assert_eq!(&*hit.policy.name, "pass-b");
 }
 
 #[test]
@@ -176,9 +176,33 @@ spec: {selector: all(), types: [Egress]}
         (d.verdict(), d.pending_verdict()),
         (Verdict::Deny, Verdict::Deny)
     );
-    let pending_egress = d.pending.egress.expect("y/c is an endpoint");
+    let pending_egress = d.pending().egress.clone().expect("y/c is an endpoint");
     assert_eq!(pending_egress.verdict, Verdict::Deny);
     assert_eq!(pending_egress.trace[0].policy.kind.short_name(), "snp");
+}
+
+#[test]
+fn without_staged_policies_pending_is_the_enforced_outcome() {
+    let c = cluster(
+        r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: deny-b}
+spec:
+  selector: app == 'a'
+  ingress: [{action: Deny, source: {selector: app == 'b'}}]
+"#,
+    );
+    let d = c.evaluate(&tcp("10.65.0.2", "10.65.0.1", 80));
+    assert_eq!(d.pending(), &d.enforced);
+    assert_eq!(d.pending_verdict(), Verdict::Deny);
+    // Reports still carry both outcomes in full.
+    let json = serde_json::to_value(&d).expect("serializable");
+    assert_eq!(json["pending"], json["enforced"]);
+    assert_eq!(
+        json["enforced"]["ingress"]["trace"][0]["policy"]["name"],
+        "deny-b"
+    );
 }
 
 #[test]

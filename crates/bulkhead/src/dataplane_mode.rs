@@ -136,7 +136,7 @@ impl Backend for DataplaneBackend {
             .endpoints()
             .iter()
             .filter(|e| e.kind == EndpointKind::Host)
-            .map(|e| (e.name.clone(), e.ips.clone()))
+            .map(|e| (e.name.to_string(), e.ips.clone()))
             .collect();
         for (name, ips) in &hosts {
             world.ensure(

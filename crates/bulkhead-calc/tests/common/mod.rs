@@ -40,7 +40,7 @@ pub fn resource(text: &str) -> Resource {
 pub fn usable(store: &BTreeMap<ResourceKey, Resource>) -> Vec<&Resource> {
     let tiers: HashSet<String> = well_known_tiers()
         .into_iter()
-        .map(|t| t.name)
+        .map(|t| t.name.to_string())
         .chain(store.values().filter_map(|r| match r {
             Resource::Tier(t) => Some(t.metadata.name.clone()),
             _ => None,

@@ -95,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "verdict": decision.verdict(),
                 "pending": decision.pending_verdict(),
                 "trace": decision.enforced.trace_strings(),
-                "pendingTrace": decision.pending.trace_strings(),
+                "pendingTrace": decision.pending().trace_strings(),
                 "decision": decision,
             });
             println!("{}", serde_json::to_string_pretty(&doc)?);

@@ -132,7 +132,9 @@ fn describe_policy(out: &mut String, object: &Resource, cluster: Option<&Cluster
     let key = object.key();
     let compiled = cluster.and_then(|c| {
         c.policies().iter().find(|p| {
-            p.id.kind == key.kind && p.id.namespace == key.namespace && p.id.name == key.name
+            p.id.kind == key.kind
+                && p.id.namespace.as_deref() == key.namespace.as_deref()
+                && *p.id.name == *key.name
         })
     });
     let Some(policy) = compiled else {
@@ -210,7 +212,7 @@ fn rules(out: &mut String, title: &str, policy: &Policy, ingress: bool) {
 }
 
 fn describe_tier(out: &mut String, name: &str, cluster: &Cluster) {
-    if let Some(t) = cluster.tiers().iter().find(|t| t.name == name) {
+    if let Some(t) = cluster.tiers().iter().find(|t| &*t.name == name) {
         let _ = writeln!(out, "{:<16}{}", "Order:", order(t.order));
         let _ = writeln!(out, "{:<16}{:?}", "Default action:", t.default_action);
     }

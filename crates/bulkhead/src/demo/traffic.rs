@@ -172,7 +172,7 @@ pub fn round(estate: &Estate, client: &Client) -> anyhow::Result<Vec<Row>> {
 fn describe(h: &Hit) -> String {
     let name = match &h.policy.namespace {
         Some(ns) => format!("{ns}/{}", h.policy.name),
-        None => h.policy.name.clone(),
+        None => h.policy.name.to_string(),
     };
     let rule = match h.rule {
         RuleRef::Index(i) => format!("rule {i}"),
