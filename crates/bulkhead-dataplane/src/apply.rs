@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::netlink::{ElementChange, NfSocket, SendError, element_changes};
+use crate::session::{MAX_SCRIPT, NftSession, SessionError};
 use crate::table::{DiffStats, Table, diff};
 
 /// Runs an nft script as one transaction, and optionally sends set-element changes
@@ -34,24 +35,30 @@ pub enum ElementsError {
     Failed(String),
 }
 
-/// Runs `nft` as a child process, in a named network namespace (`ip netns exec`) or in
-/// the caller's own namespace; sends element-only changes over a `NETLINK_NETFILTER`
-/// socket in the same namespace (opened on first use, kept while the namespace is the
-/// same one: a namespace deleted and recreated under the same name gets a new socket).
+/// Runs `nft` in a named network namespace (`ip netns exec`) or in the caller's own
+/// namespace: scripts up to [`MAX_SCRIPT`] through one long-lived `nft -i`
+/// ([`NftSession`]), bigger ones (full loads) through `nft -f -`; sends element-only
+/// changes over a `NETLINK_NETFILTER` socket in the same namespace. The session and the
+/// socket are opened on first use and kept while the namespace is the same one (a
+/// namespace deleted and recreated under the same name gets new ones).
 #[derive(Debug)]
 pub struct CommandRunner {
     netns: Option<String>,
     netlink: bool,
     socket: Option<NfSocket>,
+    use_session: bool,
+    session: Option<NftSession>,
 }
 
 impl Clone for CommandRunner {
-    /// The same target; the clone opens its own socket.
+    /// The same target; the clone opens its own socket and session.
     fn clone(&self) -> Self {
         CommandRunner {
             netns: self.netns.clone(),
             netlink: self.netlink,
             socket: None,
+            use_session: self.use_session,
+            session: None,
         }
     }
 }
@@ -63,6 +70,8 @@ impl CommandRunner {
             netns: Some(name.to_string()),
             netlink: true,
             socket: None,
+            use_session: true,
+            session: None,
         }
     }
 
@@ -72,7 +81,16 @@ impl CommandRunner {
             netns: None,
             netlink: true,
             socket: None,
+            use_session: true,
+            session: None,
         }
+    }
+
+    /// Runs every script with its own `nft -f -`, never through a long-lived `nft -i`.
+    pub fn without_session(mut self) -> Self {
+        self.use_session = false;
+        self.session = None;
+        self
     }
 
     /// Sends element changes through `nft` too, never over netlink.
@@ -91,8 +109,37 @@ impl CommandRunner {
     }
 }
 
-impl NftRunner for CommandRunner {
-    fn run(&mut self, script: &str) -> Result<(), String> {
+impl CommandRunner {
+    /// Runs `script` through the session, starting one if needed. `None`: the session
+    /// could not be used and nothing ran (or its outcome is unknown and it was dropped,
+    /// which the error says).
+    fn run_in_session(&mut self, script: &str) -> Option<Result<(), String>> {
+        let path = self.netns_path();
+        if !self.session.as_ref().is_some_and(|s| s.is_in(&path)) {
+            self.session = None;
+            match NftSession::start(self.netns.as_deref()) {
+                Ok(s) => self.session = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no nft session; using nft -f");
+                    return None;
+                }
+            }
+        }
+        let session = self.session.as_mut()?;
+        match session.run(script) {
+            Ok(()) => Some(Ok(())),
+            Err(SessionError::Rejected(message)) => Some(Err(message)),
+            Err(e @ SessionError::Broken(_)) => {
+                // The transaction may or may not have committed: report a failure, so
+                // the dataplane reloads the whole table next time.
+                self.session = None;
+                Some(Err(e.to_string()))
+            }
+        }
+    }
+
+    /// Runs `script` with a new `nft -f -`.
+    fn run_once(&mut self, script: &str) -> Result<(), String> {
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -124,6 +171,18 @@ impl NftRunner for CommandRunner {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
         }
+    }
+}
+
+impl NftRunner for CommandRunner {
+    fn run(&mut self, script: &str) -> Result<(), String> {
+        if self.use_session
+            && script.len() <= MAX_SCRIPT
+            && let Some(result) = self.run_in_session(script)
+        {
+            return result;
+        }
+        self.run_once(script)
     }
 
     fn apply_elements(&mut self, changes: &[ElementChange]) -> Result<(), ElementsError> {

@@ -19,6 +19,7 @@ pub mod naming;
 pub mod netlink;
 pub mod render;
 pub mod rules;
+pub mod session;
 pub mod table;
 
 pub use apply::{Applied, CommandRunner, Dataplane, DataplaneError, ElementsError, NftRunner};

@@ -11,23 +11,8 @@ use bulkhead_dataplane::table::{Chain, Hook, Set, SetKind, VerdictMap};
 use bulkhead_dataplane::{CommandRunner, Dataplane, Table};
 use bulkhead_netns::{Netns, NodeSandbox, Service, nft, tcp_connect};
 
-fn capable() -> bool {
-    let nft = std::process::Command::new("nft")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    match bulkhead_netns::preflight() {
-        Ok(()) if nft => true,
-        Ok(()) => {
-            println!("skipped: needs nft");
-            false
-        }
-        Err(e) => {
-            println!("skipped: needs root and ip netns ({e})");
-            false
-        }
-    }
-}
+mod common;
+use common::capable;
 
 fn name(tag: &str) -> String {
     format!("bh-nl-{}-{tag}", std::process::id())
