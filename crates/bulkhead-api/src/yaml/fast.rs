@@ -60,23 +60,28 @@ impl Budget {
 /// non-characters or Unicode line separators: left to serde-saphyr.
 fn characters_ok(text: &str) -> bool {
     let bytes = text.as_bytes();
-    let ascii_ok = bytes.iter().enumerate().all(|(i, &b)| match b {
-        b'\n' | 0x20..=0x7e | 0x80.. => true,
-        b'\r' => bytes.get(i + 1) == Some(&b'\n'),
-        _ => false,
+    // One branch-free pass (vectorised) for the common case: printable ASCII, line feeds
+    // and non-ASCII bytes only.
+    let unusual = bytes.iter().fold(false, |unusual, &b| {
+        unusual | ((b < 0x20 && b != b'\n') || b == 0x7f)
     });
+    let ascii_ok = !unusual
+        || bytes.iter().enumerate().all(|(i, &b)| match b {
+            b'\n' | 0x20..=0x7e | 0x80.. => true,
+            b'\r' => bytes.get(i + 1) == Some(&b'\n'),
+            _ => false,
+        });
     ascii_ok
         && (text.is_ascii()
             || !text.chars().any(|c| {
                 matches!(
                     c,
-                    '\u{80}'
-                        ..='\u{9f}'
-                            | '\u{2028}'
-                            | '\u{2029}'
-                            | '\u{feff}'
-                            | '\u{fffe}'
-                            | '\u{ffff}'
+                    '\u{80}'..='\u{9f}'
+                        | '\u{2028}'
+                        | '\u{2029}'
+                        | '\u{feff}'
+                        | '\u{fffe}'
+                        | '\u{ffff}'
                 )
             }))
 }
@@ -92,7 +97,12 @@ struct Line<'a> {
 fn lines<'a>(text: &'a str, budget: &mut Budget) -> Option<Vec<Line<'a>>> {
     let mut out = Vec::new();
     let mut comments = 0;
-    for raw in text.split('\n') {
+    let mut rest = text;
+    while !rest.is_empty() {
+        // A plain loop: memchr's set-up costs more than it saves on ~25-byte lines.
+        let end = rest.bytes().position(|b| b == b'\n').unwrap_or(rest.len());
+        let raw = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or_default();
         let line = raw.trim_end_matches('\r').trim_end_matches(' ');
         let content = line.trim_start_matches(' ');
         if content.is_empty() {
@@ -199,8 +209,8 @@ impl Parser<'_, '_> {
         let s = &self.lines[at].text[col..];
         if is_item(s) {
             self.sequence(at, col, depth)
-        } else if key(s).is_some() {
-            self.mapping(at, col, depth)
+        } else if let Some(first) = key(s) {
+            self.mapping(at, col, first, depth)
         } else {
             self.inline(at, col, depth)
         }
@@ -279,14 +289,25 @@ impl Parser<'_, '_> {
         Some(Value::Array(items))
     }
 
-    /// A block mapping whose first key is at column `col` of line `at`.
-    fn mapping(&mut self, at: usize, col: usize, depth: usize) -> Option<Value> {
+    /// A block mapping whose first key, already read (`first`), is at column `col` of line
+    /// `at`.
+    fn mapping(
+        &mut self,
+        at: usize,
+        col: usize,
+        first: (String, usize),
+        depth: usize,
+    ) -> Option<Value> {
         self.budget.node(depth)?;
         let mut map = Map::new();
         let mut at = Some(at);
+        let mut first = Some(first);
         while let Some(line) = at {
             let s = &self.lines[line].text[col..];
-            let (key, after) = key(s)?;
+            let (key, after) = match first.take() {
+                Some(first) => first,
+                None => key(s)?,
+            };
             self.budget.node(depth + 1)?;
             let value = if line_ends(&s[after..]) {
                 self.next = line + 1;

@@ -10,20 +10,41 @@ use serde_json::Value;
 /// null, a decimal integer that fits 64 bits, or a string. `None` for every other spelling
 /// that serde-saphyr might read as a number (`1.5`, `0x1F`, `010`, `1_000`, `.inf`, …).
 pub(super) fn resolve_plain(s: &str) -> Option<Value> {
-    match s {
-        "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
-        "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
-        "null" | "Null" | "NULL" | "~" => return Some(Value::Null),
-        _ => {}
+    Some(match classify(s)? {
+        Plain::String => Value::String(s.to_owned()),
+        Plain::Other(value) => value,
+    })
+}
+
+/// What a plain scalar resolves to.
+enum Plain {
+    /// The text itself, as a string.
+    String,
+    /// A boolean, null or integer.
+    Other(Value),
+}
+
+fn classify(s: &str) -> Option<Plain> {
+    match s.as_bytes().first() {
+        Some(b't' | b'T' | b'f' | b'F' | b'n' | b'N' | b'~') => {
+            return Some(match s {
+                "true" | "True" | "TRUE" => Plain::Other(Value::Bool(true)),
+                "false" | "False" | "FALSE" => Plain::Other(Value::Bool(false)),
+                "null" | "Null" | "NULL" | "~" => Plain::Other(Value::Null),
+                _ => Plain::String,
+            });
+        }
+        Some(b'0'..=b'9' | b'.' | b'+' | b'-') => {}
+        _ => return Some(Plain::String),
     }
     let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
     if !unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
-        return Some(Value::String(s.to_owned()));
+        return Some(Plain::String);
     }
     if let Some(n) = decimal_integer(s) {
-        return Some(n);
+        return Some(Plain::Other(n));
     }
-    (!numeric_suspect(s, unsigned)).then(|| Value::String(s.to_owned()))
+    (!numeric_suspect(s, unsigned)).then_some(Plain::String)
 }
 
 /// `-?(0|[1-9][0-9]*)` within `i64`/`u64`, as serde-saphyr gives it to a `Value` (`-0` and
@@ -63,8 +84,8 @@ fn numeric_suspect(s: &str, unsigned: &str) -> bool {
 /// number-like, and not the merge key `<<`.
 pub(super) fn plain_key_ok(s: &str) -> bool {
     s != "<<"
-        && !s.contains(['[', ']', '{', '}', ','])
-        && matches!(resolve_plain(s), Some(Value::String(_)))
+        && !s.bytes().any(|b| matches!(b, b'[' | b']' | b'{' | b'}' | b','))
+        && matches!(classify(s), Some(Plain::String))
 }
 
 /// A single-quoted scalar at the start of `s` (one line): its text and the bytes it
