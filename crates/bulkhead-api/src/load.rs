@@ -457,6 +457,9 @@ struct MetaOnlyEnvelope {
 }
 
 fn typed<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
+    if let Ok(typed) = T::deserialize(&value) {
+        return Ok(typed);
+    }
     serde_path_to_error::deserialize(value).map_err(|e| DecodeError {
         path: e.path().to_string(),
         message: e.into_inner().to_string(),
