@@ -3,9 +3,11 @@
 //!
 //! Figures, one run, on the same text:
 //! - `load_str`: split, parse, type, default and validate every document;
-//! - `yaml-to-value` (baseline): only the YAML parsing step, each document to a
-//!   `serde_json::Value`, which `load_str` needs anyway; the difference is the cost of
-//!   typing and validating.
+//! - `yaml-to-value` (baseline): only the YAML parsing step as serde-saphyr does it, each
+//!   document to a `serde_json::Value`, which `load_str` needs anyway;
+//! - `yaml-fast-to-value`: the same step by the fast path that `load_str` now uses (every
+//!   document of the bench takes it); the difference to `load_str` is the cost of
+//!   splitting, typing and validating.
 //!
 //! `cargo bench -p bulkhead-api --bench load`
 
@@ -47,6 +49,14 @@ fn load(c: &mut Criterion) {
                         .map(|_| 1)
                         .unwrap_or(0)
                 })
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("yaml-fast-to-value", |b| {
+        b.iter(|| {
+            documents
+                .iter()
+                .map(|d| usize::from(bulkhead_api::yaml::fast_value(black_box(d)).is_some()))
                 .sum::<usize>()
         })
     });
