@@ -123,6 +123,28 @@ fn block_structure_left_to_serde_saphyr() {
     falls_back(&format!("a: {deep}\n"));
     let long_key = "k".repeat(2000);
     falls_back(&format!("{long_key}: 1\n"));
+    falls_back(&format!("'{long_key}': 1\n"));
+    falls_back(&format!("a: {{{long_key}: 1}}\n"));
+    let spaces = " ".repeat(2000);
+    falls_back(&format!("a{spaces}: 1\n"));
+    falls_back(&format!("a: {{b{spaces}: 1}}\n"));
+}
+
+#[test]
+fn long_scalars() {
+    let long = "v".repeat(5000);
+    for text in [
+        format!("a: {long}\n"),
+        format!("a: '{long}'\n"),
+        format!("a: \"{long}\"\n"),
+        format!("- {long}\n"),
+        format!("a: [{long}, {long}]\n"),
+        format!("a: {{b: {long}}}\n"),
+        format!("{long}\n"),
+    ] {
+        check(&text);
+    }
+    fast(&format!("a: {long}\n"), json!({ "a": long }));
 }
 
 #[test]

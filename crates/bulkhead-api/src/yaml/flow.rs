@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::fast::{Budget, skip_spaces};
+use super::fast::{Budget, MAX_KEY_LEN, skip_spaces};
 use super::scalar::{double_quoted, plain_key_ok, resolve_plain, single_quoted};
 
 /// A flow sequence or mapping at the start of `s` (`[` or `{`): its value and the bytes it
@@ -41,10 +41,11 @@ fn mapping(s: &str, depth: usize, budget: &mut Budget) -> Option<(Value, usize)>
         if s[i..].starts_with('}') {
             return Some((Value::Object(map), i + 1));
         }
+        let key_start = i;
         let (key, len) = key(&s[i..])?;
         i = skip_spaces(s, i + len);
         // `key: value` only: `{a}`, `{a: }` and `{"a":b}` are left to serde-saphyr.
-        if !s[i..].starts_with(": ") {
+        if !s[i..].starts_with(": ") || i - key_start >= MAX_KEY_LEN {
             return None;
         }
         i = skip_spaces(s, i + 2);
@@ -76,7 +77,7 @@ fn key(s: &str) -> Option<(String, usize)> {
             (key.to_owned(), len)
         }
     };
-    (len <= super::fast::MAX_KEY_LEN && key != "<<").then_some((key, len))
+    (key != "<<").then_some((key, len))
 }
 
 /// One item or value inside a flow collection.
