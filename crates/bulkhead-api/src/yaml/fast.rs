@@ -74,15 +74,11 @@ fn characters_ok(text: &str) -> bool {
     ascii_ok
         && (text.is_ascii()
             || !text.chars().any(|c| {
-                matches!(
-                    c,
-                    '\u{80}'..='\u{9f}'
-                        | '\u{2028}'
-                        | '\u{2029}'
-                        | '\u{feff}'
-                        | '\u{fffe}'
-                        | '\u{ffff}'
-                )
+                ('\u{80}'..='\u{9f}').contains(&c)
+                    || matches!(
+                        c,
+                        '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+                    )
             }))
 }
 

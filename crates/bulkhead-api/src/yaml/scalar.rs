@@ -84,7 +84,9 @@ fn numeric_suspect(s: &str, unsigned: &str) -> bool {
 /// number-like, and not the merge key `<<`.
 pub(super) fn plain_key_ok(s: &str) -> bool {
     s != "<<"
-        && !s.bytes().any(|b| matches!(b, b'[' | b']' | b'{' | b'}' | b','))
+        && !s
+            .bytes()
+            .any(|b| matches!(b, b'[' | b']' | b'{' | b'}' | b','))
         && matches!(classify(s), Some(Plain::String))
 }
 
