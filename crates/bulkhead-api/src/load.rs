@@ -251,7 +251,7 @@ fn split_documents(text: &str) -> Vec<Chunk<'_>> {
 
 /// Parses one document into a JSON value; on error returns the line within the chunk.
 fn parse_document(chunk: &str) -> Result<Value, (Option<usize>, String)> {
-    crate::yaml::from_str::<Value>(chunk).map_err(|e| {
+    crate::yaml::value_from_str(chunk).map_err(|e| {
         let line = e.location().map(|l| l.line() as usize);
         (line, plain_message(&e))
     })
@@ -457,6 +457,9 @@ struct MetaOnlyEnvelope {
 }
 
 fn typed<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
+    if let Ok(typed) = T::deserialize(&value) {
+        return Ok(typed);
+    }
     serde_path_to_error::deserialize(value).map_err(|e| DecodeError {
         path: e.path().to_string(),
         message: e.into_inner().to_string(),

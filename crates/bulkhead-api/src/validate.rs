@@ -2,6 +2,7 @@
 //!
 //! Validation collects every problem with its field path; it never stops at the first.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use bulkhead_selector::Selector;
@@ -60,7 +61,7 @@ pub fn validate(resource: &mut Resource) -> Vec<FieldError> {
                 );
             }
             for (i, net) in o.spec.nets.iter().enumerate() {
-                c.cidr(&format!("spec.nets[{i}]"), net);
+                c.cidr(format!("spec.nets[{i}]"), net);
             }
         }
         Resource::HostEndpoint(o) => {
@@ -105,15 +106,37 @@ pub fn validate(resource: &mut Resource) -> Vec<FieldError> {
 /// Label put on namespaced endpoints and network sets.
 pub const NAMESPACE_LABEL: &str = "projectcalico.org/namespace";
 
+/// A field path written out only when an error needs it (validating a valid rule then
+/// formats nothing).
+#[derive(Clone, Copy)]
+enum FieldPath<'a> {
+    /// A path given whole, e.g. `spec.ingress`.
+    Root(&'a str),
+    /// A field of a path: `{path}.{field}`.
+    Field(&'a FieldPath<'a>, &'a str),
+    /// An element of a list: `{path}[{index}]`.
+    Index(&'a FieldPath<'a>, usize),
+}
+
+impl fmt::Display for FieldPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldPath::Root(path) => f.write_str(path),
+            FieldPath::Field(path, field) => write!(f, "{path}.{field}"),
+            FieldPath::Index(path, index) => write!(f, "{path}[{index}]"),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Checker {
     errors: Vec<FieldError>,
 }
 
 impl Checker {
-    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    fn err(&mut self, path: impl fmt::Display, message: impl Into<String>) {
         self.errors.push(FieldError {
-            path: path.into(),
+            path: path.to_string(),
             message: message.into(),
         });
     }
@@ -149,8 +172,7 @@ impl Checker {
                 ),
             );
         }
-        let labels = meta.labels.clone();
-        self.labels("metadata.labels", &labels);
+        self.labels("metadata.labels", &meta.labels);
     }
 
     fn labels(&mut self, path: &str, labels: &LabelMap) {
@@ -185,7 +207,12 @@ impl Checker {
         }
     }
 
-    fn selector(&mut self, path: &str, text: &str, allow_global: bool) -> Option<Selector> {
+    fn selector(
+        &mut self,
+        path: impl fmt::Display,
+        text: &str,
+        allow_global: bool,
+    ) -> Option<Selector> {
         match Selector::parse(text) {
             Ok(sel) => {
                 if sel.contains_global() && !(allow_global && sel.is_global()) {
@@ -381,7 +408,7 @@ impl Checker {
                     "ipBlock cannot be combined with podSelector or namespaceSelector",
                 );
             }
-            let cidr = self.cidr(&format!("{path}.ipBlock.cidr"), &b.cidr);
+            let cidr = self.cidr(format!("{path}.ipBlock.cidr"), &b.cidr);
             for (k, e) in b.except.iter().enumerate() {
                 let epath = format!("{path}.ipBlock.except[{k}]");
                 if let (Some(outer), Some(inner)) = (cidr, self.cidr(&epath, e))
@@ -473,11 +500,11 @@ impl Checker {
             self.err(path, "at most 1024 rules per direction");
         }
         for (i, r) in rules.iter().enumerate() {
-            self.rule(&format!("{path}[{i}]"), r, egress);
+            self.rule(&FieldPath::Index(&FieldPath::Root(path), i), r, egress);
         }
     }
 
-    fn rule(&mut self, path: &str, r: &Rule, egress: bool) {
+    fn rule(&mut self, path: &FieldPath<'_>, r: &Rule, egress: bool) {
         if let Some(v) = r.ip_version
             && v != 4
             && v != 6
@@ -511,13 +538,13 @@ impl Checker {
         }
         let mut family = r.ip_version;
         self.entity(
-            &format!("{path}.source"),
+            &FieldPath::Field(path, "source"),
             &r.source,
             r.protocol,
             &mut family,
         );
         self.entity(
-            &format!("{path}.destination"),
+            &FieldPath::Field(path, "destination"),
             &r.destination,
             r.protocol,
             &mut family,
@@ -546,7 +573,7 @@ impl Checker {
 
     fn entity(
         &mut self,
-        path: &str,
+        path: &FieldPath<'_>,
         e: &EntityRule,
         protocol: Option<Protocol>,
         family: &mut Option<u8>,
@@ -556,14 +583,15 @@ impl Checker {
                 self.err(format!("{path}.{field}"), "at most 256 CIDRs");
             }
             for (i, n) in list.iter().enumerate() {
-                let p = format!("{path}.{field}[{i}]");
-                let Some(net) = self.cidr(&p, n) else {
+                let list_path = FieldPath::Field(path, field);
+                let p = FieldPath::Index(&list_path, i);
+                let Some(net) = self.cidr(p, n) else {
                     continue;
                 };
                 let v = if net.addr().is_ipv4() { 4 } else { 6 };
                 match family {
                     Some(f) if *f != v => self.err(
-                        &p,
+                        p,
                         format!(
                             "IPv{v} CIDR in a rule that is already IPv{f} (ipVersion or other nets)"
                         ),
@@ -571,23 +599,23 @@ impl Checker {
                     _ => *family = Some(v),
                 }
                 if field == "notNets" && net.prefix_len() == 0 {
-                    self.err(&p, "a catch-all notNets would match nothing; remove it");
+                    self.err(p, "a catch-all notNets would match nothing; remove it");
                 }
             }
         }
         if let Some(s) = &e.selector {
-            self.selector(&format!("{path}.selector"), s, false);
+            self.selector(FieldPath::Field(path, "selector"), s, false);
         }
         if let Some(s) = &e.not_selector {
-            self.selector(&format!("{path}.notSelector"), s, false);
+            self.selector(FieldPath::Field(path, "notSelector"), s, false);
         }
         if let Some(s) = &e.namespace_selector {
-            self.selector(&format!("{path}.namespaceSelector"), s, true);
+            self.selector(FieldPath::Field(path, "namespaceSelector"), s, true);
         }
         if let Some(sa) = &e.service_accounts
             && let Some(s) = &sa.selector
         {
-            self.selector(&format!("{path}.serviceAccounts.selector"), s, false);
+            self.selector(FieldPath::Field(path, "serviceAccounts.selector"), s, false);
         }
         if e.services.is_some() {
             self.err(
@@ -614,7 +642,7 @@ impl Checker {
         }
     }
 
-    fn cidr(&mut self, path: &str, text: &str) -> Option<IpNet> {
+    fn cidr(&mut self, path: impl fmt::Display, text: &str) -> Option<IpNet> {
         match parse_cidr(text) {
             Some(n) => Some(n),
             None => {
@@ -661,7 +689,7 @@ impl Checker {
 
     fn workload_endpoint(&mut self, spec: &WorkloadEndpointSpec) {
         for (i, n) in spec.ip_networks.iter().enumerate() {
-            self.cidr(&format!("spec.ipNetworks[{i}]"), n);
+            self.cidr(format!("spec.ipNetworks[{i}]"), n);
         }
         self.endpoint_ports(&spec.ports);
     }
