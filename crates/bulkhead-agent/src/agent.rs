@@ -161,7 +161,7 @@ impl Agent {
         let Some(table) = cache::load(dir)? else {
             return Ok(false);
         };
-        self.program(table).map(|_| true)
+        self.program(Some(table)).map(|_| true)
     }
 
     /// Takes any change from the source and programs it; reads the table back when due.
@@ -180,7 +180,7 @@ impl Agent {
                     tracing::error!(%message, "resources do not form a valid model; keeping the last good state");
                     Step::LoadFailed(message)
                 }
-                Ok(table) => match self.program(table) {
+                Ok(()) => match self.program(None) {
                     Ok(true) => Step::Applied,
                     Ok(false) => Step::Unchanged,
                     Err(e) => Step::ApplyFailed(e),
@@ -193,16 +193,18 @@ impl Agent {
         step
     }
 
-    /// The intended table for `resources`, computed incrementally by the calc graph.
-    fn desired(&mut self, resources: Vec<Resource>) -> Result<Table, String> {
-        let table = self.calc.update(resources)?.clone();
+    /// Computes the intended table for `resources` incrementally, in the calc graph.
+    fn desired(&mut self, resources: Vec<Resource>) -> Result<(), String> {
+        self.calc.update(resources)?;
         self.metrics
             .local_endpoints(self.calc.graph.stats().local_endpoints);
-        Ok(table)
+        Ok(())
     }
 
-    /// Applies `table`; `Ok(false)` if it was already in place.
-    fn program(&mut self, table: Table) -> Result<bool, String> {
+    /// Applies `given`, or without one the calc graph's table (borrowed, not copied);
+    /// `Ok(false)` if it was already in place.
+    fn program(&mut self, given: Option<Table>) -> Result<bool, String> {
+        let table = given.as_ref().unwrap_or(self.calc.graph.table());
         let (rules, sets, elements) = (
             table.rule_count(),
             table.sets.len() + table.maps.len(),
@@ -257,7 +259,7 @@ impl Agent {
         tracing::warn!(event = "tamper", node = %self.config.node, %reason, "repairing the kernel table");
         self.metrics.drift_repaired();
         self.dataplane.force_full();
-        match self.program(installed) {
+        match self.program(Some(installed)) {
             Ok(_) => Step::Repaired(reason),
             Err(e) => Step::ApplyFailed(e),
         }

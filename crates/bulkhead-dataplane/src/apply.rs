@@ -1,13 +1,15 @@
 //! Applying tables: the intended state in memory, and the transactions that reach it.
 
+use std::borrow::Borrow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::diff::TableDiff;
 use crate::netlink::{ElementChange, NfSocket, SendError, element_changes};
 use crate::session::{MAX_SCRIPT, NftSession, SessionError};
-use crate::table::{DiffStats, Table, diff};
+use crate::table::{DiffStats, Table};
 
 /// Runs an nft script as one transaction, and optionally sends set-element changes
 /// straight to the kernel.
@@ -249,51 +251,45 @@ impl<R: NftRunner> Dataplane<R> {
         }
     }
 
-    /// Makes the kernel hold `desired`: a diff against what is installed, or a full load
-    /// the first time and after any failure. `Ok(None)`: nothing to do.
+    /// Makes the kernel hold `desired` (a table, or a reference to one: nothing is
+    /// copied but what changed): a diff against what is installed, or a full load the
+    /// first time and after any failure. `Ok(None)`: nothing to do.
     ///
     /// A diff that changes only set and map elements is offered to the runner as one
     /// netlink batch ([`NftRunner::apply_elements`]); if the runner cannot or the batch
     /// fails (it is one transaction, so the kernel is unchanged), the same diff runs
     /// through nft.
-    pub fn apply(&mut self, desired: Table) -> Result<Option<Applied>, DataplaneError> {
+    pub fn apply(
+        &mut self,
+        desired: impl Borrow<Table>,
+    ) -> Result<Option<Applied>, DataplaneError> {
+        let desired = desired.borrow();
         let start = Instant::now();
-        let (script, stats, full, elements) = match (&self.installed, self.needs_full) {
-            (Some(old), false) => match diff(old, &desired) {
-                Some((script, stats)) => {
-                    let elements = if stats.elements_only() {
-                        match element_changes(old, &desired) {
-                            Ok(changes) => Some(changes),
-                            Err(why) => {
-                                tracing::debug!(%why, "element changes go through nft");
-                                None
-                            }
-                        }
-                    } else {
-                        None
-                    };
-                    (script, stats, false, elements)
-                }
-                None => return Ok(None),
-            },
-            _ => {
-                let stats = DiffStats {
-                    elements: desired.element_count(),
-                    chains: desired.chains.len(),
-                    sets: desired.sets.len() + desired.maps.len(),
-                };
-                (desired.load_script(), stats, true, None)
-            }
+        let installed = match self.installed.as_mut() {
+            Some(installed) if !self.needs_full => installed,
+            _ => return self.load(desired, start).map(Some),
+        };
+        let diff = TableDiff::between(installed, desired);
+        if diff.is_empty() {
+            return Ok(None);
+        }
+        let stats = diff.stats();
+        let elements = if diff.elements_only() {
+            element_changes(&diff)
+                .inspect_err(|why| tracing::debug!(%why, "element changes go through nft"))
+                .ok()
+        } else {
+            None
         };
         if let Some(changes) = elements
-            && self.send_elements(&changes)
+            && send_elements(&mut self.runner, &changes)
         {
             tracing::debug!(
                 elements = stats.elements,
                 messages = changes.len(),
                 "element changes sent as one netlink batch"
             );
-            self.installed = Some(desired);
+            diff.apply_to(installed);
             return Ok(Some(Applied {
                 stats,
                 full: false,
@@ -301,32 +297,40 @@ impl<R: NftRunner> Dataplane<R> {
                 duration: start.elapsed(),
             }));
         }
-        if let Err(message) = self.runner.run(&script) {
+        if let Err(message) = self.runner.run(&diff.script()) {
             self.needs_full = true;
-            tracing::warn!(%message, full, "nftables transaction failed");
+            tracing::warn!(%message, full = false, "nftables transaction failed");
             return Err(DataplaneError { message });
         }
-        self.installed = Some(desired);
-        self.needs_full = false;
+        diff.apply_to(installed);
         Ok(Some(Applied {
             stats,
-            full,
+            full: false,
             netlink: false,
             duration: start.elapsed(),
         }))
     }
 
-    /// Sends element changes as one netlink batch; false if the runner cannot, or the
-    /// batch failed (one transaction: nothing changed, and nft takes over).
-    fn send_elements(&mut self, changes: &[ElementChange]) -> bool {
-        match self.runner.apply_elements(changes) {
-            Ok(()) => true,
-            Err(ElementsError::Unsupported) => false,
-            Err(ElementsError::Failed(message)) => {
-                tracing::warn!(%message, "netlink element batch failed; retrying with nft");
-                false
-            }
+    /// Loads the whole table (first apply, or after a failure or tampering).
+    fn load(&mut self, desired: &Table, start: Instant) -> Result<Applied, DataplaneError> {
+        let stats = DiffStats {
+            elements: desired.element_count(),
+            chains: desired.chains.len(),
+            sets: desired.sets.len() + desired.maps.len(),
+        };
+        if let Err(message) = self.runner.run(&desired.load_script()) {
+            self.needs_full = true;
+            tracing::warn!(%message, full = true, "nftables transaction failed");
+            return Err(DataplaneError { message });
         }
+        self.installed = Some(desired.clone());
+        self.needs_full = false;
+        Ok(Applied {
+            stats,
+            full: true,
+            netlink: false,
+            duration: start.elapsed(),
+        })
     }
 
     /// The table last applied successfully.
@@ -337,6 +341,19 @@ impl<R: NftRunner> Dataplane<R> {
     /// Forces the next apply to reload the whole table (after tampering was seen).
     pub fn force_full(&mut self) {
         self.needs_full = true;
+    }
+}
+
+/// Sends element changes as one netlink batch; false if the runner cannot, or the batch
+/// failed (one transaction: nothing changed, and nft takes over).
+fn send_elements(runner: &mut impl NftRunner, changes: &[ElementChange]) -> bool {
+    match runner.apply_elements(changes) {
+        Ok(()) => true,
+        Err(ElementsError::Unsupported) => false,
+        Err(ElementsError::Failed(message)) => {
+            tracing::warn!(%message, "netlink element batch failed; retrying with nft");
+            false
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod apply;
+pub mod diff;
 pub mod naming;
 pub mod netlink;
 pub mod render;
@@ -23,5 +24,6 @@ pub mod session;
 pub mod table;
 
 pub use apply::{Applied, CommandRunner, Dataplane, DataplaneError, ElementsError, NftRunner};
+pub use diff::TableDiff;
 pub use render::{LocalEndpoint, RenderConfig, render};
 pub use table::{DiffStats, Table};

@@ -5,16 +5,14 @@
 //! computes the smallest transaction that turns one table into another. Both are applied
 //! with `nft -f -`, which the kernel commits all-or-nothing.
 //!
-//! Order inside a diff transaction (every object exists before anything refers to it, and
-//! nothing is deleted while referred to):
-//! 1. new sets, maps and chains (empty); 2. set element removals then additions;
-//! 3. every new or changed chain flushed and refilled; 4. map element changes;
-//! 5. chains that go away flushed, then deleted; then sets and maps that go away.
+//! The order inside a diff transaction is [`TableDiff`]'s.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
+
+use crate::diff::TableDiff;
 
 /// The table's family and name.
 pub const TABLE: &str = "inet bulkhead";
@@ -155,127 +153,14 @@ impl DiffStats {
     }
 }
 
-/// The transaction that turns `old` into `new`; `None` if they are equal.
+/// The transaction that turns `old` into `new`; `None` if they are equal (see
+/// [`TableDiff`] for its order).
 pub fn diff(old: &Table, new: &Table) -> Option<(String, DiffStats)> {
-    if old == new {
-        return None;
-    }
-    let mut s = String::new();
-    let mut stats = DiffStats::default();
-    // 1. New objects.
-    for (name, set) in &new.sets {
-        match old.sets.get(name) {
-            Some(o) if o.kind == set.kind => {}
-            Some(_) => unreachable_kind_change(&mut s, name, set, &mut stats),
-            None => {
-                add_set(&mut s, name, set);
-                stats.sets += 1;
-                stats.elements += set.elements.len();
-            }
-        }
-    }
-    for name in new.maps.keys().filter(|n| !old.maps.contains_key(*n)) {
-        add_map(&mut s, name);
-        stats.sets += 1;
-    }
-    for (name, chain) in new
-        .chains
-        .iter()
-        .filter(|(n, _)| !old.chains.contains_key(*n))
-    {
-        add_chain(&mut s, name, chain);
-    }
-    // 2. Element changes of sets that stay.
-    for (name, set) in &new.sets {
-        let Some(o) = old.sets.get(name).filter(|o| o.kind == set.kind) else {
-            continue;
-        };
-        let gone: Vec<&String> = o.elements.difference(&set.elements).collect();
-        let came: Vec<&String> = set.elements.difference(&o.elements).collect();
-        if !gone.is_empty() {
-            let _ = writeln!(s, "delete element {TABLE} {name} {{ {} }}", join(&gone));
-        }
-        if !came.is_empty() {
-            let _ = writeln!(s, "add element {TABLE} {name} {{ {} }}", join(&came));
-        }
-        stats.elements += gone.len() + came.len();
-    }
-    // 3. New and changed chains.
-    for (name, chain) in &new.chains {
-        match old.chains.get(name) {
-            Some(o) if o == chain => {}
-            Some(_) => {
-                let _ = writeln!(s, "flush chain {TABLE} {name}");
-                fill_chain(&mut s, name, chain);
-                stats.chains += 1;
-            }
-            None => {
-                fill_chain(&mut s, name, chain);
-                stats.chains += 1;
-            }
-        }
-    }
-    // 4. Map elements.
-    for (name, map) in &new.maps {
-        let empty = VerdictMap::default();
-        let o = old.maps.get(name).unwrap_or(&empty);
-        let gone: Vec<&String> = o
-            .elements
-            .iter()
-            .filter(|(k, v)| map.elements.get(*k) != Some(*v))
-            .map(|(k, _)| k)
-            .collect();
-        if !gone.is_empty() {
-            let _ = writeln!(s, "delete element {TABLE} {name} {{ {} }}", join(&gone));
-        }
-        let came = map
-            .elements
-            .iter()
-            .filter(|(k, v)| o.elements.get(*k) != Some(*v));
-        let before = s.len();
-        add_map_elements(&mut s, name, came);
-        if s.len() > before || !gone.is_empty() {
-            stats.elements += 1;
-        }
-    }
-    // 5. Removals, referrers first.
-    let gone_maps: Vec<&String> = old
-        .maps
-        .keys()
-        .filter(|n| !new.maps.contains_key(*n))
-        .collect();
-    for name in &gone_maps {
-        let _ = writeln!(s, "delete map {TABLE} {name}");
-        stats.sets += 1;
-    }
-    let gone_chains: Vec<&String> = old
-        .chains
-        .keys()
-        .filter(|n| !new.chains.contains_key(*n))
-        .collect();
-    for name in &gone_chains {
-        let _ = writeln!(s, "flush chain {TABLE} {name}");
-    }
-    for name in &gone_chains {
-        let _ = writeln!(s, "delete chain {TABLE} {name}");
-        stats.chains += 1;
-    }
-    for name in old.sets.keys().filter(|n| !new.sets.contains_key(*n)) {
-        let _ = writeln!(s, "delete set {TABLE} {name}");
-        stats.sets += 1;
-    }
-    Some((s, stats))
+    let d = TableDiff::between(old, new);
+    (!d.is_empty()).then(|| (d.script(), d.stats()))
 }
 
-/// A set whose key type changed cannot be edited in place; names encode the kind, so
-/// this only happens if two kinds are ever given one name. Replace it wholesale.
-fn unreachable_kind_change(s: &mut String, name: &str, set: &Set, stats: &mut DiffStats) {
-    let _ = writeln!(s, "delete set {TABLE} {name}");
-    add_set(s, name, set);
-    stats.sets += 2;
-}
-
-fn add_set(s: &mut String, name: &str, set: &Set) {
+pub(crate) fn add_set(s: &mut String, name: &str, set: &Set) {
     let _ = writeln!(s, "add set {TABLE} {name} {{ {} }}", set.kind.declaration());
     if !set.elements.is_empty() {
         let elements: Vec<&String> = set.elements.iter().collect();
@@ -283,11 +168,11 @@ fn add_set(s: &mut String, name: &str, set: &Set) {
     }
 }
 
-fn add_map(s: &mut String, name: &str) {
+pub(crate) fn add_map(s: &mut String, name: &str) {
     let _ = writeln!(s, "add map {TABLE} {name} {{ type ifname : verdict; }}");
 }
 
-fn add_map_elements<'a>(
+pub(crate) fn add_map_elements<'a>(
     s: &mut String,
     name: &str,
     elements: impl Iterator<Item = (&'a String, &'a String)>,
@@ -298,7 +183,7 @@ fn add_map_elements<'a>(
     }
 }
 
-fn add_chain(s: &mut String, name: &str, chain: &Chain) {
+pub(crate) fn add_chain(s: &mut String, name: &str, chain: &Chain) {
     match chain.hook {
         Some(hook) => {
             let _ = writeln!(
@@ -313,13 +198,13 @@ fn add_chain(s: &mut String, name: &str, chain: &Chain) {
     }
 }
 
-fn fill_chain(s: &mut String, name: &str, chain: &Chain) {
+pub(crate) fn fill_chain(s: &mut String, name: &str, chain: &Chain) {
     for rule in &chain.rules {
         let _ = writeln!(s, "add rule {TABLE} {name} {rule}");
     }
 }
 
-fn join(items: &[&String]) -> String {
+pub(crate) fn join(items: &[&String]) -> String {
     items
         .iter()
         .map(|s| s.as_str())

@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::consts::{IFNAMSIZ, NFT_NAME_MAXLEN, NFT_REG32_SIZE};
-use crate::table::{SetKind, Table};
+use crate::diff::TableDiff;
+use crate::table::SetKind;
 
 /// Adding or removing elements: `NFT_MSG_NEWSETELEM` or `NFT_MSG_DELSETELEM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -130,80 +131,60 @@ pub struct ElementChange {
 #[error("not an element-only change netlink can send: {0}")]
 pub struct Unsupported(pub String);
 
-/// The element changes that turn `old` into `new`, in the order the nft diff
-/// ([`crate::table::diff`]) writes them: per set, removals then additions; per map, the
-/// keys that go or change value removed, then the new entries added. One batch holding
-/// them all is one kernel transaction, so the order inside it only has to avoid
-/// transient conflicts (an interval removed before an overlapping one is added).
+/// The element changes of `diff`, in the order its nft script writes them: per set,
+/// removals then additions; per map, the keys that go or change value removed, then the
+/// new entries added. One batch holding them all is one kernel transaction, so the order
+/// inside it only has to avoid transient conflicts (an interval removed before an
+/// overlapping one is added).
 ///
 /// `Err` when anything but elements differs (sets, maps or chains added, removed or
 /// changed), or an element is not one this module encodes.
-pub fn element_changes(old: &Table, new: &Table) -> Result<Vec<ElementChange>, Unsupported> {
-    if old.chains != new.chains {
-        return Err(Unsupported("chains differ".into()));
-    }
-    if old.sets.len() != new.sets.len()
-        || old
-            .sets
-            .iter()
-            .zip(&new.sets)
-            .any(|((a, x), (b, y))| a != b || x.kind != y.kind)
-    {
-        return Err(Unsupported("sets added, removed or retyped".into()));
-    }
-    if !old.maps.keys().eq(new.maps.keys()) {
-        return Err(Unsupported("maps added or removed".into()));
+pub fn element_changes(diff: &TableDiff<'_>) -> Result<Vec<ElementChange>, Unsupported> {
+    if !diff.elements_only() {
+        return Err(Unsupported(
+            "sets, maps or chains are added, removed or changed".into(),
+        ));
     }
     let mut out = Vec::new();
-    for ((name, o), n) in old.sets.iter().zip(new.sets.values()) {
-        let gone: Vec<&String> = o.elements.difference(&n.elements).collect();
-        let came: Vec<&String> = n.elements.difference(&o.elements).collect();
-        if !gone.is_empty() {
+    for e in &diff.set_elements {
+        if !e.gone.is_empty() {
+            let gone: Vec<&String> = e.gone.iter().collect();
             out.push(ElementChange {
                 op: ElementOp::Delete,
-                set: name.clone(),
-                elements: parse_elements(o.kind, &gone, false)?,
+                set: e.set.to_string(),
+                elements: parse_elements(e.kind, &gone, false)?,
             });
         }
-        if !came.is_empty() {
+        if !e.came.is_empty() {
             out.push(ElementChange {
                 op: ElementOp::Add,
-                set: name.clone(),
-                elements: parse_elements(n.kind, &came, o.elements.is_empty())?,
+                set: e.set.to_string(),
+                elements: parse_elements(e.kind, &e.came, e.was_empty)?,
             });
         }
     }
-    for ((name, o), n) in old.maps.iter().zip(new.maps.values()) {
-        let gone: Vec<&String> = o
-            .elements
-            .iter()
-            .filter(|(k, v)| n.elements.get(*k) != Some(*v))
-            .map(|(k, _)| k)
-            .collect();
-        let came: Vec<(&String, &String)> = n
-            .elements
-            .iter()
-            .filter(|(k, v)| o.elements.get(*k) != Some(*v))
-            .collect();
-        if !gone.is_empty() {
-            let keys = gone
+    for m in &diff.map_elements {
+        if !m.gone.is_empty() {
+            let keys = m
+                .gone
                 .iter()
                 .map(|k| parse_ifname(k))
                 .collect::<Result<_, _>>()?;
             out.push(ElementChange {
                 op: ElementOp::Delete,
-                set: name.clone(),
+                set: m.map.to_string(),
                 elements: Elements::Ifnames(keys),
             });
         }
-        if !came.is_empty() {
-            let entries = came
+        if !m.came.is_empty() {
+            let entries = m
+                .came
                 .iter()
                 .map(|(k, v)| Ok((parse_ifname(k)?, parse_verdict(v)?)))
                 .collect::<Result<_, Unsupported>>()?;
             out.push(ElementChange {
                 op: ElementOp::Add,
-                set: name.clone(),
+                set: m.map.to_string(),
                 elements: Elements::Verdicts(entries),
             });
         }
@@ -420,7 +401,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::table::{Set, VerdictMap};
+    use crate::table::{Set, Table, VerdictMap};
 
     fn set(kind: SetKind, elements: &[&str]) -> Set {
         Set {
@@ -495,7 +476,7 @@ mod tests {
         new.maps.get_mut("wl_from").expect("map").elements =
             BTreeMap::from([("\"cali1\"".into(), "goto w.cali1.in".into())]);
 
-        let changes = element_changes(&old, &new).expect("elements only");
+        let changes = element_changes(&TableDiff::between(&old, &new)).expect("elements only");
         let summary: Vec<(ElementOp, &str, String)> = changes
             .iter()
             .map(|c| (c.op, c.set.as_str(), c.elements.describe(0)))
@@ -538,18 +519,27 @@ mod tests {
         old.sets.insert("s4_a".into(), set(SetKind::Ipv4, &[]));
         let mut new = old.clone();
         new.sets.insert("s4_b".into(), set(SetKind::Ipv4, &[]));
-        assert!(element_changes(&old, &new).is_err());
+        assert!(element_changes(&TableDiff::between(&old, &new)).is_err());
         let mut retyped = old.clone();
         retyped.sets.get_mut("s4_a").expect("set").kind = SetKind::Ipv6;
-        assert!(element_changes(&old, &retyped).is_err());
+        assert!(element_changes(&TableDiff::between(&old, &retyped)).is_err());
         let mut odd = old.clone();
         odd.sets.get_mut("s4_a").expect("set").elements = ["10.0.0.1/8".to_string()].into();
-        assert!(element_changes(&old, &odd).is_err(), "host bits set");
+        assert!(
+            element_changes(&TableDiff::between(&old, &odd)).is_err(),
+            "host bits set"
+        );
         let mut wild = Table::default();
         wild.sets.insert("i".into(), set(SetKind::Ifname, &[]));
         let mut wild2 = wild.clone();
         wild2.sets.get_mut("i").expect("set").elements = ["\"cali*\"".to_string()].into();
-        assert!(element_changes(&wild, &wild2).is_err(), "wildcard");
-        assert_eq!(element_changes(&old, &old.clone()), Ok(vec![]));
+        assert!(
+            element_changes(&TableDiff::between(&wild, &wild2)).is_err(),
+            "wildcard"
+        );
+        assert_eq!(
+            element_changes(&TableDiff::between(&old, &old.clone())),
+            Ok(vec![])
+        );
     }
 }

@@ -122,7 +122,7 @@ pub fn run(
         graph.apply(Update::Upsert(r.clone()));
     }
     graph.flush();
-    dataplane.apply(graph.table().clone())?;
+    dataplane.apply(graph.table())?;
     let (mut policy_changes, mut label_changes, mut scratch, mut reloads) =
         (vec![], vec![], vec![], vec![]);
     for i in 0..changes {
@@ -133,7 +133,7 @@ pub fn run(
             let start = Instant::now();
             graph.apply(Update::Upsert(r));
             graph.flush();
-            dataplane.apply(graph.table().clone())?;
+            dataplane.apply(graph.table())?;
             policy_changes.push(start.elapsed());
         }
         // A remote endpoint moves to another application: set memberships change.
@@ -145,7 +145,7 @@ pub fn run(
             let start = Instant::now();
             graph.apply(Update::Upsert(moved));
             graph.flush();
-            dataplane.apply(graph.table().clone())?;
+            dataplane.apply(graph.table())?;
             label_changes.push(start.elapsed());
         }
         if i % 10 == 0 {

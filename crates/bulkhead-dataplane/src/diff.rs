@@ -1,0 +1,386 @@
+//! What differs between the installed table and the intended one, found in one walk.
+//!
+//! A [`TableDiff`] borrows the intended table and owns the little it takes from the
+//! installed one (the names and elements that go away), so after the kernel took the
+//! change, [`TableDiff::apply_to`] brings the installed copy up to date by patching it:
+//! nothing is cloned but what changed. The same diff renders the nft transaction
+//! ([`TableDiff::script`]) and, when only elements change, the netlink batch
+//! ([`crate::netlink::element_changes`]).
+//!
+//! Order inside the transaction (every object exists before anything refers to it, and
+//! nothing is deleted while referred to):
+//! 1. new sets, maps and chains (empty); 2. set element removals then additions;
+//! 3. every new or changed chain flushed and refilled; 4. map element changes;
+//! 5. chains that go away flushed, then deleted; then sets and maps that go away.
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use crate::table::{
+    Chain, DiffStats, Set, SetKind, TABLE, Table, VerdictMap, add_chain, add_map, add_map_elements,
+    add_set, fill_chain, join,
+};
+
+/// Elements that leave and join one set that exists before and after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetElements<'a> {
+    /// The set.
+    pub set: &'a str,
+    /// Its key type.
+    pub kind: SetKind,
+    /// Elements removed.
+    pub gone: Vec<String>,
+    /// Elements added.
+    pub came: Vec<&'a String>,
+    /// The set was empty before (the kernel needs an interval set's first element
+    /// encoded differently).
+    pub was_empty: bool,
+}
+
+/// Entries that leave (or change value in) and join one verdict map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapElements<'a> {
+    /// The map.
+    pub map: &'a str,
+    /// Keys removed, or whose verdict changes.
+    pub gone: Vec<String>,
+    /// Entries added, or with a new verdict.
+    pub came: Vec<(&'a String, &'a String)>,
+}
+
+/// Everything that turns one table into another.
+#[derive(Debug, Default)]
+pub struct TableDiff<'a> {
+    /// Sets that are new, or whose key type changed (deleted and created again).
+    new_sets: Vec<(&'a str, &'a Set, bool)>,
+    /// Element changes of sets that stay.
+    pub(crate) set_elements: Vec<SetElements<'a>>,
+    /// Maps that are new.
+    new_maps: Vec<&'a str>,
+    /// Chains that are new (`true`) or whose content changes, in name order.
+    chains: Vec<(&'a str, &'a Chain, bool)>,
+    /// Entry changes of maps (new ones included).
+    pub(crate) map_elements: Vec<MapElements<'a>>,
+    /// Maps, chains and sets that go away.
+    gone_maps: Vec<String>,
+    gone_chains: Vec<String>,
+    gone_sets: Vec<String>,
+}
+
+impl<'a> TableDiff<'a> {
+    /// What turns `old` into `new`.
+    pub fn between(old: &Table, new: &'a Table) -> TableDiff<'a> {
+        let mut d = TableDiff::default();
+        for (name, set) in &new.sets {
+            match old.sets.get(name) {
+                Some(o) if o.kind == set.kind => {
+                    let (gone, came) = walk(&o.elements, &set.elements);
+                    if !gone.is_empty() || !came.is_empty() {
+                        d.set_elements.push(SetElements {
+                            set: name,
+                            kind: set.kind,
+                            gone,
+                            came,
+                            was_empty: o.elements.is_empty(),
+                        });
+                    }
+                }
+                Some(_) => d.new_sets.push((name, set, true)),
+                None => d.new_sets.push((name, set, false)),
+            }
+        }
+        let empty = VerdictMap::default();
+        for (name, map) in &new.maps {
+            let o = match old.maps.get(name) {
+                Some(o) => o,
+                None => {
+                    d.new_maps.push(name);
+                    &empty
+                }
+            };
+            let gone: Vec<String> = o
+                .elements
+                .iter()
+                .filter(|(k, v)| map.elements.get(*k) != Some(*v))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let came: Vec<(&String, &String)> = map
+                .elements
+                .iter()
+                .filter(|(k, v)| o.elements.get(*k) != Some(*v))
+                .collect();
+            if !gone.is_empty() || !came.is_empty() {
+                d.map_elements.push(MapElements {
+                    map: name,
+                    gone,
+                    came,
+                });
+            }
+        }
+        for (name, chain) in &new.chains {
+            match old.chains.get(name) {
+                Some(o) if o == chain => {}
+                Some(_) => d.chains.push((name, chain, false)),
+                None => d.chains.push((name, chain, true)),
+            }
+        }
+        let gone = |names: Vec<&String>| names.into_iter().cloned().collect::<Vec<_>>();
+        d.gone_maps = gone(
+            old.maps
+                .keys()
+                .filter(|n| !new.maps.contains_key(*n))
+                .collect(),
+        );
+        d.gone_chains = gone(
+            old.chains
+                .keys()
+                .filter(|n| !new.chains.contains_key(*n))
+                .collect(),
+        );
+        d.gone_sets = gone(
+            old.sets
+                .keys()
+                .filter(|n| !new.sets.contains_key(*n))
+                .collect(),
+        );
+        d
+    }
+
+    /// True when the two tables are equal.
+    pub fn is_empty(&self) -> bool {
+        self.new_sets.is_empty()
+            && self.set_elements.is_empty()
+            && self.new_maps.is_empty()
+            && self.chains.is_empty()
+            && self.map_elements.is_empty()
+            && self.gone_maps.is_empty()
+            && self.gone_chains.is_empty()
+            && self.gone_sets.is_empty()
+    }
+
+    /// What changes, for metrics and logs.
+    pub fn stats(&self) -> DiffStats {
+        let retyped = self.new_sets.iter().filter(|(_, _, r)| *r).count();
+        DiffStats {
+            elements: self
+                .new_sets
+                .iter()
+                .filter(|(_, _, r)| !r)
+                .map(|(_, s, _)| s.elements.len())
+                .sum::<usize>()
+                + self
+                    .set_elements
+                    .iter()
+                    .map(|e| e.gone.len() + e.came.len())
+                    .sum::<usize>()
+                + self.map_elements.len(),
+            chains: self.chains.len() + self.gone_chains.len(),
+            sets: self.new_sets.len()
+                + retyped
+                + self.new_maps.len()
+                + self.gone_maps.len()
+                + self.gone_sets.len(),
+        }
+    }
+
+    /// The nft transaction, one command per line.
+    pub fn script(&self) -> String {
+        let mut s = String::new();
+        // 1. New objects.
+        for (name, set, retyped) in &self.new_sets {
+            if *retyped {
+                let _ = writeln!(s, "delete set {TABLE} {name}");
+            }
+            add_set(&mut s, name, set);
+        }
+        for name in &self.new_maps {
+            add_map(&mut s, name);
+        }
+        for (name, chain, _) in self.chains.iter().filter(|(_, _, new)| *new) {
+            add_chain(&mut s, name, chain);
+        }
+        // 2. Element changes of sets that stay.
+        for e in &self.set_elements {
+            if !e.gone.is_empty() {
+                let gone: Vec<&String> = e.gone.iter().collect();
+                let _ = writeln!(s, "delete element {TABLE} {} {{ {} }}", e.set, join(&gone));
+            }
+            if !e.came.is_empty() {
+                let _ = writeln!(s, "add element {TABLE} {} {{ {} }}", e.set, join(&e.came));
+            }
+        }
+        // 3. New and changed chains.
+        for (name, chain, new) in &self.chains {
+            if !new {
+                let _ = writeln!(s, "flush chain {TABLE} {name}");
+            }
+            fill_chain(&mut s, name, chain);
+        }
+        // 4. Map elements.
+        for m in &self.map_elements {
+            if !m.gone.is_empty() {
+                let gone: Vec<&String> = m.gone.iter().collect();
+                let _ = writeln!(s, "delete element {TABLE} {} {{ {} }}", m.map, join(&gone));
+            }
+            add_map_elements(&mut s, m.map, m.came.iter().copied());
+        }
+        // 5. Removals, referrers first.
+        for name in &self.gone_maps {
+            let _ = writeln!(s, "delete map {TABLE} {name}");
+        }
+        for name in &self.gone_chains {
+            let _ = writeln!(s, "flush chain {TABLE} {name}");
+        }
+        for name in &self.gone_chains {
+            let _ = writeln!(s, "delete chain {TABLE} {name}");
+        }
+        for name in &self.gone_sets {
+            let _ = writeln!(s, "delete set {TABLE} {name}");
+        }
+        s
+    }
+
+    /// True when only set and map elements change.
+    pub fn elements_only(&self) -> bool {
+        self.new_sets.is_empty()
+            && self.new_maps.is_empty()
+            && self.chains.is_empty()
+            && self.gone_maps.is_empty()
+            && self.gone_chains.is_empty()
+            && self.gone_sets.is_empty()
+    }
+
+    /// Makes `old` (the table this diff started from) equal to the new table, copying
+    /// only what changed.
+    pub fn apply_to(self, old: &mut Table) {
+        for name in &self.gone_sets {
+            old.sets.remove(name);
+        }
+        for name in &self.gone_chains {
+            old.chains.remove(name);
+        }
+        for name in &self.gone_maps {
+            old.maps.remove(name);
+        }
+        for (name, set, _) in self.new_sets {
+            old.sets.insert(name.to_string(), set.clone());
+        }
+        for e in self.set_elements {
+            if let Some(s) = old.sets.get_mut(e.set) {
+                for g in &e.gone {
+                    s.elements.remove(g);
+                }
+                s.elements.extend(e.came.into_iter().cloned());
+            }
+        }
+        for name in self.new_maps {
+            old.maps.entry(name.to_string()).or_default();
+        }
+        for m in self.map_elements {
+            let map = old.maps.entry(m.map.to_string()).or_default();
+            for g in &m.gone {
+                map.elements.remove(g);
+            }
+            for (k, v) in m.came {
+                map.elements.insert(k.clone(), v.clone());
+            }
+        }
+        for (name, chain, _) in self.chains {
+            old.chains.insert(name.to_string(), chain.clone());
+        }
+    }
+}
+
+/// One merge walk of two sorted sets: what only `old` has, and what only `new` has.
+fn walk<'a>(old: &BTreeSet<String>, new: &'a BTreeSet<String>) -> (Vec<String>, Vec<&'a String>) {
+    let (mut gone, mut came) = (Vec::new(), Vec::new());
+    let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => match x.cmp(y) {
+                Ordering::Less => gone.extend(a.next().cloned()),
+                Ordering::Greater => came.extend(b.next()),
+                Ordering::Equal => {
+                    a.next();
+                    b.next();
+                }
+            },
+            (Some(_), None) => gone.extend(a.next().cloned()),
+            (None, Some(_)) => came.extend(b.next()),
+            (None, None) => return (gone, came),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::table::Hook;
+
+    /// A small table: which sets (two kinds per name possible), elements, maps and chains
+    /// exist is drawn from a few names, so two draws overlap and differ in every way.
+    fn table() -> impl Strategy<Value = Table> {
+        let set =
+            (any::<bool>(), prop::collection::btree_set(0u8..6, 0..5)).prop_map(|(v6, e)| Set {
+                kind: if v6 { SetKind::Ipv6 } else { SetKind::Ipv4 },
+                elements: e.into_iter().map(|i| format!("10.0.0.{i}")).collect(),
+            });
+        let map = prop::collection::btree_map(0u8..4, 0u8..3, 0..4).prop_map(|m| VerdictMap {
+            elements: m
+                .into_iter()
+                .map(|(k, v)| (format!("\"if{k}\""), format!("jump c{v}")))
+                .collect(),
+        });
+        let chain = (any::<bool>(), prop::collection::vec(0u8..3, 0..3)).prop_map(|(h, r)| Chain {
+            hook: h.then_some(Hook::Forward),
+            rules: r
+                .into_iter()
+                .map(|i| format!("tcp dport {i} accept"))
+                .collect(),
+        });
+        (
+            prop::collection::btree_map(0u8..4, set, 0..4),
+            prop::collection::btree_map(0u8..3, map, 0..3),
+            prop::collection::btree_map(0u8..4, chain, 0..4),
+        )
+            .prop_map(|(s, m, c)| Table {
+                sets: s.into_iter().map(|(k, v)| (format!("s{k}"), v)).collect(),
+                maps: m.into_iter().map(|(k, v)| (format!("m{k}"), v)).collect(),
+                chains: c.into_iter().map(|(k, v)| (format!("c{k}"), v)).collect(),
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn patching_the_old_table_gives_the_new_one(old in table(), new in table()) {
+            let d = TableDiff::between(&old, &new);
+            prop_assert_eq!(d.is_empty(), old == new);
+            let stats = d.stats();
+            prop_assert_eq!(stats.elements_only(), d.elements_only());
+            let mut patched = old.clone();
+            d.apply_to(&mut patched);
+            prop_assert_eq!(patched, new);
+        }
+    }
+
+    #[test]
+    fn a_retyped_set_is_deleted_and_created_again() {
+        let set = |kind, e: &str| Set {
+            kind,
+            elements: [e.to_string()].into(),
+        };
+        let mut old = Table::default();
+        old.sets.insert("s".into(), set(SetKind::Ipv4, "10.0.0.1"));
+        let mut new = Table::default();
+        new.sets.insert("s".into(), set(SetKind::Ipv6, "fd00::1"));
+        let d = TableDiff::between(&old, &new);
+        assert_eq!(
+            d.script(),
+            "delete set inet bulkhead s\nadd set inet bulkhead s { type ipv6_addr; flags interval; }\nadd element inet bulkhead s { fd00::1 }\n"
+        );
+        assert_eq!(d.stats().sets, 2);
+    }
+}
