@@ -5,9 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
-
-use bulkhead_api::{Resource, ResourceKey};
 use bulkhead_calc::{CalcGraph, NodeConfig, Update};
 use bulkhead_dataplane::{CommandRunner, Dataplane, RenderConfig, Table};
 
@@ -26,8 +23,9 @@ pub enum Source {
 }
 
 impl Source {
-    /// `None` if nothing changed; otherwise the new set of resources or why it is unusable.
-    pub fn poll(&mut self) -> Option<Result<Vec<Resource>, bulkhead_api::LoadErrors>> {
+    /// `None` if nothing changed; otherwise what changed, or why the resources are
+    /// unusable.
+    pub fn poll(&mut self) -> Option<Result<Vec<Update>, bulkhead_api::LoadErrors>> {
         match self {
             Source::Dir(s) => s.poll(),
             Source::Server(s) => s.poll(),
@@ -82,11 +80,9 @@ pub struct Agent {
     calc: Calc,
 }
 
-/// The incremental calculation and the resources it has seen: each new resource set is
-/// fed to the graph as the upserts and deletes that turn the previous set into it.
+/// The incremental calculation of the node's table.
 struct Calc {
     graph: CalcGraph,
-    seen: HashMap<ResourceKey, Resource>,
 }
 
 impl Calc {
@@ -96,28 +92,19 @@ impl Calc {
                 node: config.node.clone(),
                 render: config.render.clone(),
             }),
-            seen: HashMap::new(),
         }
     }
 
-    /// Feeds the changes from the last set to `resources`; the node's table, or the model
-    /// errors (then nothing may be programmed).
-    fn update(&mut self, resources: Vec<Resource>) -> Result<&Table, String> {
-        let next: HashMap<ResourceKey, Resource> =
-            resources.into_iter().map(|r| (r.key(), r)).collect();
-        for key in self.seen.keys().filter(|k| !next.contains_key(*k)) {
-            self.graph.apply(Update::Delete(key.clone()));
+    /// Feeds `updates` to the graph; the model errors, if any (then nothing may be
+    /// programmed).
+    fn update(&mut self, updates: Vec<Update>) -> Result<(), String> {
+        for u in updates {
+            self.graph.apply(u);
         }
-        for (key, r) in &next {
-            if self.seen.get(key) != Some(r) {
-                self.graph.apply(Update::Upsert(r.clone()));
-            }
-        }
-        self.seen = next;
         self.graph.flush();
         let errors = self.graph.errors();
         if errors.is_empty() {
-            Ok(self.graph.table())
+            Ok(())
         } else {
             Err(errors
                 .iter()
@@ -174,7 +161,7 @@ impl Agent {
                 tracing::error!(%message, "resources did not load; keeping the last good state");
                 Step::LoadFailed(message)
             }
-            Some(Ok(resources)) => match self.desired(resources) {
+            Some(Ok(updates)) => match self.desired(updates) {
                 Err(message) => {
                     self.metrics.load_failed();
                     tracing::error!(%message, "resources do not form a valid model; keeping the last good state");
@@ -193,9 +180,9 @@ impl Agent {
         step
     }
 
-    /// Computes the intended table for `resources` incrementally, in the calc graph.
-    fn desired(&mut self, resources: Vec<Resource>) -> Result<(), String> {
-        self.calc.update(resources)?;
+    /// Computes the intended table after `updates` incrementally, in the calc graph.
+    fn desired(&mut self, updates: Vec<Update>) -> Result<(), String> {
+        self.calc.update(updates)?;
         self.metrics
             .local_endpoints(self.calc.graph.stats().local_endpoints);
         Ok(())

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bulkhead_agent::server_source::ServerSource;
-use bulkhead_api::{Kind, Resource, load_str};
+use bulkhead_api::{Kind, Resource, ResourceKey, load_str};
+use bulkhead_calc::Update;
 use bulkhead_client::Client;
 
 fn bin() -> &'static str {
@@ -651,7 +652,20 @@ fn wait_state(
     let start = Instant::now();
     loop {
         if let Some(r) = source.poll() {
-            *last = Some(r.expect("the server's objects load"));
+            // The source hands over changes; fold them into the state they lead to.
+            let mut held: BTreeMap<ResourceKey, Resource> = last
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| (r.key(), r))
+                .collect();
+            for u in r.expect("the server's objects load") {
+                match u {
+                    Update::Upsert(r) => held.insert(r.key(), r),
+                    Update::Delete(k) => held.remove(&k),
+                };
+            }
+            *last = Some(held.into_values().collect());
         }
         if last.as_deref().is_some_and(&want) {
             return;
