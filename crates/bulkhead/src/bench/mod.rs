@@ -6,6 +6,8 @@ mod apply;
 mod packets;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 
@@ -21,15 +23,22 @@ pub enum Command {
         /// Remote endpoints in the server's selector set.
         #[arg(long, default_value_t = 100_000)]
         members: usize,
-        /// Seconds per measurement.
-        #[arg(long, default_value_t = 3.0)]
+        /// Seconds per phase of each measurement (connection rate, then throughput).
+        #[arg(long, default_value_t = 2.0)]
         seconds: f64,
-        /// Alternating baseline/policy measurements per point (medians are reported).
+        /// Rounds per point; each round measures no firewall, conntrack only and the
+        /// policy table once, each in a fresh sandbox (medians and ranges are reported).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Client threads opening connections (the server accepts on as many).
+        #[arg(long, default_value_t = 2)]
+        clients: usize,
         /// Adversarial case: every policy selects the server.
         #[arg(long)]
         all_select_server: bool,
+        /// Write each point's rendered table (an `nft -f` script) into this directory.
+        #[arg(long)]
+        dump_tables: Option<std::path::PathBuf>,
     },
     /// Change -> enforced latency: policy changes and label changes, computed and applied
     /// as the agent does; a full table reload as the baseline.
@@ -58,33 +67,35 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             members,
             seconds,
             rounds,
+            clients,
             all_select_server,
+            dump_tables,
         } => {
-            let points = packets::run(
-                &policies,
+            anyhow::ensure!(
+                seconds > 0.0 && seconds <= 60.0,
+                "--seconds must be in (0, 60]"
+            );
+            anyhow::ensure!((1..=50).contains(&rounds), "--rounds must be in 1..=50");
+            anyhow::ensure!((1..=16).contains(&clients), "--clients must be in 1..=16");
+            // Ctrl-C (and SIGTERM) end the run between connections; every sandbox is
+            // then deleted on the way out.
+            let stop = Arc::new(AtomicBool::new(false));
+            {
+                let stop = Arc::clone(&stop);
+                ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+                    .context("installing the Ctrl-C handler")?;
+            }
+            let options = packets::Options {
                 members,
                 seconds,
-                rounds.max(1),
+                rounds,
+                clients,
                 all_select_server,
-            )?;
-            println!(
-                "| policies | rules | set elements | conn/s no firewall | conn/s with policy | ratio | MB/s no firewall | MB/s with policy | ratio |"
-            );
-            println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-            for p in points {
-                println!(
-                    "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} |",
-                    p.policies,
-                    p.rules,
-                    p.elements,
-                    p.baseline.connections,
-                    p.with_policy.connections,
-                    p.with_policy.connections / p.baseline.connections,
-                    p.baseline.throughput / 1e6,
-                    p.with_policy.throughput / 1e6,
-                    p.with_policy.throughput / p.baseline.throughput
-                );
-            }
+                dump_tables,
+            };
+            let load_before = load_average();
+            let points = packets::run(&policies, &options, &stop)?;
+            print_packets(&points, &options, &load_before, &load_average());
         }
         Command::Apply {
             local,
@@ -112,4 +123,91 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `/proc/loadavg`'s three load averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn print_packets(
+    points: &[packets::Point],
+    options: &packets::Options,
+    load_before: &str,
+    load_after: &str,
+) {
+    use packets::Variant::{Conntrack, NoFirewall, Policy};
+    let range = |s: packets::Spread, scale: f64| {
+        format!(
+            "{:.0} ({:.0}–{:.0})",
+            s.median / scale,
+            s.min / scale,
+            s.max / scale
+        )
+    };
+    let ratio = |s: packets::Spread| {
+        // Three decimals where two would round a collapse to 0.00.
+        let d = if s.min < 0.1 { 3 } else { 2 };
+        format!("{:.d$} ({:.d$}–{:.d$})", s.median, s.min, s.max)
+    };
+    println!(
+        "{} rounds × 3 fresh sandboxes, {} s per phase, {} client threads, {} selector members{}; load average {load_before} at start, {load_after} at end\n",
+        options.rounds,
+        options.seconds,
+        options.clients,
+        options.members,
+        if options.all_select_server {
+            ", every policy selects the server"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "| policies | rules | set elements | conn/s no firewall | conn/s conntrack only | conn/s with policy | ratio policy/none | MB/s no firewall | MB/s with policy | ratio | losses none/ct/policy |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for p in points {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{}/{} |",
+            p.policies,
+            p.rules,
+            p.elements,
+            range(p.connections(NoFirewall), 1.0),
+            range(p.connections(Conntrack), 1.0),
+            range(p.connections(Policy), 1.0),
+            ratio(p.connection_ratios(Policy)),
+            range(p.throughput(NoFirewall), 1e6),
+            range(p.throughput(Policy), 1e6),
+            ratio(p.throughput_ratios(Policy)),
+            p.losses(NoFirewall),
+            p.losses(Conntrack),
+            p.losses(Policy),
+        );
+    }
+    println!(
+        "\nMedian (min–max) over rounds; ratios are per round (policy / no firewall of the same round). Losses: failed connects + client SYN retransmissions + server listen drops, all rounds.\n"
+    );
+    println!(
+        "| policies | round | order | conn/s none | conn/s ct | conn/s policy | MB/s none | MB/s ct | MB/s policy |"
+    );
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|");
+    for p in points {
+        for (i, r) in p.rounds.iter().enumerate() {
+            let order: Vec<&str> = r.order.iter().map(|v| v.label()).collect();
+            println!(
+                "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                p.policies,
+                i + 1,
+                order.join(", "),
+                r.sample(NoFirewall).connections,
+                r.sample(Conntrack).connections,
+                r.sample(Policy).connections,
+                r.sample(NoFirewall).throughput / 1e6,
+                r.sample(Conntrack).throughput / 1e6,
+                r.sample(Policy).throughput / 1e6,
+            );
+        }
+    }
 }
