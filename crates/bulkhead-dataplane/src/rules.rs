@@ -189,9 +189,11 @@ impl<'a> RuleRenderer<'a> {
             let Some(dst) = self.entity(&rule.dst, family, "daddr", "dport") else {
                 continue;
             };
+            // The destination side first: in the common ingress rule it is only a port
+            // compare, which settles most packets before the source's set lookup.
             for s in &src {
                 for d in &dst {
-                    let body = [common.as_str(), s.as_str(), d.as_str()]
+                    let body = [common.as_str(), d.as_str(), s.as_str()]
                         .iter()
                         .filter(|p| !p.is_empty())
                         .copied()
@@ -304,9 +306,11 @@ impl<'a> RuleRenderer<'a> {
                 .collect()
         };
         let key = format!("{addr} . meta l4proto . {port}");
+        // Port compares are cheap: they go before any address or set lookup, so a packet
+        // for another port leaves the rule without touching a (possibly large) set.
         let not_numeric = numeric(&e.not_ports);
         if !not_numeric.is_empty() {
-            parts.push(format!("{port} != {{ {} }}", not_numeric.join(", ")));
+            parts.insert(0, format!("{port} != {{ {} }}", not_numeric.join(", ")));
         }
         let not_named = named(&e.not_ports);
         if !not_named.is_empty() {
@@ -314,11 +318,13 @@ impl<'a> RuleRenderer<'a> {
             parts.push(format!("{key} != @{set}"));
         }
         let base = parts.join(" ");
-        let with = |extra: String| {
-            if base.is_empty() {
-                extra
+        let join = |first: String, then: &str| {
+            if then.is_empty() {
+                first
+            } else if first.is_empty() {
+                then.to_string()
             } else {
-                format!("{base} {extra}")
+                format!("{first} {then}")
             }
         };
         let pos_numeric = numeric(&e.ports);
@@ -328,11 +334,14 @@ impl<'a> RuleRenderer<'a> {
         }
         let mut alternatives = Vec::new();
         if !pos_numeric.is_empty() {
-            alternatives.push(with(format!("{port} {{ {} }}", pos_numeric.join(", "))));
+            alternatives.push(join(
+                format!("{port} {{ {} }}", pos_numeric.join(", ")),
+                &base,
+            ));
         }
         if !pos_named.is_empty() {
             let set = self.named_port_set(e, &pos_named, family);
-            alternatives.push(with(format!("{key} @{set}")));
+            alternatives.push(join(base.clone(), &format!("{key} @{set}")));
         }
         Some(alternatives)
     }
