@@ -149,14 +149,7 @@ impl<'a> TableDiff<'a> {
 
     /// True when the two tables are equal.
     pub fn is_empty(&self) -> bool {
-        self.new_sets.is_empty()
-            && self.set_elements.is_empty()
-            && self.new_maps.is_empty()
-            && self.chains.is_empty()
-            && self.map_elements.is_empty()
-            && self.gone_maps.is_empty()
-            && self.gone_chains.is_empty()
-            && self.gone_sets.is_empty()
+        self.elements_only() && self.set_elements.is_empty() && self.map_elements.is_empty()
     }
 
     /// What changes, for metrics and logs.
