@@ -446,15 +446,13 @@ mod tests {
         tx.send(Message::Invalid(key.clone(), bad)).expect("send");
         assert!(s.poll().expect("changed").is_err());
         // Changes made meanwhile wait, and come with the fix.
-        tx.send(Message::Put(gnp("c", "2", "has(c)"))).expect("send");
+        tx.send(Message::Put(gnp("c", "2", "has(c)")))
+            .expect("send");
         assert!(s.poll().expect("changed").is_err());
         tx.send(Message::Remove(key.clone())).expect("send");
         assert_eq!(
             s.poll().expect("changed").expect("valid"),
-            vec![
-                Update::Delete(key),
-                Update::Upsert(gnp("c", "2", "has(c)"))
-            ]
+            vec![Update::Delete(key), Update::Upsert(gnp("c", "2", "has(c)"))]
         );
     }
 }
