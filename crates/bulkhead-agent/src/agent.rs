@@ -212,7 +212,9 @@ impl Agent {
                     elements,
                     "programmed"
                 );
-                self.fingerprint = drift::fingerprint(self.config.netns.as_deref()).ok();
+                // The table is read back at the next check, not here: listing a big
+                // table takes long, and a burst of changes should not wait for it.
+                self.fingerprint = None;
                 self.last_check = Instant::now();
                 if let (Some(dir), Some(installed)) =
                     (&self.config.state_dir, self.dataplane.installed())
@@ -234,14 +236,44 @@ impl Agent {
     /// reports a tamper event.
     pub fn check_drift(&mut self) -> Step {
         self.last_check = Instant::now();
+        if self.dataplane.installed().is_none() {
+            return Step::Idle;
+        }
+        let netns = self.config.netns.clone();
+        match self.dataplane.untouched() {
+            // Nothing was committed in the namespace since the last apply: the table is
+            // Bulkhead's. The first such check after an apply takes the fingerprint that
+            // later checks compare with (kept only if still nothing was committed).
+            Some(true) => {
+                if self.fingerprint.is_none() {
+                    let taken = drift::fingerprint(netns.as_deref()).ok();
+                    if self.dataplane.untouched() == Some(true) {
+                        self.fingerprint = taken;
+                    }
+                }
+                return Step::Idle;
+            }
+            // The generation cannot be read: the first check takes the fingerprint.
+            None if self.fingerprint.is_none() => {
+                self.fingerprint = drift::fingerprint(netns.as_deref()).ok();
+                return Step::Idle;
+            }
+            // Something was committed (or it cannot be told): compare the contents.
+            Some(false) | None => {}
+        }
+        let now = drift::fingerprint(netns.as_deref());
+        let reason = match (&now, &self.fingerprint) {
+            (Ok(a), Some(b)) if a == b => {
+                // Another table of the namespace changed; ours is as it was.
+                self.dataplane.accept_generation();
+                return Step::Idle;
+            }
+            (Ok(_), Some(_)) => "the table was changed outside Bulkhead".to_string(),
+            (Ok(_), None) => "the ruleset changed before the table was read back".to_string(),
+            (Err(e), _) => format!("the table is gone ({e})"),
+        };
         let Some(installed) = self.dataplane.installed().cloned() else {
             return Step::Idle;
-        };
-        let now = drift::fingerprint(self.config.netns.as_deref());
-        let reason = match (&now, &self.fingerprint) {
-            (Ok(a), Some(b)) if a == b => return Step::Idle,
-            (Ok(_), _) => "the table was changed outside Bulkhead".to_string(),
-            (Err(e), _) => format!("the table is gone ({e})"),
         };
         tracing::warn!(event = "tamper", node = %self.config.node, %reason, "repairing the kernel table");
         self.metrics.drift_repaired();

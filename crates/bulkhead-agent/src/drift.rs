@@ -1,9 +1,14 @@
-//! Reading the table back: a fingerprint of what the kernel holds, taken right after each
-//! apply and compared periodically. Any difference means something outside Bulkhead
-//! changed the table (or flushed the ruleset): a tamper event.
+//! Reading the table back. Every check first asks the kernel for the namespace's ruleset
+//! generation (one netlink message): if no transaction was committed since Bulkhead's
+//! last apply, the table is Bulkhead's and nothing is listed. The first such check after
+//! an apply takes a fingerprint of what the kernel holds; when the generation has moved,
+//! the table is listed again and compared with it. Any difference means something
+//! outside Bulkhead changed the table (or flushed the ruleset): a tamper event.
 //!
 //! The fingerprint hashes `nft list table inet bulkhead` (rules and set elements), which
-//! costs time proportional to the table; it runs every resync interval, never per change.
+//! costs time proportional to the table (≈ 0.35 s at 50,000 elements); it runs at most
+//! once per apply and when something else committed, at the resync interval, never on
+//! the path of a change.
 
 use std::process::Command;
 

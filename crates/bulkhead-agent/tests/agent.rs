@@ -122,6 +122,28 @@ fn enforces_repairs_tampering_and_restores_after_restart() {
             .contains("bulkhead_agent_drift_repairs_total 1")
     );
 
+    // Quiet: nothing committed since the repair, so nothing is listed or repaired; the
+    // first check reads the table back once, as the reference for later ones.
+    assert_eq!(agent.check_drift(), Step::Idle);
+    assert_eq!(agent.check_drift(), Step::Idle);
+    // Another table of the namespace changes: the generation moves, ours is intact.
+    s.node
+        .netns()
+        .exec_ok("nft", ["add", "table", "inet", "someone_else"])
+        .expect("another table");
+    assert_eq!(agent.check_drift(), Step::Idle);
+    // A change inside Bulkhead's table, however harmless, is tampering.
+    s.node
+        .netns()
+        .exec_ok(
+            "nft",
+            ["insert", "rule", "inet", "bulkhead", "forward", "counter"],
+        )
+        .expect("a foreign rule");
+    assert!(matches!(agent.check_drift(), Step::Repaired(_)));
+    assert_eq!(metrics.drift_repairs(), 2);
+    assert!(!a_reaches_b(&s));
+
     // Restart: a new agent restores the cached rules before it reads any resource.
     drop(agent);
     flush_ruleset(&s);

@@ -24,6 +24,12 @@ pub trait NftRunner {
         let _ = changes;
         Err(ElementsError::Unsupported)
     }
+
+    /// The ruleset generation of the runner's namespace (the kernel's count of committed
+    /// transactions), if the runner can read it.
+    fn generation(&mut self) -> Option<u32> {
+        None
+    }
 }
 
 /// Why [`NftRunner::apply_elements`] did not apply the changes.
@@ -140,6 +146,24 @@ impl CommandRunner {
         }
     }
 
+    /// The netlink socket in the runner's namespace, opened on first use and again when
+    /// the namespace was replaced.
+    fn socket(&mut self) -> Result<&mut NfSocket, SendError> {
+        let path = self.netns_path();
+        if !self.socket.as_ref().is_some_and(|s| s.is_in(&path)) {
+            self.socket = None;
+            let socket = match &self.netns {
+                Some(_) => NfSocket::open_in(&path),
+                None => NfSocket::open(),
+            }?;
+            self.socket = Some(socket);
+        }
+        self.socket.as_mut().ok_or_else(|| SendError::Netns {
+            path,
+            source: std::io::Error::other("no socket"),
+        })
+    }
+
     /// Runs `script` with a new `nft -f -`.
     fn run_once(&mut self, script: &str) -> Result<(), String> {
         let mut cmd = match &self.netns {
@@ -191,17 +215,9 @@ impl NftRunner for CommandRunner {
         if !self.netlink {
             return Err(ElementsError::Unsupported);
         }
-        let path = self.netns_path();
-        if !self.socket.as_ref().is_some_and(|s| s.is_in(&path)) {
-            self.socket = None;
-            let socket = match &self.netns {
-                Some(_) => NfSocket::open_in(&path),
-                None => NfSocket::open(),
-            }
+        let socket = self
+            .socket()
             .map_err(|e| ElementsError::Failed(e.to_string()))?;
-            self.socket = Some(socket);
-        }
-        let socket = self.socket.as_mut().expect("opened above");
         socket.send(changes).map_err(|e| {
             // After an unknown outcome (socket error, no answer), start over with a fresh
             // socket; a refusal or an encoding error leaves the socket as good as it was.
@@ -210,6 +226,18 @@ impl NftRunner for CommandRunner {
             }
             ElementsError::Failed(e.to_string())
         })
+    }
+
+    fn generation(&mut self) -> Option<u32> {
+        let socket = self.socket().ok()?;
+        match socket.generation() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the ruleset generation");
+                self.socket = None;
+                None
+            }
+        }
     }
 }
 
@@ -239,6 +267,8 @@ pub struct Dataplane<R: NftRunner> {
     runner: R,
     installed: Option<Table>,
     needs_full: bool,
+    /// The ruleset generation right after the last successful apply.
+    generation: Option<u32>,
 }
 
 impl<R: NftRunner> Dataplane<R> {
@@ -248,6 +278,7 @@ impl<R: NftRunner> Dataplane<R> {
             runner,
             installed: None,
             needs_full: true,
+            generation: None,
         }
     }
 
@@ -290,6 +321,7 @@ impl<R: NftRunner> Dataplane<R> {
                 "element changes sent as one netlink batch"
             );
             diff.apply_to(installed);
+            self.generation = self.runner.generation();
             return Ok(Some(Applied {
                 stats,
                 full: false,
@@ -303,6 +335,7 @@ impl<R: NftRunner> Dataplane<R> {
             return Err(DataplaneError { message });
         }
         diff.apply_to(installed);
+        self.generation = self.runner.generation();
         Ok(Some(Applied {
             stats,
             full: false,
@@ -325,6 +358,7 @@ impl<R: NftRunner> Dataplane<R> {
         }
         self.installed = Some(desired.clone());
         self.needs_full = false;
+        self.generation = self.runner.generation();
         Ok(Applied {
             stats,
             full: true,
@@ -336,6 +370,20 @@ impl<R: NftRunner> Dataplane<R> {
     /// The table last applied successfully.
     pub fn installed(&self) -> Option<&Table> {
         self.installed.as_ref()
+    }
+
+    /// Whether nothing was committed to any nftables table of the namespace since the
+    /// last successful apply (the kernel's generation count has not moved); `None` when
+    /// the runner cannot tell, or nothing was applied yet.
+    pub fn untouched(&mut self) -> Option<bool> {
+        let then = self.generation?;
+        self.runner.generation().map(|now| now == then)
+    }
+
+    /// Takes the current generation as the one after the last apply: a commit elsewhere
+    /// in the namespace was checked and left Bulkhead's table as it was.
+    pub fn accept_generation(&mut self) {
+        self.generation = self.runner.generation();
     }
 
     /// Forces the next apply to reload the whole table (after tampering was seen).

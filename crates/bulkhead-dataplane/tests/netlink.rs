@@ -295,3 +295,29 @@ fn a_set_element_added_over_netlink_lets_a_connection_through() {
         "denied again"
     );
 }
+
+#[test]
+fn the_generation_moves_with_every_commit_and_only_then() {
+    if !capable() {
+        return;
+    }
+    let ns = Netns::create(&name("gen")).expect("namespace");
+    let mut socket =
+        NfSocket::open_in(&std::path::Path::new("/run/netns").join(ns.name())).expect("socket");
+    let g0 = socket.generation().expect("generation");
+    assert_eq!(
+        socket.generation().expect("generation"),
+        g0,
+        "nothing committed"
+    );
+    ns.exec_ok("nft", ["add", "table", "inet", "t"])
+        .expect("a commit");
+    let g1 = socket.generation().expect("generation");
+    assert_ne!(g1, g0);
+    ns.exec_ok("nft", ["list", "ruleset"]).expect("a read");
+    assert_eq!(
+        socket.generation().expect("generation"),
+        g1,
+        "reads commit nothing"
+    );
+}

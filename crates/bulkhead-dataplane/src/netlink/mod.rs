@@ -16,6 +16,9 @@
 //! * [`NfSocket`]: a socket in a given network namespace that sends one batch with
 //!   `NLM_F_ACK` on every message and names the message and element the kernel refused.
 //!
+//! * [`NfSocket::generation`]: the namespace's ruleset generation, which every committed
+//!   transaction changes (how the agent notices tampering without listing its table).
+//!
 //! What it does not do: create or delete sets, maps, chains or rules; read the table
 //! back; speak any other nfnetlink subsystem. No GPL code is linked (no libnftnl, no
 //! rustables): the format is written by hand from the kernel headers and the captures.
@@ -24,6 +27,7 @@
 mod attr;
 pub mod consts;
 mod element;
+mod generation;
 mod message;
 mod socket;
 
@@ -32,6 +36,7 @@ pub use element::{
     AddrProtoPort, ElementChange, ElementOp, Elements, SetType, Unsupported, Verdict,
     element_changes, parse_elements,
 };
+pub use generation::{GenReply, decode_generation, encode_getgen};
 pub use message::{
     Ack, Batch, Body, Decoded, ElementData, EncodeError, EncodeOptions, MAX_ELEMENTS_BYTES,
     MessageInfo, RawElement, SetElemMsg, TABLE_NAME, decode_acks, decode_batch, encode_batch,

@@ -29,6 +29,7 @@ use nix::sys::socket::{
 use super::DecodeError;
 use super::consts::{NETLINK_CAP_ACK, NETLINK_EXT_ACK, SOL_NETLINK};
 use super::element::ElementChange;
+use super::generation::{GenReply, decode_generation, encode_getgen};
 use super::message::{
     Ack, Batch, EncodeError, EncodeOptions, MessageInfo, decode_acks, encode_batch,
 };
@@ -254,6 +255,58 @@ impl NfSocket {
         }
         let acks = self.read_acks(&batch)?;
         verdict(&batch, changes, &acks)
+    }
+
+    /// The namespace's ruleset generation (see [`super::decode_generation`]).
+    pub fn generation(&mut self) -> Result<u32, SendError> {
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        self.drain_stale()?;
+        let request = encode_getgen(seq);
+        send(self.fd.as_raw_fd(), &request, MsgFlags::empty()).map_err(io("sendmsg"))?;
+        let mut buf = vec![0u8; 8 * 1024];
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        loop {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) if n > 0 => match decode_generation(&buf[..n], seq) {
+                    Ok(GenReply::Generation(g)) => return Ok(g),
+                    Ok(GenReply::Refused(errno)) => {
+                        return Err(SendError::Rejected {
+                            errno: Errno::from_raw(errno),
+                            culprit: "GETGEN".into(),
+                            message: None,
+                            refused: 1,
+                        });
+                    }
+                    Ok(GenReply::Nothing) => continue,
+                    Err(e) => return Err(SendError::Decode(e)),
+                },
+                Ok(_) | Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+                Err(e) => {
+                    return Err(SendError::Io {
+                        during: "recv",
+                        errno: e,
+                    });
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SendError::NoAnswer {
+                    missing: 1,
+                    sent: 1,
+                });
+            }
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            if let Err(e) = poll(&mut fds, timeout)
+                && e != Errno::EINTR
+            {
+                return Err(SendError::Io {
+                    during: "poll",
+                    errno: e,
+                });
+            }
+        }
     }
 
     /// Throws away answers left over from an earlier batch that timed out.
