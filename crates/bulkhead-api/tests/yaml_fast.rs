@@ -93,6 +93,9 @@ fn block_structure_left_to_serde_saphyr() {
         "- a\nb: 1\n",
         "a: 1\n- b\n",
         "a: 1\n---\nb: 2\n",
+        // Found by the fuzzer: two document starts before any content.
+        "\n\n---\n\n---\n6 #b5#bb5\n",
+        "---\n---\na: 1\n",
         "a: 1\n...\n",
         "\u{feff}a: 1\n",
         "a: 1\rb: 2\n",

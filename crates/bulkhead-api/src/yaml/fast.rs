@@ -93,6 +93,7 @@ struct Line<'a> {
 fn lines<'a>(text: &'a str, budget: &mut Budget) -> Option<Vec<Line<'a>>> {
     let mut out = Vec::new();
     let mut comments = 0;
+    let mut started = false;
     let mut rest = text;
     while !rest.is_empty() {
         // A plain loop: memchr's set-up costs more than it saves on ~25-byte lines.
@@ -114,12 +115,15 @@ fn lines<'a>(text: &'a str, budget: &mut Budget) -> Option<Vec<Line<'a>>> {
         }
         comments = 0;
         if line.starts_with("---") || line.starts_with("...") || line.starts_with('%') {
+            // One `---` before any content; a second one starts another document.
             let bare_start = out.is_empty()
+                && !started
                 && (line == "---"
                     || line
                         .strip_prefix("--- ")
                         .is_some_and(|r| r.trim_start().starts_with('#')));
             if bare_start {
+                started = true;
                 continue;
             }
             return None;
