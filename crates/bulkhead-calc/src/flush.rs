@@ -115,7 +115,7 @@ impl CalcGraph {
                     }
                 })
                 .collect();
-            let rules = endpoint_rules(&tiers, &profiles, allow_verdict(kind, ingress));
+            let rules = endpoint_rules(&tiers, &profiles, allow_verdict(kind, ingress), ingress);
             if ingress {
                 rendered.ingress = rules;
             } else {

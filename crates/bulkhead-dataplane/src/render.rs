@@ -370,6 +370,7 @@ pub fn endpoint_rules(
     tiers: &[TierChains<'_>],
     profiles: &[ProfileChain<'_>],
     allow: &str,
+    ingress: bool,
 ) -> Vec<String> {
     let clear_all = format!(
         "meta mark set meta mark & {:#x}",
@@ -387,7 +388,11 @@ pub fn endpoint_rules(
                 format!("{not_passed} ")
             };
             rules.push(format!("{guard}jump {chain}"));
-            rules.push(accepted.clone());
+            // Ingress policy chains accept by themselves (see `policy_chain`): a packet
+            // that comes back was not allowed, so there is no mark to test.
+            if !ingress {
+                rules.push(accepted.clone());
+            }
         }
         if tier.default_action == TierDefaultAction::Deny {
             rules.push(format!(
@@ -460,7 +465,12 @@ fn cluster_endpoint_rules(
             None => ProfileChain::Missing(name),
         })
         .collect();
-    endpoint_rules(&tiers, &profiles, allow_verdict(endpoint.kind, ingress))
+    endpoint_rules(
+        &tiers,
+        &profiles,
+        allow_verdict(endpoint.kind, ingress),
+        ingress,
+    )
 }
 
 /// A chain without a hook.
@@ -478,8 +488,18 @@ pub fn policy_chain_name(id: &PolicyRef, ingress: bool) -> String {
 }
 
 /// A policy's chain for one direction; the sets its rules refer to are added to `sets`.
+///
+/// An ingress Allow accepts on the spot: ingress is the last check of every path (a
+/// workload's ingress comes after the source's egress in the forward pass; a host's is
+/// the input hook), so nothing after it could deny, and the endpoint chain saves a mark
+/// test per policy. Egress chains are shared by workloads, whose allowed packets must go
+/// on to the destination's ingress, and hosts: they mark and return.
 pub fn policy_chain(policy: &Policy, ingress: bool, sets: &mut SetRequests) -> Chain {
-    let allow = format!("meta mark set meta mark | {MARK_ACCEPT:#x} return");
+    let allow = if ingress {
+        "accept".to_string()
+    } else {
+        format!("meta mark set meta mark | {MARK_ACCEPT:#x} return")
+    };
     let pass = format!("meta mark set meta mark | {MARK_PASS:#x} return");
     let rules = if ingress {
         &policy.ingress

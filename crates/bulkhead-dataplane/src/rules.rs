@@ -310,7 +310,7 @@ impl<'a> RuleRenderer<'a> {
         // for another port leaves the rule without touching a (possibly large) set.
         let not_numeric = numeric(&e.not_ports);
         if !not_numeric.is_empty() {
-            parts.insert(0, format!("{port} != {{ {} }}", not_numeric.join(", ")));
+            parts.insert(0, format!("{port} != {}", port_match(&not_numeric)));
         }
         let not_named = named(&e.not_ports);
         if !not_named.is_empty() {
@@ -334,10 +334,7 @@ impl<'a> RuleRenderer<'a> {
         }
         let mut alternatives = Vec::new();
         if !pos_numeric.is_empty() {
-            alternatives.push(join(
-                format!("{port} {{ {} }}", pos_numeric.join(", ")),
-                &base,
-            ));
+            alternatives.push(join(format!("{port} {}", port_match(&pos_numeric)), &base));
         }
         if !pos_named.is_empty() {
             let set = self.named_port_set(e, &pos_named, family);
@@ -402,6 +399,15 @@ pub fn proto_name(p: Protocol) -> String {
         Protocol::SCTP => "sctp".into(),
         Protocol::UDPLITE => "udplite".into(),
         other => other.number().to_string(),
+    }
+}
+
+/// The right-hand side of a port match: one port or range compared directly (a compare
+/// is cheaper than a lookup), several as an anonymous set.
+fn port_match(ports: &[String]) -> String {
+    match ports {
+        [one] => one.clone(),
+        _ => format!("{{ {} }}", ports.join(", ")),
     }
 }
 
