@@ -134,13 +134,7 @@ impl Cluster {
             ip,
             port,
             endpoints: self.endpoints_at(ip),
-            sets: self
-                .network_sets
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.nets.iter().any(|n| n.contains(&ip)))
-                .map(|(i, _)| i)
-                .collect(),
+            sets: self.net_index.sets_containing(ip),
             cluster: self,
         }
     }

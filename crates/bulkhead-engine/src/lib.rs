@@ -24,6 +24,7 @@ pub mod index;
 pub mod k8s_convert;
 pub mod matrix;
 pub mod model;
+mod net_index;
 pub mod view;
 
 pub use decision::{

@@ -29,6 +29,7 @@ use crate::endpoint::{
 };
 use crate::index::{FastMap, FlatLabels, SelectorIndex};
 use crate::k8s_convert::{K8S_POLICY_ORDER, k8s_to_calico};
+use crate::net_index::NetIndex;
 
 /// Why a set of resources does not form a usable model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -187,6 +188,8 @@ pub struct Cluster {
     pub(crate) network_sets: Vec<NetworkSet>,
     /// `network_sets[i].labels`, laid out for evaluation.
     pub(crate) set_labels: Vec<FlatLabels>,
+    /// The network sets' CIDRs, indexed by address.
+    pub(crate) net_index: NetIndex,
     pub(crate) profiles: HashMap<String, Profile>,
     by_ip: FastMap<IpAddr, Owners>,
     index: SelectorIndex,
@@ -660,6 +663,7 @@ impl Builder {
                 .iter()
                 .map(|s| FlatLabels::new(&s.labels))
                 .collect(),
+            net_index: NetIndex::new(&network_sets),
             tiers,
             policies,
             rank,
