@@ -128,7 +128,9 @@ impl CommandRunner {
             match NftSession::start(self.netns.as_deref()) {
                 Ok(s) => self.session = Some(s),
                 Err(e) => {
+                    // Not retried on every change: this runner uses nft -f from now on.
                     tracing::warn!(error = %e, "no nft session; using nft -f");
+                    self.use_session = false;
                     return None;
                 }
             }

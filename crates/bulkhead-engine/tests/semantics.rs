@@ -144,16 +144,23 @@ spec:
     );
 }
 
-#[test]
-fn staged_policies_change_only_the_pending_verdict() {
-    let c = cluster(
-        r#"
+/// A global policy denying a's ingress from app b (more rules may follow).
+const DENY_B_TO_A: &str = r#"
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata: {name: deny-b}
 spec:
   selector: app == 'a'
-  ingress: [{action: Deny, source: {selector: app == 'b'}}, {action: Allow}]
+  ingress:
+  - action: Deny
+    source: {selector: app == 'b'}"#;
+
+#[test]
+fn staged_policies_change_only_the_pending_verdict() {
+    let c = cluster(
+        &(DENY_B_TO_A.to_string()
+            + r#"
+  - action: Allow
 ---
 apiVersion: projectcalico.org/v3
 kind: StagedGlobalNetworkPolicy
@@ -164,7 +171,7 @@ apiVersion: projectcalico.org/v3
 kind: StagedNetworkPolicy
 metadata: {name: lock, namespace: y}
 spec: {selector: all(), types: [Egress]}
-"#,
+"#),
     );
     let d = c.evaluate(&tcp("10.65.0.2", "10.65.0.1", 80));
     assert_eq!(
@@ -183,16 +190,7 @@ spec: {selector: all(), types: [Egress]}
 
 #[test]
 fn without_staged_policies_pending_is_the_enforced_outcome() {
-    let c = cluster(
-        r#"
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: {name: deny-b}
-spec:
-  selector: app == 'a'
-  ingress: [{action: Deny, source: {selector: app == 'b'}}]
-"#,
-    );
+    let c = cluster(DENY_B_TO_A);
     let d = c.evaluate(&tcp("10.65.0.2", "10.65.0.1", 80));
     assert_eq!(d.pending(), &d.enforced);
     assert_eq!(d.pending_verdict(), Verdict::Deny);
