@@ -19,6 +19,7 @@
 use std::collections::{HashMap, HashSet};
 
 use bulkhead_api::{LabelMap, ResourceKey};
+use bulkhead_dataplane::render::policy_reach;
 use bulkhead_engine::Tier;
 use bulkhead_engine::compile::Policy;
 use bulkhead_engine::incremental::{policy_cmp, tier_cmp};
@@ -150,10 +151,15 @@ impl ActiveRulesCalculator {
         let old = std::mem::replace(&mut entry.policy, policy);
         let new = &entry.policy;
         let reselect = old.selector != new.selector || entry.enabled != enabled;
+        // Endpoint chains hold the tier order and, in their dispatch maps, which ports
+        // each policy's rules can match.
         let resort = old.tier != new.tier
             || old.order.map(f64::to_bits) != new.order.map(f64::to_bits)
             || old.ingress_type != new.ingress_type
-            || old.egress_type != new.egress_type;
+            || old.egress_type != new.egress_type
+            || [true, false]
+                .into_iter()
+                .any(|ingress| policy_reach(&old, ingress) != policy_reach(new, ingress));
         if old.tier != new.tier {
             let new_tier = new.tier.clone();
             self.unfile_tier(&old.tier, id);

@@ -4,8 +4,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use bulkhead_dataplane::render::{
     LocalEndpoint, ProfileChain, TierChains, WL_FROM, WL_KNOWN, WL_TO, WorkloadChains,
-    allow_verdict, endpoint_rules, host_base_chains, host_chain_name, policy_chain,
-    policy_chain_name, profile_chain, profile_chain_name,
+    allow_verdict, endpoint_chains, host_base_chains, host_chain_name, policy_chain,
+    policy_chain_name, policy_reach, profile_chain, profile_chain_name,
 };
 use bulkhead_dataplane::rules::{SetRequest, SetRequests};
 use bulkhead_dataplane::table::{Chain, Set};
@@ -94,7 +94,7 @@ impl CalcGraph {
                             rendered
                                 .chains
                                 .push((name.clone(), ChainSource::Policy((*key).clone(), ingress)));
-                            name
+                            (name, policy_reach(policy, ingress))
                         })
                         .collect(),
                 })
@@ -115,11 +115,14 @@ impl CalcGraph {
                     }
                 })
                 .collect();
-            let rules = endpoint_rules(&tiers, &profiles, allow_verdict(kind, ingress), ingress);
+            let chains = endpoint_chains(&tiers, &profiles, allow_verdict(kind, ingress), ingress);
+            for (name, rules) in chains.classes {
+                rendered.chains.push((name, ChainSource::Class(rules)));
+            }
             if ingress {
-                rendered.ingress = rules;
+                rendered.ingress = chains.rules;
             } else {
-                rendered.egress = rules;
+                rendered.egress = chains.rules;
             }
         }
         let local = state.local.clone();
@@ -204,6 +207,7 @@ impl CalcGraph {
                         regular(&[])
                     }
                 },
+                ChainSource::Class(rules) => regular(rules),
             };
             let new_sets: Vec<String> = requests.keys().cloned().collect();
             for (set, request) in requests {

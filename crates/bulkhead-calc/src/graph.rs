@@ -130,13 +130,15 @@ pub(crate) fn order_key(l: &LocalEndpoint) -> OrderKey {
     )
 }
 
-/// What a policy or profile chain renders.
+/// What a chain that endpoint chains jump to renders.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ChainSource {
     /// Enforced policy (by key), ingress?
     Policy(ResourceKey, bool),
     /// Profile (by name), ingress?
     Profile(String, bool),
+    /// A dispatch class chain: its rules (its name is their hash, so they never change).
+    Class(Vec<String>),
 }
 
 /// A local endpoint's rendered chains and the chains they jump to.

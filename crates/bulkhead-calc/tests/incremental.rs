@@ -88,7 +88,7 @@ fn entity(family: Option<u8>, ported: bool) -> impl Strategy<Value = Value> {
         ],
         subset(pool),
         subset(pool),
-        0..5usize,
+        0..7usize,
         0..4usize,
     )
         .prop_map(move |(sel, not_sel, ns_sel, nets, not_nets, ports, sa)| {
@@ -127,6 +127,13 @@ fn entity(family: Option<u8>, ported: bool) -> impl Strategy<Value = Value> {
                     }
                     4 => {
                         e.insert("notPorts".into(), json!(["http", "8000:8080"]));
+                    }
+                    // Overlapping ranges, so endpoints' dispatch classes split and merge.
+                    5 => {
+                        e.insert("ports".into(), json!([443, "8000:8080"]));
+                    }
+                    6 => {
+                        e.insert("ports".into(), json!([8080]));
                     }
                     _ => {}
                 }

@@ -230,7 +230,88 @@ status: {podIP: 10.0.0.1}
                 assert!(t.chains.contains_key("p.knp.shop/web.in"));
             },
         },
+        State {
+            name: "two policies on one pod: its ingress chain dispatches by port",
+            yaml: concat!(
+                r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {nodeName: node-a}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web-a, namespace: shop}
+spec:
+  selector: app == 'web'
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]
+---"#,
+                r#"
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web-b, namespace: shop}
+spec:
+  selector: app == 'web'
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [443]}}]
+"#
+            ),
+            expect: |t| {
+                let vmap = ingress_dispatch(t);
+                assert!(vmap.contains("tcp . 80 : goto d."), "{vmap}");
+                assert!(vmap.contains("tcp . 443 : goto d."), "{vmap}");
+            },
+        },
+        State {
+            name: "the same policies, one with other ports only",
+            yaml: concat!(
+                r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {nodeName: node-a}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web-a, namespace: shop}
+spec:
+  selector: app == 'web'
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]
+---"#,
+                r#"
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web-b, namespace: shop}
+spec:
+  selector: app == 'web'
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: ["8000:8080"]}}]
+"#
+            ),
+            expect: |t| {
+                let vmap = ingress_dispatch(t);
+                assert!(vmap.contains("tcp . 8000-8080 : goto d."), "{vmap}");
+                assert!(!vmap.contains("443"), "{vmap}");
+            },
+        },
     ]
+}
+
+/// The dispatch rule of the only workload ingress chain of `t`.
+fn ingress_dispatch(t: &Table) -> &str {
+    let chains: Vec<_> = t
+        .chains
+        .iter()
+        .filter(|(n, _)| n.starts_with("w.") && n.ends_with(".in"))
+        .collect();
+    assert_eq!(chains.len(), 1, "one workload: {:?}", t.chains.keys());
+    chains[0]
+        .1
+        .rules
+        .iter()
+        .find(|r| r.contains(" vmap "))
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("no dispatch: {:?}", chains[0].1.rules))
 }
 
 fn parse(yaml: &str) -> Vec<Resource> {
@@ -331,7 +412,7 @@ fn every_expansion_and_flush_strategy_ends_in_the_from_scratch_table() {
             }
         }
     }
-    assert_eq!(walks, 60);
+    assert_eq!(walks, 72);
 }
 
 #[test]

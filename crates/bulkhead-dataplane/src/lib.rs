@@ -16,6 +16,7 @@
 
 pub mod apply;
 pub mod diff;
+pub mod dispatch;
 pub mod naming;
 pub mod netlink;
 pub mod render;

@@ -15,7 +15,7 @@
 //!
 //! [`render`] computes the table from scratch. Its pieces are public so that
 //! `bulkhead-calc` maintains the same table incrementally with the same code: every
-//! chain's text comes from [`forward_chain`], [`endpoint_rules`], [`policy_chain`],
+//! chain's text comes from [`forward_chain`], [`endpoint_chains`], [`policy_chain`],
 //! [`profile_chain`] and [`host_base_chains`]; set members from the rule renderer's
 //! formatting functions. Only *which* pieces exist and the members of sets are computed
 //! differently (here by scanning the [`Cluster`]).
@@ -26,6 +26,7 @@ use bulkhead_engine::compile::{Policy, PolicyClass, Profile};
 use bulkhead_engine::eval::{FAILSAFE_INBOUND, FAILSAFE_OUTBOUND};
 use bulkhead_engine::{Cluster, EndpointKind, Mode, PolicyRef};
 
+use crate::dispatch::{self, Reach};
 use crate::naming::workload_interface;
 use crate::rules::{MARK_ACCEPT, MARK_PASS, RuleRenderer, SetRequests, proto_name, set_elements};
 use crate::table::{Chain, Hook, Set, SetKind, Table, VerdictMap};
@@ -293,8 +294,9 @@ pub struct TierChains<'a> {
     pub tier: &'a str,
     /// What happens when no policy of the tier decides.
     pub default_action: TierDefaultAction,
-    /// The policy chains ([`policy_chain_name`]), in evaluation order.
-    pub policies: Vec<String>,
+    /// The policy chains ([`policy_chain_name`]) in evaluation order, with the
+    /// [`Reach`] of their rules in this direction.
+    pub policies: Vec<(String, Reach)>,
 }
 
 /// One profile of an endpoint, in order.
@@ -364,29 +366,92 @@ pub fn host_base_chains(hosts: &[&LocalEndpoint]) -> Vec<(String, Chain)> {
     ]
 }
 
-/// The rules of one endpoint's chain for one direction: its tiers with Calico's mark
-/// protocol, then its profiles, then drop. `allow` is [`allow_verdict`].
-pub fn endpoint_rules(
+/// An endpoint chain for one direction and the class chains its dispatch map goes to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointChains {
+    /// The endpoint chain's rules.
+    pub rules: Vec<String>,
+    /// Class chains ([`dispatch`]) by name, each once.
+    pub classes: Vec<(String, Vec<String>)>,
+}
+
+/// One endpoint's chain for one direction: its tiers with Calico's mark protocol, then
+/// its profiles, then drop; `allow` is [`allow_verdict`]. With [`dispatch::MIN_POLICIES`]
+/// or more policies, a dispatch map on protocol and destination port goes first and sends
+/// each keyed class of packets to a chain with only the policies that can match them.
+pub fn endpoint_chains(
     tiers: &[TierChains<'_>],
     profiles: &[ProfileChain<'_>],
     allow: &str,
     ingress: bool,
-) -> Vec<String> {
+) -> EndpointChains {
     let clear_all = format!(
         "meta mark set meta mark & {:#x}",
         !(MARK_ACCEPT | MARK_PASS)
     );
+    let reaches: Vec<&Reach> = tiers
+        .iter()
+        .flat_map(|t| t.policies.iter().map(|(_, reach)| reach))
+        .collect();
+    let mut rules = vec![clear_all];
+    if reaches.len() < dispatch::MIN_POLICIES {
+        rules.extend(tier_rules(tiers, profiles, allow, ingress, None));
+        return EndpointChains {
+            rules,
+            classes: Vec::new(),
+        };
+    }
+    let (classes, rest) = dispatch::classes(&reaches);
+    let mut chains: Vec<(String, Vec<String>)> = Vec::new();
+    let mut entries: Vec<(&dispatch::Class, String)> = Vec::new();
+    for class in &classes {
+        let body = tier_rules(tiers, profiles, allow, ingress, Some(&class.included));
+        let name = dispatch::class_chain_name(&body);
+        if !chains.iter().any(|(n, _)| *n == name) {
+            chains.push((name.clone(), body));
+        }
+        entries.push((class, name));
+    }
+    if !entries.is_empty() {
+        let entries: Vec<(&dispatch::Class, &str)> =
+            entries.iter().map(|(c, n)| (*c, n.as_str())).collect();
+        rules.push(dispatch::dispatch_rule(&entries));
+    }
+    rules.extend(tier_rules(tiers, profiles, allow, ingress, Some(&rest)));
+    EndpointChains {
+        rules,
+        classes: chains,
+    }
+}
+
+/// The tiers and profiles of an endpoint chain, after the marks are cleared; with
+/// `included`, only the policies (by position in tier order) it marks.
+fn tier_rules(
+    tiers: &[TierChains<'_>],
+    profiles: &[ProfileChain<'_>],
+    allow: &str,
+    ingress: bool,
+    included: Option<&[bool]>,
+) -> Vec<String> {
     let clear_pass = format!("meta mark set meta mark & {:#x}", !MARK_PASS);
     let accepted = format!("meta mark & {MARK_ACCEPT:#x} == {MARK_ACCEPT:#x} {allow}");
     let not_passed = format!("meta mark & {MARK_PASS:#x} == 0x0");
-    let mut rules = vec![clear_all];
+    let mut rules = Vec::new();
+    let mut position = 0;
     for tier in tiers {
-        for (i, chain) in tier.policies.iter().enumerate() {
-            let guard = if i == 0 {
+        let mut first = true;
+        for (chain, _) in &tier.policies {
+            let keep = included.is_none_or(|inc| inc.get(position).copied().unwrap_or(true));
+            position += 1;
+            if !keep {
+                continue;
+            }
+            let guard = if first {
                 String::new()
             } else {
                 format!("{not_passed} ")
             };
+            first = false;
             rules.push(format!("{guard}jump {chain}"));
             // Ingress policy chains accept by themselves (see `policy_chain`): a packet
             // that comes back was not allowed, so there is no mark to test.
@@ -417,8 +482,8 @@ pub fn endpoint_rules(
     rules
 }
 
-/// [`endpoint_rules`] for endpoint `index` of `cluster`, adding the policy and profile
-/// chains it jumps to (and the sets they use) unless present.
+/// [`endpoint_chains`] for endpoint `index` of `cluster`, adding the policy, profile and
+/// class chains it jumps to (and the sets they use) unless present.
 fn cluster_endpoint_rules(
     cluster: &Cluster,
     table: &mut Table,
@@ -444,7 +509,7 @@ fn cluster_endpoint_rules(
                         let chain = policy_chain(policy, ingress, sets);
                         table.chains.insert(name.clone(), chain);
                     }
-                    name
+                    (name, policy_reach(policy, ingress))
                 })
                 .collect(),
         })
@@ -465,12 +530,25 @@ fn cluster_endpoint_rules(
             None => ProfileChain::Missing(name),
         })
         .collect();
-    endpoint_rules(
+    let chains = endpoint_chains(
         &tiers,
         &profiles,
         allow_verdict(endpoint.kind, ingress),
         ingress,
-    )
+    );
+    for (name, rules) in chains.classes {
+        table.chains.entry(name).or_insert_with(|| regular(rules));
+    }
+    chains.rules
+}
+
+/// The [`Reach`] of a policy's rules for one direction.
+pub fn policy_reach(policy: &Policy, ingress: bool) -> Reach {
+    Reach::of(if ingress {
+        &policy.ingress
+    } else {
+        &policy.egress
+    })
 }
 
 /// A chain without a hook.
