@@ -3,9 +3,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use bulkhead_dataplane::render::{
-    LocalEndpoint, ProfileChain, TierChains, WL_FROM, WL_KNOWN, WL_TO, WorkloadChains,
-    allow_verdict, endpoint_chains, host_base_chains, host_chain_name, policy_chain,
-    policy_chain_name, policy_reach, profile_chain, profile_chain_name,
+    LocalEndpoint, ProfileChain, TierChains, WL_FROM, WL_TO, WorkloadChains, allow_verdict,
+    endpoint_chains, host_base_chains, host_chain_name, policy_chain, policy_chain_name,
+    policy_reach, profile_chain, profile_chain_name,
 };
 use bulkhead_dataplane::rules::{SetRequest, SetRequests};
 use bulkhead_dataplane::table::{Chain, Set};
@@ -30,7 +30,7 @@ impl CalcGraph {
     ///    use are reference counted (a set's source is acquired on first use);
     /// 3. sets no rule uses any more are removed and their sources released;
     /// 4. the elements of new sets and of sets whose members changed are computed;
-    /// 5. workload dispatch (`wl_known`, `wl_from`, `wl_to`, `w.<if>.*`) for the
+    /// 5. workload dispatch (`wl_from`, `wl_to`, `w.<if>.*`) for the
     ///    interfaces whose owner or chains changed, and the host base chains;
     /// 6. the sequencer compares every touched object with its value before the flush.
     ///
@@ -311,7 +311,6 @@ impl CalcGraph {
                     let egress = regular(&state.rendered.egress);
                     self.seq.put_chain(&names.ingress, ingress);
                     self.seq.put_chain(&names.egress, egress);
-                    self.seq.set_element(WL_KNOWN, &names.key, true);
                     self.seq
                         .put_verdict(WL_FROM, &names.key, Some(names.from_verdict()));
                     self.seq
@@ -320,7 +319,6 @@ impl CalcGraph {
                 None => {
                     self.seq.remove_chain(&names.ingress);
                     self.seq.remove_chain(&names.egress);
-                    self.seq.set_element(WL_KNOWN, &names.key, false);
                     self.seq.put_verdict(WL_FROM, &names.key, None);
                     self.seq.put_verdict(WL_TO, &names.key, None);
                 }

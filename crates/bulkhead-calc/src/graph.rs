@@ -11,11 +11,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bulkhead_api::{Kind, ObjectMeta, Resource, ResourceKey};
 use bulkhead_dataplane::render::{
-    LocalEndpoint, RenderConfig, WL_FROM, WL_KNOWN, WL_TO, forward_chain, policy_chain_name,
+    LocalEndpoint, RenderConfig, WL_FROM, WL_TO, forward_chains, policy_chain_name,
     profile_chain_name,
 };
 use bulkhead_dataplane::rules::SetRequest;
-use bulkhead_dataplane::table::{Set, SetKind, Table};
+use bulkhead_dataplane::table::Table;
 use bulkhead_engine::EndpointKind;
 use bulkhead_engine::compile::PolicyClass;
 use bulkhead_engine::endpoint::{Endpoint, NetworkSet};
@@ -229,19 +229,14 @@ impl CalcGraph {
     ///     2. policy/profile chains whose references or rules changed ──► set requests
     ///     3. sets released / acquired (acquire scans candidates)
     ///     4. elements of new and dirty sets
-    ///     5. dispatch (wl_known, wl_from, wl_to) and host base chains
+    ///     5. dispatch (wl_from, wl_to) and host base chains
     ///     6. TableSequencer ──► Delta (sets → chains → maps; removals reversed)
     /// ```
     pub fn new(config: NodeConfig) -> CalcGraph {
         let mut seq = TableSequencer::default();
-        seq.put_chain("forward", forward_chain(&config.render));
-        seq.put_set(
-            WL_KNOWN,
-            Set {
-                kind: SetKind::Ifname,
-                elements: BTreeSet::new(),
-            },
-        );
+        for (name, chain) in forward_chains(&config.render) {
+            seq.put_chain(&name, chain);
+        }
         seq.put_map(WL_FROM);
         seq.put_map(WL_TO);
         CalcGraph {

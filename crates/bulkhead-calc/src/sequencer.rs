@@ -186,26 +186,6 @@ impl TableSequencer {
         self.sets.entry(name.to_string()).or_insert(old);
     }
 
-    /// Adds or removes one element of set `name` (which must exist).
-    pub(crate) fn set_element(&mut self, name: &str, element: &str, present: bool) {
-        let Some(set) = self.table.sets.get(name) else {
-            debug_assert!(false, "BUG: element of missing set {name}");
-            return;
-        };
-        if set.elements.contains(element) == present {
-            return;
-        }
-        let old = set.clone();
-        self.sets.entry(name.to_string()).or_insert(Some(old));
-        if let Some(set) = self.table.sets.get_mut(name) {
-            if present {
-                set.elements.insert(element.to_string());
-            } else {
-                set.elements.remove(element);
-            }
-        }
-    }
-
     /// Sets chain `name` to `chain`.
     pub(crate) fn put_chain(&mut self, name: &str, chain: Chain) {
         if self.table.chains.get(name) == Some(&chain) {
@@ -377,8 +357,8 @@ mod tests {
         assert_eq!(first.changes.len(), 3);
         seq.remove_chain("p.x.in");
         seq.put_chain("p.x.in", chain(&["drop"]));
-        seq.set_element("s", "10.0.0.2", true);
-        seq.set_element("s", "10.0.0.2", false);
+        seq.put_set("s", set(&["10.0.0.1", "10.0.0.2"]));
+        seq.put_set("s", set(&["10.0.0.1"]));
         assert!(seq.finish().is_empty());
     }
 

@@ -59,7 +59,7 @@ fn states() -> Vec<State> {
             name: "pods, one namespace, two local pods sharing an address",
             yaml: NS,
             expect: |t| {
-                assert_eq!(t.sets["wl_known"].elements.len(), 2);
+                assert_eq!(t.maps["wl_from"].elements.len(), 2);
                 assert!(t.chains.contains_key("r.kns.shop.in"));
             },
         },

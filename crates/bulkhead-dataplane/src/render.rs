@@ -2,11 +2,14 @@
 //!
 //! Layout (docs/dataplane.md has the picture):
 //! - `forward` dispatches workload traffic through two verdict maps: `wl_from`
-//!   (interface → the workload's egress chain) and `wl_to` (→ its ingress chain). Traffic
-//!   on a workload-prefixed interface that is not in `wl_known` is dropped (fail closed).
+//!   (interface → the workload's egress chain, which goes on to `to_workload` if it
+//!   allows) and `wl_to` (→ its ingress chain). Traffic on a workload-prefixed interface
+//!   that neither map holds is dropped (fail closed).
 //! - `input`/`output` run the failsafe chains, then the host endpoint's chains.
 //! - Every chain starts after `ct state established,related accept; ct state invalid
 //!   drop`: policy runs once per connection.
+//! - An endpoint chain with two or more policies first dispatches on protocol and
+//!   destination port ([`crate::dispatch`]).
 //! - An endpoint chain walks its tiers with Calico's mark protocol: each policy chain is
 //!   jumped to unless the tier was already passed; a policy's Allow sets the accept mark
 //!   and returns, Pass sets the pass mark and returns, Deny drops. End of tier drops
@@ -15,7 +18,7 @@
 //!
 //! [`render`] computes the table from scratch. Its pieces are public so that
 //! `bulkhead-calc` maintains the same table incrementally with the same code: every
-//! chain's text comes from [`forward_chain`], [`endpoint_chains`], [`policy_chain`],
+//! chain's text comes from [`forward_chains`], [`endpoint_chains`], [`policy_chain`],
 //! [`profile_chain`] and [`host_base_chains`]; set members from the rule renderer's
 //! formatting functions. Only *which* pieces exist and the members of sets are computed
 //! differently (here by scanning the [`Cluster`]).
@@ -29,7 +32,7 @@ use bulkhead_engine::{Cluster, EndpointKind, Mode, PolicyRef};
 use crate::dispatch::{self, Reach};
 use crate::naming::workload_interface;
 use crate::rules::{MARK_ACCEPT, MARK_PASS, RuleRenderer, SetRequests, proto_name, set_elements};
-use crate::table::{Chain, Hook, Set, SetKind, Table, VerdictMap};
+use crate::table::{Chain, Hook, Set, Table, VerdictMap};
 
 /// An endpoint enforced on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,19 +156,15 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
         .filter(|e| e.kind == EndpointKind::Host)
         .collect();
 
-    table.chains.insert("forward".into(), forward_chain(config));
-    let mut known = Set {
-        kind: SetKind::Ifname,
-        elements: Default::default(),
-    };
+    table.chains.extend(forward_chains(config));
     let mut from = VerdictMap::default();
     let mut to = VerdictMap::default();
     for w in &workloads {
         let Some(index) =
             cluster.endpoint_index(EndpointKind::Workload, w.namespace.as_deref(), &w.name)
         else {
-            // Registered on the node but unknown to the model: the interface is not in
-            // wl_known, so its traffic is dropped.
+            // Registered on the node but unknown to the model: the interface is in no
+            // map, so its traffic is dropped.
             continue;
         };
         let names = WorkloadChains::new(&w.interface);
@@ -177,13 +176,11 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
         table
             .chains
             .insert(names.ingress.clone(), regular(in_rules));
-        known.elements.insert(names.key.clone());
         from.elements
             .insert(names.key.clone(), names.from_verdict());
         let verdict = names.to_verdict();
         to.elements.insert(names.key, verdict);
     }
-    table.sets.insert(WL_KNOWN.into(), known);
     table.maps.insert(WL_FROM.into(), from);
     table.maps.insert(WL_TO.into(), to);
 
@@ -218,32 +215,44 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
     table
 }
 
-/// The set of workload interfaces on the node; traffic on any other workload-prefixed
-/// interface is dropped.
-pub const WL_KNOWN: &str = "wl_known";
 /// Verdict map: workload interface → the workload's egress chain.
 pub const WL_FROM: &str = "wl_from";
 /// Verdict map: workload interface → the workload's ingress chain.
 pub const WL_TO: &str = "wl_to";
+/// The chain a forwarded packet goes on in once its source allowed it (or has none):
+/// the destination workload's ingress.
+pub const TO_WORKLOAD: &str = "to_workload";
 
-/// The `forward` base chain: conntrack, fail-closed dispatch of workload interfaces.
-pub fn forward_chain(config: &RenderConfig) -> Chain {
+/// The `forward` base chain and [`TO_WORKLOAD`]: conntrack, then the source workload's
+/// egress, then the destination's ingress. A known workload interface is found by its map
+/// lookup alone; a workload-prefixed interface that no map holds is dropped after it
+/// (fail closed), so the check costs nothing on the path of a known workload.
+pub fn forward_chains(config: &RenderConfig) -> [(String, Chain); 2] {
     let prefix = &config.workload_prefix;
     let mut forward: Vec<String> = CT.iter().map(|s| s.to_string()).collect();
-    forward.push(format!("iifname \"{prefix}*\" iifname != @{WL_KNOWN} drop"));
-    forward.push(format!("oifname \"{prefix}*\" oifname != @{WL_KNOWN} drop"));
     forward.push(format!("iifname vmap @{WL_FROM}"));
-    forward.push(format!("oifname vmap @{WL_TO}"));
-    Chain {
-        hook: Some(Hook::Forward),
-        rules: forward,
-    }
+    forward.push(format!("iifname \"{prefix}*\" drop"));
+    forward.push(format!("goto {TO_WORKLOAD}"));
+    let to = vec![
+        format!("oifname vmap @{WL_TO}"),
+        format!("oifname \"{prefix}*\" drop"),
+    ];
+    [
+        (
+            "forward".to_string(),
+            Chain {
+                hook: Some(Hook::Forward),
+                rules: forward,
+            },
+        ),
+        (TO_WORKLOAD.to_string(), regular(to)),
+    ]
 }
 
 /// The names a workload interface gives its chains and dispatch entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadChains {
-    /// The element of `wl_known` and key of `wl_from`/`wl_to`: the quoted interface.
+    /// The key of `wl_from`/`wl_to`: the quoted interface.
     pub key: String,
     /// `w.<if>.in`.
     pub ingress: String,
@@ -261,14 +270,15 @@ impl WorkloadChains {
         }
     }
 
-    /// The `wl_from` verdict: jump to the egress chain.
+    /// The `wl_from` verdict: go to the egress chain (which goes on to
+    /// [`TO_WORKLOAD`] if it allows).
     pub fn from_verdict(&self) -> String {
-        format!("jump {}", self.egress)
+        format!("goto {}", self.egress)
     }
 
-    /// The `wl_to` verdict: jump to the ingress chain.
+    /// The `wl_to` verdict: go to the ingress chain.
     pub fn to_verdict(&self) -> String {
-        format!("jump {}", self.ingress)
+        format!("goto {}", self.ingress)
     }
 }
 
@@ -277,12 +287,12 @@ pub fn host_chain_name(name: &str, ingress: bool) -> String {
     format!("h.{name}.{}", direction(ingress))
 }
 
-/// What an endpoint chain does once the packet is allowed: a workload's egress returns
-/// (the destination's ingress is checked next in the same forward pass); everything else
+/// What an endpoint chain does once the packet is allowed: a workload's egress goes on to
+/// the destination's ingress ([`TO_WORKLOAD`]) in the same forward pass; everything else
 /// accepts.
 pub fn allow_verdict(kind: EndpointKind, ingress: bool) -> &'static str {
     match (kind, ingress) {
-        (EndpointKind::Workload, false) => "return",
+        (EndpointKind::Workload, false) => "goto to_workload",
         _ => "accept",
     }
 }
