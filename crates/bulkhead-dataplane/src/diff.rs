@@ -14,7 +14,7 @@
 //! 5. chains that go away flushed, then deleted; then sets and maps that go away.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use crate::table::{
@@ -72,9 +72,10 @@ impl<'a> TableDiff<'a> {
     /// What turns `old` into `new`.
     pub fn between(old: &Table, new: &'a Table) -> TableDiff<'a> {
         let mut d = TableDiff::default();
-        for (name, set) in &new.sets {
-            match old.sets.get(name) {
-                Some(o) if o.kind == set.kind => {
+        // Sets and chains are many: both tables are walked once in key order, no lookups.
+        for pair in zip(&old.sets, &new.sets) {
+            match pair {
+                Pair::Both(o, name, set) if o.kind == set.kind => {
                     let (gone, came) = walk(&o.elements, &set.elements);
                     if !gone.is_empty() || !came.is_empty() {
                         d.set_elements.push(SetElements {
@@ -86,8 +87,9 @@ impl<'a> TableDiff<'a> {
                         });
                     }
                 }
-                Some(_) => d.new_sets.push((name, set, true)),
-                None => d.new_sets.push((name, set, false)),
+                Pair::Both(_, name, set) => d.new_sets.push((name, set, true)),
+                Pair::New(name, set) => d.new_sets.push((name, set, false)),
+                Pair::Old(name) => d.gone_sets.push(name.clone()),
             }
         }
         let empty = VerdictMap::default();
@@ -118,32 +120,20 @@ impl<'a> TableDiff<'a> {
                 });
             }
         }
-        for (name, chain) in &new.chains {
-            match old.chains.get(name) {
-                Some(o) if o == chain => {}
-                Some(_) => d.chains.push((name, chain, false)),
-                None => d.chains.push((name, chain, true)),
+        for pair in zip(&old.chains, &new.chains) {
+            match pair {
+                Pair::Both(o, _, chain) if o == chain => {}
+                Pair::Both(_, name, chain) => d.chains.push((name, chain, false)),
+                Pair::New(name, chain) => d.chains.push((name, chain, true)),
+                Pair::Old(name) => d.gone_chains.push(name.clone()),
             }
         }
-        let gone = |names: Vec<&String>| names.into_iter().cloned().collect::<Vec<_>>();
-        d.gone_maps = gone(
-            old.maps
-                .keys()
-                .filter(|n| !new.maps.contains_key(*n))
-                .collect(),
-        );
-        d.gone_chains = gone(
-            old.chains
-                .keys()
-                .filter(|n| !new.chains.contains_key(*n))
-                .collect(),
-        );
-        d.gone_sets = gone(
-            old.sets
-                .keys()
-                .filter(|n| !new.sets.contains_key(*n))
-                .collect(),
-        );
+        d.gone_maps = old
+            .maps
+            .keys()
+            .filter(|n| !new.maps.contains_key(*n))
+            .cloned()
+            .collect();
         d
     }
 
@@ -286,6 +276,41 @@ impl<'a> TableDiff<'a> {
 }
 
 /// One merge walk of two sorted sets: what only `old` has, and what only `new` has.
+/// One key of two maps walked together ([`zip`]).
+enum Pair<'o, 'n, V> {
+    /// Only in the old map.
+    Old(&'o String),
+    /// Only in the new map.
+    New(&'n String, &'n V),
+    /// In both: old value, key and new value.
+    Both(&'o V, &'n String, &'n V),
+}
+
+/// Walks two maps together in key order: one comparison per step, no lookups.
+fn zip<'o, 'n, V>(
+    old: &'o BTreeMap<String, V>,
+    new: &'n BTreeMap<String, V>,
+) -> impl Iterator<Item = Pair<'o, 'n, V>> {
+    let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
+    std::iter::from_fn(move || {
+        let order = match (a.peek(), b.peek()) {
+            (Some((x, _)), Some((y, _))) => x.cmp(y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => return None,
+        };
+        match order {
+            Ordering::Less => a.next().map(|(k, _)| Pair::Old(k)),
+            Ordering::Greater => b.next().map(|(k, v)| Pair::New(k, v)),
+            Ordering::Equal => {
+                let (_, o) = a.next()?;
+                let (k, v) = b.next()?;
+                Some(Pair::Both(o, k, v))
+            }
+        }
+    })
+}
+
 fn walk<'a>(old: &BTreeSet<String>, new: &'a BTreeSet<String>) -> (Vec<String>, Vec<&'a String>) {
     let (mut gone, mut came) = (Vec::new(), Vec::new());
     let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());

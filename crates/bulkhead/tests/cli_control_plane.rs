@@ -836,7 +836,7 @@ fn an_agent_with_server_enforces_a_policy_applied_after_it_started() {
                 "netns", "exec", &node, "nft", "list", "map", "inet", "bulkhead", "wl_from",
             ])
             .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).matches("jump").count() == 2)
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).matches("goto").count() == 2)
     });
     assert!(ping(&a_ns, "10.66.9.2"), "open without policy");
 

@@ -228,7 +228,7 @@ fn workloads_from_the_cli_and_cni_are_enforced_by_the_agent() {
                 "netns", "exec", &node, "nft", "list", "map", "inet", "bulkhead", "wl_from",
             ])
             .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).matches("jump").count() == 2)
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).matches("goto").count() == 2)
     });
     assert!(ping(&a_ns, &b_ip), "open without policy");
 
