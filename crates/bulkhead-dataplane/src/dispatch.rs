@@ -217,6 +217,47 @@ mod tests {
         r
     }
 
+    /// The ingress reach of a GlobalNetworkPolicy with these ingress rules (YAML flow).
+    fn reach_of(rules: &str) -> Reach {
+        let text = format!(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: p}}\nspec:\n  selector: all()\n  ingress: {rules}\n"
+        );
+        let loaded = bulkhead_api::load_str("test.yaml", &text).expect("valid policy");
+        let policy = bulkhead_engine::incremental::policy(&loaded[0].resource)
+            .expect("compiles")
+            .expect("enforced policy");
+        Reach::of(&policy.ingress)
+    }
+
+    #[test]
+    fn reach_of_compiled_rules() {
+        // Numeric ports: exactly those, nothing the map does not key.
+        assert_eq!(
+            reach_of("[{action: Allow, protocol: TCP, destination: {ports: [80, '8000:8080', 81]}}]"),
+            reach(&[(TCP, 80, 81), (TCP, 8000, 8080)], false)
+        );
+        // A named port, notPorts only, or no ports: every port of the protocol.
+        for rule in [
+            "[{action: Allow, protocol: UDP, destination: {ports: [dns]}}]",
+            "[{action: Allow, protocol: UDP, destination: {notPorts: [53]}}]",
+            "[{action: Deny, protocol: UDP}]",
+        ] {
+            assert_eq!(reach_of(rule), reach(&[(UDP, 0, 65535)], false), "{rule}");
+        }
+        // Another protocol reaches only what the map does not key.
+        assert_eq!(reach_of("[{action: Allow, protocol: ICMP}]"), reach(&[], true));
+        // No protocol: everything.
+        assert_eq!(
+            reach_of("[{action: Pass, source: {nets: [10.0.0.0/8]}}]"),
+            reach(
+                &[(TCP, 0, 65535), (UDP, 0, 65535), (Protocol::SCTP, 0, 65535)],
+                true
+            )
+        );
+        // No rules: nothing.
+        assert_eq!(reach_of("[]"), Reach::default());
+    }
+
     #[test]
     fn merge_joins_overlapping_and_adjacent_ranges() {
         let mut v = vec![
