@@ -31,6 +31,16 @@ impl Source {
             Source::Server(s) => s.poll(),
         }
     }
+
+    /// Waits up to `timeout` for something to take: the server's watch streams wake the
+    /// agent as soon as a change arrives; a directory is only looked at again after the
+    /// whole interval.
+    pub fn wait(&mut self, timeout: Duration) {
+        match self {
+            Source::Dir(_) => std::thread::sleep(timeout),
+            Source::Server(s) => s.wait(timeout),
+        }
+    }
 }
 
 /// How an agent runs.
@@ -44,7 +54,8 @@ pub struct AgentConfig {
     pub netns: Option<String>,
     /// Where the cache lives (`None`: no cache).
     pub state_dir: Option<PathBuf>,
-    /// How often the source is checked for changes.
+    /// How often a directory source is checked for changes; the longest wait between
+    /// steps (a server source wakes the agent as soon as a change arrives).
     pub poll: Duration,
     /// How often the kernel table is read back and compared.
     pub resync: Duration,
@@ -78,7 +89,14 @@ pub struct Agent {
     fingerprint: Option<String>,
     last_check: Instant,
     calc: Calc,
+    /// Programmed but not yet in the cache: since when, and the last change.
+    unsaved: Option<(Instant, Instant)>,
 }
+
+/// The cache is written once changes paused this long...
+const CACHE_QUIET: Duration = Duration::from_millis(100);
+/// ...or, during a steady stream of changes, once the oldest unsaved one is this old.
+const CACHE_MAX_DELAY: Duration = Duration::from_secs(1);
 
 /// The incremental calculation of the node's table.
 struct Calc {
@@ -135,6 +153,7 @@ impl Agent {
             metrics,
             fingerprint: None,
             last_check: Instant::now(),
+            unsaved: None,
             config,
         }
     }
@@ -180,6 +199,26 @@ impl Agent {
         step
     }
 
+    /// Writes the installed table to the cache if it changed since the last write and
+    /// changes paused ([`CACHE_QUIET`]) or the oldest unsaved one is [`CACHE_MAX_DELAY`]
+    /// old; with `force`, whenever it changed. A restart therefore restores rules at most
+    /// about a second older than the last ones programmed, and the live sync that follows
+    /// brings them up to date.
+    pub fn save_cache(&mut self, force: bool) {
+        let Some((first, last)) = self.unsaved else {
+            return;
+        };
+        if !force && last.elapsed() < CACHE_QUIET && first.elapsed() < CACHE_MAX_DELAY {
+            return;
+        }
+        self.unsaved = None;
+        if let (Some(dir), Some(installed)) = (&self.config.state_dir, self.dataplane.installed())
+            && let Err(e) = cache::save(dir, installed)
+        {
+            tracing::warn!(error = %e, "could not write the cache");
+        }
+    }
+
     /// Computes the intended table after `updates` incrementally, in the calc graph.
     fn desired(&mut self, updates: Vec<Update>) -> Result<(), String> {
         self.calc.update(updates)?;
@@ -216,12 +255,11 @@ impl Agent {
                 // table takes long, and a burst of changes should not wait for it.
                 self.fingerprint = None;
                 self.last_check = Instant::now();
-                if let (Some(dir), Some(installed)) =
-                    (&self.config.state_dir, self.dataplane.installed())
-                    && let Err(e) = cache::save(dir, installed)
-                {
-                    tracing::warn!(error = %e, "could not write the cache");
-                }
+                // The cache is written after the change, when changes pause (see
+                // `save_cache`): serialising and syncing a big table takes milliseconds,
+                // which the next change of a burst should not wait for.
+                let now = Instant::now();
+                self.unsaved = Some((self.unsaved.map_or(now, |(first, _)| first), now));
                 Ok(true)
             }
             Err(e) => {
@@ -284,7 +322,8 @@ impl Agent {
         }
     }
 
-    /// Runs until `stop` is set: restore, then step every poll interval.
+    /// Runs until `stop` is set: restore, then step whenever the source has something,
+    /// and at least every poll interval.
     pub fn run(&mut self, stop: &AtomicBool) {
         match self.restore() {
             Ok(true) => tracing::info!("restored the last rules from the cache"),
@@ -293,7 +332,16 @@ impl Agent {
         }
         while !stop.load(Ordering::Relaxed) {
             let _ = self.step();
-            std::thread::sleep(self.config.poll);
+            self.save_cache(false);
+            self.source.wait(self.config.poll);
         }
+        self.save_cache(true);
+    }
+}
+
+impl Drop for Agent {
+    /// An agent that ends (not one that is killed) leaves the cache current.
+    fn drop(&mut self) {
+        self.save_cache(true);
     }
 }

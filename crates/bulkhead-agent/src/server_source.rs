@@ -131,6 +131,18 @@ impl ServerSource {
             .collect()))
     }
 
+    /// Waits up to `timeout` for a message from the sync threads and takes it (the rest
+    /// waiting is taken by [`ServerSource::poll`]).
+    pub fn wait(&mut self, timeout: Duration) {
+        match self.rx.recv_timeout(timeout) {
+            Ok(m) => self.apply(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // Every sync thread is gone (none could start): nothing will come, but the
+            // agent's loop must not spin.
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(timeout),
+        }
+    }
+
     /// True once every kind has been listed at least once.
     pub fn synced(&self) -> bool {
         self.listed.len() == Kind::ALL.len()
@@ -368,6 +380,32 @@ mod tests {
             })
             .expect("send");
         }
+    }
+
+    #[test]
+    fn wait_wakes_up_for_a_change_instead_of_sleeping_the_interval() {
+        let (mut s, tx) = source();
+        list_all_empty_but(&tx, Kind::GlobalNetworkPolicy, vec![]);
+        assert!(s.poll().expect("listed").expect("valid").is_empty());
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            tx.send(Message::Put(gnp("a", "1", "all()"))).expect("send");
+            tx
+        });
+        let start = std::time::Instant::now();
+        // An interval no test run reaches: returning at all means the message woke it.
+        s.wait(Duration::from_secs(600));
+        assert!(start.elapsed() < Duration::from_secs(300));
+        assert_eq!(
+            s.poll().expect("changed").expect("valid"),
+            vec![Update::Upsert(gnp("a", "1", "all()"))]
+        );
+        let tx = sender.join().expect("sender");
+        drop(tx);
+        // With every sender gone, waiting still takes the interval (no busy loop).
+        let start = std::time::Instant::now();
+        s.wait(Duration::from_millis(30));
+        assert!(start.elapsed() >= Duration::from_millis(30));
     }
 
     #[test]

@@ -233,7 +233,9 @@ mod tests {
     fn reach_of_compiled_rules() {
         // Numeric ports: exactly those, nothing the map does not key.
         assert_eq!(
-            reach_of("[{action: Allow, protocol: TCP, destination: {ports: [80, '8000:8080', 81]}}]"),
+            reach_of(
+                "[{action: Allow, protocol: TCP, destination: {ports: [80, '8000:8080', 81]}}]"
+            ),
             reach(&[(TCP, 80, 81), (TCP, 8000, 8080)], false)
         );
         // A named port, notPorts only, or no ports: every port of the protocol.
@@ -245,7 +247,10 @@ mod tests {
             assert_eq!(reach_of(rule), reach(&[(UDP, 0, 65535)], false), "{rule}");
         }
         // Another protocol reaches only what the map does not key.
-        assert_eq!(reach_of("[{action: Allow, protocol: ICMP}]"), reach(&[], true));
+        assert_eq!(
+            reach_of("[{action: Allow, protocol: ICMP}]"),
+            reach(&[], true)
+        );
         // No protocol: everything.
         assert_eq!(
             reach_of("[{action: Pass, source: {nets: [10.0.0.0/8]}}]"),

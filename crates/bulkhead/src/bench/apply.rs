@@ -41,7 +41,8 @@ fn wep(name: &str, app: &str, node: &str, ip: Ipv4Addr) -> String {
     )
 }
 
-fn policy(p: usize, port: u16) -> String {
+/// Policy `p` of the scenario, allowing `port`.
+pub(super) fn policy(p: usize, port: u16) -> String {
     format!(
         "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: p{p}}}\nspec:\n  order: {p}\n  selector: app == 'app{}'\n  ingress:\n    - {{action: Allow, protocol: TCP, source: {{selector: app == 'app{}'}}, destination: {{ports: [{port}]}}}}\n---\n",
         p % 1000,
@@ -49,7 +50,19 @@ fn policy(p: usize, port: u16) -> String {
     )
 }
 
-fn load(text: &str) -> anyhow::Result<Vec<Resource>> {
+/// The application a label change moves a remote endpoint to (from `current`): the
+/// source application of a policy that selects a local endpoint, so that the move always
+/// changes a set in the node's table (most applications are in no rendered set).
+pub(super) fn moved_app(i: usize, local: usize, current: Option<&String>) -> String {
+    let local = local.clamp(1, 1000);
+    (0..local)
+        .map(|k| format!("app{}", (((i + k) % local) * 7 + 3) % 1000))
+        .find(|app| Some(app) != current)
+        .unwrap_or_else(|| "app3".into())
+}
+
+/// Loads generated YAML.
+pub(super) fn load(text: &str) -> anyhow::Result<Vec<Resource>> {
     bulkhead_api::load_str("bench.yaml", text)
         .map(|l| l.into_iter().map(|l| l.resource).collect())
         .map_err(|e| anyhow::anyhow!("the generated scenario does not load: {e}"))
@@ -57,7 +70,11 @@ fn load(text: &str) -> anyhow::Result<Vec<Resource>> {
 
 /// The scenario's resources: local endpoints first, then remote ones, then policies
 /// (policy `p` is at index `local + remote + p`).
-fn resources(local: usize, remote: usize, policies: usize) -> anyhow::Result<Vec<Resource>> {
+pub(super) fn resources(
+    local: usize,
+    remote: usize,
+    policies: usize,
+) -> anyhow::Result<Vec<Resource>> {
     let mut docs = String::new();
     for i in 0..local {
         let ip = Ipv4Addr::new(10, 65, (i >> 8) as u8, i as u8);
@@ -138,9 +155,8 @@ pub fn run(
         }
         // A remote endpoint moves to another application: set memberships change.
         if let Some(Resource::WorkloadEndpoint(w)) = state.get_mut(local + i % remote.max(1)) {
-            w.metadata
-                .labels
-                .insert("app".into(), format!("app{}", (i * 13 + 5) % 1000));
+            let app = moved_app(i, local, w.metadata.labels.get("app"));
+            w.metadata.labels.insert("app".into(), app);
             let moved = Resource::WorkloadEndpoint(w.clone());
             let start = Instant::now();
             graph.apply(Update::Upsert(moved));

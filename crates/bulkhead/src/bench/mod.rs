@@ -3,6 +3,7 @@
 //! for docs/perf.md. Needs root; never touches the machine's own network.
 
 mod apply;
+mod end_to_end;
 mod packets;
 
 use std::process::ExitCode;
@@ -39,6 +40,22 @@ pub enum Command {
         /// Write each point's rendered table (an `nft -f` script) into this directory.
         #[arg(long)]
         dump_tables: Option<std::path::PathBuf>,
+    },
+    /// Change -> enforced latency through a real server and agent process: from the API
+    /// write to the node's kernel (the write's own round trip as the baseline).
+    EndToEnd {
+        /// Local endpoints on the node.
+        #[arg(long, default_value_t = 200)]
+        local: usize,
+        /// Endpoints elsewhere in the cluster.
+        #[arg(long, default_value_t = 50_000)]
+        remote: usize,
+        /// Policies in the cluster.
+        #[arg(long, default_value_t = 10_000)]
+        policies: usize,
+        /// Changes of each kind to time.
+        #[arg(long, default_value_t = 100)]
+        changes: usize,
     },
     /// Change -> enforced latency: policy changes and label changes, computed and applied
     /// as the agent does; a full table reload as the baseline.
@@ -97,6 +114,20 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             let points = packets::run(&policies, &options, &stop)?;
             print_packets(&points, &options, &load_before, &load_average());
         }
+        Command::EndToEnd {
+            local,
+            remote,
+            policies,
+            changes,
+        } => {
+            let results = end_to_end::run(local, remote, policies, changes)?;
+            print_latencies(
+                &format!(
+                    "{local} local endpoints, {remote} cluster endpoints, {policies} policies, {changes} changes each; a server and an agent process"
+                ),
+                &results,
+            );
+        }
         Command::Apply {
             local,
             remote,
@@ -104,25 +135,33 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             changes,
         } => {
             let results = apply::run(local, remote, policies, changes)?;
-            println!(
-                "{local} local endpoints, {remote} cluster endpoints, {policies} policies, {changes} changes each\n"
+            print_latencies(
+                &format!(
+                    "{local} local endpoints, {remote} cluster endpoints, {policies} policies, {changes} changes each"
+                ),
+                &results,
             );
-            println!("| change | samples | p50 ms | p99 ms | max ms |");
-            println!("|---|---:|---:|---:|---:|");
-            for l in results {
-                let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-                println!(
-                    "| {} | {} | {:.1} | {:.1} | {:.1} |",
-                    l.what,
-                    l.samples.len(),
-                    ms(l.quantile(0.5)),
-                    ms(l.quantile(0.99)),
-                    ms(l.quantile(1.0))
-                );
-            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A latency table (p50, p99, max in ms) under a one-line description.
+fn print_latencies(description: &str, results: &[apply::Latencies]) {
+    println!("{description}\n");
+    println!("| change | samples | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for l in results {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} |",
+            l.what,
+            l.samples.len(),
+            ms(l.quantile(0.5)),
+            ms(l.quantile(0.99)),
+            ms(l.quantile(1.0))
+        );
+    }
 }
 
 /// `/proc/loadavg`'s three load averages.

@@ -52,7 +52,9 @@ pub struct Args {
     /// Serve /metrics and /healthz here.
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// How often the resource directory is checked, in milliseconds.
+    /// How often the resource directory is checked, in milliseconds (with --server,
+    /// changes are taken as soon as the watch delivers them; this is then only how often
+    /// the agent wakes up with nothing to do).
     #[arg(long, default_value_t = 100)]
     poll_ms: u64,
     /// How often the kernel table is read back and compared, in seconds.
