@@ -202,7 +202,7 @@ fn upload(url: &str, token: &str, resources: &[Resource]) -> anyhow::Result<()> 
                             .create(r)
                             .with_context(|| format!("creating {}", r.key()))?;
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if n % 10_000 == 0 {
+                        if n.is_multiple_of(10_000) {
                             eprintln!(
                                 "uploaded {n} of {} resources ({:.0} s)",
                                 resources.len(),
