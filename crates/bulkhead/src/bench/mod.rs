@@ -204,12 +204,12 @@ fn print_packets(
         }
     );
     println!(
-        "| policies | rules | set elements | conn/s no firewall | conn/s conntrack only | conn/s with policy | ratio policy/none | MB/s no firewall | MB/s with policy | ratio | losses none/ct/policy |"
+        "| policies | rules | set elements | conn/s no firewall | conn/s conntrack only | conn/s with policy | ratio policy/none | ratio ct/none | ratio policy/ct | MB/s no firewall | MB/s with policy | ratio | losses none/ct/policy |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for p in points {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{}/{} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{}/{} |",
             p.policies,
             p.rules,
             p.elements,
@@ -217,6 +217,8 @@ fn print_packets(
             range(p.connections(Conntrack), 1.0),
             range(p.connections(Policy), 1.0),
             ratio(p.connection_ratios(Policy)),
+            ratio(p.connection_ratios(Conntrack)),
+            ratio(p.connection_ratios_to(Policy, Conntrack)),
             range(p.throughput(NoFirewall), 1e6),
             range(p.throughput(Policy), 1e6),
             ratio(p.throughput_ratios(Policy)),
@@ -226,7 +228,7 @@ fn print_packets(
         );
     }
     println!(
-        "\nMedian (min–max) over rounds; ratios are per round (policy / no firewall of the same round). Losses: failed connects + client SYN retransmissions + server listen drops, all rounds.\n"
+        "\nMedian (min–max) over rounds; ratios are per round (of the same round's samples): policy / no firewall is the target's, ct / none what conntrack alone costs, policy / ct what the table costs on top. Losses: failed connects + client SYN retransmissions + server listen drops, all rounds.\n"
     );
     println!(
         "| policies | round | order | conn/s none | conn/s ct | conn/s policy | MB/s none | MB/s ct | MB/s policy |"

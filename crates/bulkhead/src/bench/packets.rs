@@ -200,10 +200,16 @@ impl Point {
     /// Per-round ratio of `variant`'s connection rate to the no-firewall one of the same
     /// round.
     pub fn connection_ratios(&self, variant: Variant) -> Spread {
+        self.connection_ratios_to(variant, Variant::NoFirewall)
+    }
+
+    /// Per-round connection-rate ratio of `variant` to `base` (policy to conntrack only
+    /// tells the table's own cost from conntrack's).
+    pub fn connection_ratios_to(&self, variant: Variant, base: Variant) -> Spread {
         Spread::of(
             self.rounds
                 .iter()
-                .map(|r| r.sample(variant).connections / r.sample(Variant::NoFirewall).connections)
+                .map(|r| r.sample(variant).connections / r.sample(base).connections)
                 .collect(),
         )
     }
