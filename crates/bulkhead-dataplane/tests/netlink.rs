@@ -100,7 +100,7 @@ fn netlink_element_diffs_list_exactly_like_a_fresh_nft_load() {
             &[("\"cali1\"", "jump w.cali1.out")],
         ),
         // Removals, a prefix replaced by a wider one in the same batch, a map value
-        // changed, an interval set emptied.
+        // changed (jump to goto), an interval set emptied.
         table(
             &["10.65.0.0/23"],
             &[],
@@ -109,8 +109,9 @@ fn netlink_element_diffs_list_exactly_like_a_fresh_nft_load() {
             &["10.65.0.1 . tcp . 8080"],
             &[],
             &["\"cali2\""],
+            // `goto` is what the renderer's interface maps hold.
             &[
-                ("\"cali1\"", "jump w.cali2.out"),
+                ("\"cali1\"", "goto w.cali2.out"),
                 ("\"cali2\"", "jump w.cali2.out"),
             ],
         ),
