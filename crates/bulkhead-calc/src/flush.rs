@@ -4,8 +4,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use bulkhead_dataplane::render::{
     LocalEndpoint, ProfileChain, TierChains, WL_FROM, WL_TO, WorkloadChains, allow_verdict,
-    endpoint_chains, host_base_chains, host_chain_name, policy_chain, policy_chain_name,
-    policy_reach, profile_chain, profile_chain_name,
+    endpoint_chains, endpoint_profiles, host_base_chains, host_chain_name, policy_chain,
+    policy_chain_name, policy_reach, profile_chain,
 };
 use bulkhead_dataplane::rules::{SetRequest, SetRequests};
 use bulkhead_dataplane::table::{Chain, Set};
@@ -99,22 +99,17 @@ impl CalcGraph {
                         .collect(),
                 })
                 .collect();
-            let profiles: Vec<ProfileChain<'_>> = endpoint
-                .profiles
-                .iter()
-                .map(|name| {
-                    if self.inherit.profile_exists(name) {
-                        let chain = profile_chain_name(name, ingress);
-                        rendered.chains.push((
-                            chain.clone(),
-                            ChainSource::Profile(name.to_string(), ingress),
-                        ));
-                        ProfileChain::Exists(chain)
-                    } else {
-                        ProfileChain::Missing(name)
-                    }
-                })
-                .collect();
+            let profiles = endpoint_profiles(&endpoint.profiles, ingress, |name| {
+                self.inherit.profile(name)
+            });
+            for (profile, name) in profiles.iter().zip(&endpoint.profiles) {
+                if let ProfileChain::Exists(chain) = profile {
+                    rendered.chains.push((
+                        chain.clone(),
+                        ChainSource::Profile(name.to_string(), ingress),
+                    ));
+                }
+            }
             let chains = endpoint_chains(&tiers, &profiles, allow_verdict(kind, ingress), ingress);
             for (name, rules) in chains.classes {
                 rendered.chains.push((name, ChainSource::Class(rules)));

@@ -100,17 +100,6 @@ impl InheritIndex {
         (name == DEFAULT_ALLOW_PROFILE).then(|| allow_all_profile(name))
     }
 
-    /// True if the profile called `name` exists.
-    pub(crate) fn profile_exists(&self, name: &str) -> bool {
-        self.profiles.contains_key(name)
-            || name
-                .strip_prefix("kns.")
-                .and_then(|ns| self.namespaces.get(ns))
-                .is_some_and(|p| p.profile_labels.is_some())
-            || self.sa_profiles.contains_key(name)
-            || name == DEFAULT_ALLOW_PROFILE
-    }
-
     /// The items that name parent `name`.
     pub(crate) fn children(&self, name: &str) -> impl Iterator<Item = ItemId> + '_ {
         self.children.get(name).into_iter().flatten().copied()
@@ -258,7 +247,7 @@ mod tests {
     #[test]
     fn implied_and_explicit_namespaces_balance() {
         let mut idx = InheritIndex::default();
-        assert!(!idx.profile_exists("kns.a"));
+        assert!(idx.profile("kns.a").is_none());
         assert_eq!(idx.imply_namespace("a", 1), vec!["kns.a".to_string()]);
         assert_eq!(idx.imply_namespace("a", 1), Vec::<String>::new());
         assert_eq!(
@@ -273,9 +262,9 @@ mod tests {
         );
         assert_eq!(idx.imply_namespace("a", -1), Vec::<String>::new());
         assert_eq!(idx.imply_namespace("a", -1), Vec::<String>::new());
-        assert!(idx.profile_exists("kns.a"));
+        assert!(idx.profile("kns.a").is_some());
         assert_eq!(idx.set_namespace("a", None), vec!["kns.a".to_string()]);
-        assert!(!idx.profile_exists("kns.a"));
+        assert!(idx.profile("kns.a").is_none());
         assert!(idx.namespaces.is_empty());
     }
 
@@ -311,7 +300,7 @@ mod tests {
         );
         idx.imply_service_account(key.clone(), -1);
         idx.set_service_account(key, None);
-        assert!(!idx.profile_exists("ksa.ns.sa"));
+        assert!(idx.profile("ksa.ns.sa").is_none());
         assert!(idx.service_accounts.is_empty() && idx.sa_profiles.is_empty());
     }
 }

@@ -24,8 +24,9 @@
 //! differently (here by scanning the [`Cluster`]).
 
 use bulkhead_api::Resource;
+use bulkhead_api::values::Action;
 use bulkhead_api::values::TierDefaultAction;
-use bulkhead_engine::compile::{Policy, PolicyClass, Profile};
+use bulkhead_engine::compile::{Entity, Policy, PolicyClass, Profile, Rule};
 use bulkhead_engine::eval::{FAILSAFE_INBOUND, FAILSAFE_OUTBOUND};
 use bulkhead_engine::{Cluster, EndpointKind, Mode, PolicyRef};
 
@@ -314,8 +315,64 @@ pub struct TierChains<'a> {
 pub enum ProfileChain<'a> {
     /// The profile exists: its chain ([`profile_chain_name`]).
     Exists(String),
+    /// The profile's first rule in this direction allows everything (a namespace's
+    /// profile, typically): the endpoint chain allows here, without a jump.
+    AllowsAll,
     /// No profile of this name exists: the endpoint chain drops here.
     Missing(&'a str),
+}
+
+/// An endpoint's profiles for one direction, in order, up to the first that allows
+/// everything (nothing after it is reached); `lookup` finds a profile by name.
+pub fn endpoint_profiles<'a, S: AsRef<str>, P: std::borrow::Borrow<Profile>>(
+    names: &'a [S],
+    ingress: bool,
+    mut lookup: impl FnMut(&str) -> Option<P>,
+) -> Vec<ProfileChain<'a>> {
+    let mut out = Vec::new();
+    for name in names {
+        let name = name.as_ref();
+        match lookup(name) {
+            Some(p) if allows_everything(direction_rules(p.borrow(), ingress)) => {
+                out.push(ProfileChain::AllowsAll);
+                break;
+            }
+            Some(_) => out.push(ProfileChain::Exists(profile_chain_name(name, ingress))),
+            None => out.push(ProfileChain::Missing(name)),
+        }
+    }
+    out
+}
+
+fn direction_rules(profile: &Profile, ingress: bool) -> &[Rule] {
+    if ingress {
+        &profile.ingress
+    } else {
+        &profile.egress
+    }
+}
+
+/// True if the first of `rules` allows every packet: an Allow with no criteria at all.
+fn allows_everything(rules: &[Rule]) -> bool {
+    let Some(r) = rules.first() else {
+        return false;
+    };
+    let open = |e: &Entity| {
+        e.nets.is_empty()
+            && e.not_nets.is_empty()
+            && e.ports.is_empty()
+            && e.not_ports.is_empty()
+            && e.selector.is_none()
+            && e.not_selector.is_none()
+    };
+    r.action == Action::Allow
+        && r.ip_version.is_none()
+        && r.protocol.is_none()
+        && r.not_protocol.is_none()
+        && r.icmp.is_none()
+        && r.not_icmp.is_none()
+        && open(&r.src)
+        && open(&r.dst)
 }
 
 /// The base chains of a node with host endpoints: `failsafe.in`/`failsafe.out` and the
@@ -483,6 +540,10 @@ fn tier_rules(
                 rules.push(format!("jump {chain}"));
                 rules.push(accepted.clone());
             }
+            ProfileChain::AllowsAll => {
+                rules.push(allow.to_string());
+                return rules;
+            }
             ProfileChain::Missing(name) => {
                 rules.push(format!("drop comment \"profile {name} does not exist\""))
             }
@@ -524,22 +585,16 @@ fn cluster_endpoint_rules(
                 .collect(),
         })
         .collect();
-    let profiles: Vec<ProfileChain<'_>> = endpoint
-        .profiles
-        .iter()
-        .map(|name| match cluster.profile(name) {
-            Some(profile) => {
-                let chain = profile_chain_name(&profile.name, ingress);
-                if !table.chains.contains_key(&chain) {
-                    table
-                        .chains
-                        .insert(chain.clone(), profile_chain(profile, ingress, sets));
-                }
-                ProfileChain::Exists(chain)
-            }
-            None => ProfileChain::Missing(name),
-        })
-        .collect();
+    let profiles = endpoint_profiles(&endpoint.profiles, ingress, |name| cluster.profile(name));
+    for (profile, name) in profiles.iter().zip(&endpoint.profiles) {
+        if let (ProfileChain::Exists(chain), Some(p)) = (profile, cluster.profile(name.as_ref()))
+            && !table.chains.contains_key(chain)
+        {
+            table
+                .chains
+                .insert(chain.clone(), profile_chain(p, ingress, sets));
+        }
+    }
     let chains = endpoint_chains(
         &tiers,
         &profiles,
@@ -639,5 +694,43 @@ fn chain_id(id: &PolicyRef) -> String {
     match &id.namespace {
         Some(ns) => format!("{}.{ns}/{}", id.kind.short_name(), id.name),
         None => format!("{}.{}", id.kind.short_name(), id.name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A profile's ingress rules, compiled from YAML flow.
+    fn ingress(rules: &str) -> Vec<Rule> {
+        let text = format!(
+            "apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata: {{name: p}}\nspec:\n  ingress: {rules}\n"
+        );
+        let loaded = bulkhead_api::load_str("test.yaml", &text).expect("valid profile");
+        let bulkhead_api::Resource::Profile(p) = &loaded[0].resource else {
+            panic!("not a profile");
+        };
+        bulkhead_engine::incremental::profile(p)
+            .expect("compiles")
+            .ingress
+    }
+
+    #[test]
+    fn only_an_unconditional_allow_first_allows_everything() {
+        assert!(allows_everything(&ingress("[{action: Allow}]")));
+        assert!(allows_everything(&ingress(
+            "[{action: Allow}, {action: Deny, protocol: TCP}]"
+        )));
+        for rules in [
+            "[]",
+            "[{action: Allow, protocol: TCP}]",
+            "[{action: Allow, source: {nets: [10.0.0.0/8]}}]",
+            "[{action: Allow, destination: {selector: app == 'x'}}]",
+            "[{action: Allow, ipVersion: 4}]",
+            "[{action: Log}, {action: Allow}]",
+            "[{action: Deny}]",
+        ] {
+            assert!(!allows_everything(&ingress(rules)), "{rules}");
+        }
     }
 }
