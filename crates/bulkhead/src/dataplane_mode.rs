@@ -28,13 +28,14 @@ pub struct DataplaneBackend {
     world: Option<World>,
 }
 
-/// One case's namespaces and dataplanes.
+/// One case's namespaces and dataplanes. Fields drop in order: the dataplanes first, so
+/// that their `nft -i` sessions have ended before the namespaces they run in are deleted.
 struct World {
+    node_dataplane: Dataplane<CommandRunner>,
+    host_dataplanes: HashMap<String, Dataplane<CommandRunner>>,
     node: NodeSandbox,
     endpoints: HashMap<String, Endpoint>,
     served: HashMap<String, HashSet<Service>>,
-    node_dataplane: Dataplane<CommandRunner>,
-    host_dataplanes: HashMap<String, Dataplane<CommandRunner>>,
     placeholders: u8,
 }
 
