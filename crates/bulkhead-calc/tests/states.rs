@@ -53,6 +53,27 @@ spec: {nodeName: node-b}
 status: {podIP: 10.0.0.9}
 "#;
 
+/// A local pod and one policy on port 80: the two dispatch states differ only in the
+/// other policy. (A macro, so that `concat!` takes it.)
+macro_rules! web_pod_and_policy_a {
+    () => {
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {nodeName: node-a}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web-a, namespace: shop}
+spec:
+  selector: app == 'web'
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]
+---"#
+    };
+}
+
 fn states() -> Vec<State> {
     vec![
         State {
@@ -238,20 +259,7 @@ status: {podIP: 10.0.0.1}
         State {
             name: "two policies on one pod: its ingress chain dispatches by port",
             yaml: concat!(
-                r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: web, namespace: shop, labels: {app: web}}
-spec: {nodeName: node-a}
-status: {podIP: 10.0.0.1}
----
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {name: web-a, namespace: shop}
-spec:
-  selector: app == 'web'
-  ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]
----"#,
+                web_pod_and_policy_a!(),
                 r#"
 apiVersion: projectcalico.org/v3
 kind: NetworkPolicy
@@ -270,20 +278,7 @@ spec:
         State {
             name: "the same policies, one with other ports only",
             yaml: concat!(
-                r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: web, namespace: shop, labels: {app: web}}
-spec: {nodeName: node-a}
-status: {podIP: 10.0.0.1}
----
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {name: web-a, namespace: shop}
-spec:
-  selector: app == 'web'
-  ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]
----"#,
+                web_pod_and_policy_a!(),
                 r#"
 apiVersion: projectcalico.org/v3
 kind: NetworkPolicy

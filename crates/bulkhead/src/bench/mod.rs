@@ -43,36 +43,27 @@ pub enum Command {
     },
     /// Change -> enforced latency through a real server and agent process: from the API
     /// write to the node's kernel (the write's own round trip as the baseline).
-    EndToEnd {
-        /// Local endpoints on the node.
-        #[arg(long, default_value_t = 200)]
-        local: usize,
-        /// Endpoints elsewhere in the cluster.
-        #[arg(long, default_value_t = 50_000)]
-        remote: usize,
-        /// Policies in the cluster.
-        #[arg(long, default_value_t = 10_000)]
-        policies: usize,
-        /// Changes of each kind to time.
-        #[arg(long, default_value_t = 100)]
-        changes: usize,
-    },
+    EndToEnd(Changes),
     /// Change -> enforced latency: policy changes and label changes, computed and applied
     /// as the agent does; a full table reload as the baseline.
-    Apply {
-        /// Local endpoints on the node.
-        #[arg(long, default_value_t = 200)]
-        local: usize,
-        /// Endpoints elsewhere in the cluster.
-        #[arg(long, default_value_t = 50_000)]
-        remote: usize,
-        /// Policies in the cluster.
-        #[arg(long, default_value_t = 10_000)]
-        policies: usize,
-        /// Changes of each kind to time.
-        #[arg(long, default_value_t = 100)]
-        changes: usize,
-    },
+    Apply(Changes),
+}
+
+/// The scenario and the number of changes of the change-latency benchmarks.
+#[derive(clap::Args)]
+pub struct Changes {
+    /// Local endpoints on the node.
+    #[arg(long, default_value_t = 200)]
+    local: usize,
+    /// Endpoints elsewhere in the cluster.
+    #[arg(long, default_value_t = 50_000)]
+    remote: usize,
+    /// Policies in the cluster.
+    #[arg(long, default_value_t = 10_000)]
+    policies: usize,
+    /// Changes of each kind to time.
+    #[arg(long, default_value_t = 100)]
+    changes: usize,
 }
 
 /// Runs a benchmark and prints its table.
@@ -114,12 +105,12 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             let points = packets::run(&policies, &options, &stop)?;
             print_packets(&points, &options, &load_before, &load_average());
         }
-        Command::EndToEnd {
+        Command::EndToEnd(Changes {
             local,
             remote,
             policies,
             changes,
-        } => {
+        }) => {
             let results = end_to_end::run(local, remote, policies, changes)?;
             print_latencies(
                 &format!(
@@ -128,12 +119,12 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 &results,
             );
         }
-        Command::Apply {
+        Command::Apply(Changes {
             local,
             remote,
             policies,
             changes,
-        } => {
+        }) => {
             let results = apply::run(local, remote, policies, changes)?;
             print_latencies(
                 &format!(
