@@ -186,5 +186,8 @@ fn a_policy_change_is_enforced_when_apply_returns() {
         records.iter().all(|r| !(r.pair == "c->d" && r.connected)),
         "c was never allowed"
     );
+    // The agents write their caches when they end: before the directory goes.
+    drop(agent1);
+    drop(agent2);
     drop(dir);
 }
