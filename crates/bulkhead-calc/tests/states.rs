@@ -53,11 +53,13 @@ spec: {nodeName: node-b}
 status: {podIP: 10.0.0.9}
 "#;
 
-/// A local pod and one policy on port 80: the two dispatch states differ only in the
-/// other policy. (A macro, so that `concat!` takes it.)
-macro_rules! web_pod_and_policy_a {
-    () => {
-        r#"
+/// A local pod, one policy on port 80 and one on `$b_ports` (a YAML flow list): the two
+/// dispatch states differ only in the second policy's ports. (A macro, so that the text is
+/// a literal.)
+macro_rules! web_pod_and_two_policies {
+    ($b_ports:literal) => {
+        concat!(
+            r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: web, namespace: shop, labels: {app: web}}
@@ -70,7 +72,16 @@ metadata: {name: web-a, namespace: shop}
 spec:
   selector: app == 'web'
   ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]
----"#
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web-b, namespace: shop}
+spec:
+  selector: app == 'web'
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: "#,
+            $b_ports,
+            "}}]\n"
+        )
     };
 }
 
@@ -258,17 +269,7 @@ status: {podIP: 10.0.0.1}
         },
         State {
             name: "two policies on one pod: its ingress chain dispatches by port",
-            yaml: concat!(
-                web_pod_and_policy_a!(),
-                r#"
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {name: web-b, namespace: shop}
-spec:
-  selector: app == 'web'
-  ingress: [{action: Allow, protocol: TCP, destination: {ports: [443]}}]
-"#
-            ),
+            yaml: web_pod_and_two_policies!(r#"[443]"#),
             expect: |t| {
                 let vmap = ingress_dispatch(t);
                 assert!(vmap.contains("tcp . 80 : goto d."), "{vmap}");
@@ -277,17 +278,7 @@ spec:
         },
         State {
             name: "the same policies, one with other ports only",
-            yaml: concat!(
-                web_pod_and_policy_a!(),
-                r#"
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {name: web-b, namespace: shop}
-spec:
-  selector: app == 'web'
-  ingress: [{action: Allow, protocol: TCP, destination: {ports: ["8000:8080"]}}]
-"#
-            ),
+            yaml: web_pod_and_two_policies!(r#"["8000:8080"]"#),
             expect: |t| {
                 let vmap = ingress_dispatch(t);
                 assert!(vmap.contains("tcp . 8000-8080 : goto d."), "{vmap}");
