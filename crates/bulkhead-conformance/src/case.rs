@@ -363,7 +363,8 @@ pub struct DecidedBy {
     /// Name.
     #[serde(default)]
     pub name: Option<String>,
-    /// Rule index, `end-of-tier` or `no-profile`.
+    /// Rule index, `end-of-tier` or `no-profile` (Bulkhead's own cases also use
+    /// `failsafe` and `untracked-reply`, the engine's other rule references).
     pub rule: RuleSpec,
 }
 

@@ -108,6 +108,9 @@ pub enum RuleRef {
     NoProfile,
     /// A failsafe port of a host endpoint (evaluated before any policy).
     Failsafe,
+    /// The reply of the connection does not get through the host endpoint: no untracked
+    /// policy allows it while the request was untracked, or one denies it.
+    UntrackedReply,
 }
 
 impl fmt::Display for RuleRef {
@@ -117,6 +120,7 @@ impl fmt::Display for RuleRef {
             RuleRef::EndOfTier => f.write_str("end-of-tier"),
             RuleRef::NoProfile => f.write_str("no-profile"),
             RuleRef::Failsafe => f.write_str("failsafe"),
+            RuleRef::UntrackedReply => f.write_str("untracked-reply"),
         }
     }
 }
@@ -166,6 +170,7 @@ impl Hit {
             RuleRef::Index(i) => i.to_string(),
             RuleRef::EndOfTier | RuleRef::NoProfile => "-1".into(),
             RuleRef::Failsafe => "failsafe".into(),
+            RuleRef::UntrackedReply => "untracked-reply".into(),
         };
         format!("{index}|{tier}|{}|{}|{rule}", self.policy, self.action)
     }

@@ -5,7 +5,9 @@
 //! Pass leaves the tier. A tier in which nothing decided applies its default action (Deny
 //! unless the tier says Pass). If every tier passed, or none applied, the endpoint's
 //! profiles decide; nothing matching there denies. Host endpoints first let their failsafe
-//! ports through, then run untracked and pre-DNAT policies (whose tiers end in Pass).
+//! ports through, then run untracked and pre-DNAT policies (whose tiers end in Pass). An
+//! untracked packet's reply is not tracked either: the connection needs the reply allowed
+//! too (see [`Flow::reply`] for what the model knows of it).
 //!
 //! There is one walk. It reports what it does to a [`Sink`]: `evaluate` records the tiers
 //! and hits of the trace, while verdict-only callers ([`Cluster::verdict`], the
@@ -205,39 +207,120 @@ impl Cluster {
         sink: &mut impl Sink,
     ) -> Verdict {
         let endpoint = &self.endpoints[ep];
-        let lists = self.endpoint_policies(ep);
-        if endpoint.kind == EndpointKind::Host {
-            let failsafe = if ingress {
-                FAILSAFE_INBOUND
-            } else {
-                FAILSAFE_OUTBOUND
-            };
-            if flow
-                .dst_port
-                .is_some_and(|p| failsafe.contains(&(flow.protocol, p)))
-            {
-                sink.hit(|| Hit {
-                    tier: None,
-                    policy: PolicyRef {
-                        kind: Kind::HostEndpoint,
-                        namespace: None,
-                        name: endpoint.name.clone(),
-                    },
-                    action: HitAction::Allow,
-                    rule: RuleRef::Failsafe,
-                });
-                return Verdict::Allow;
-            }
-            let early: &[PolicyClass] = if ingress {
-                &[PolicyClass::Untracked, PolicyClass::PreDnat]
-            } else {
-                &[PolicyClass::Untracked]
-            };
-            for &class in early {
-                let tiers = lists.get(mode, class, ingress);
-                if let Some(v) = self.walk_tiers(tiers, true, ingress, flow, src, dst, sink) {
+        if endpoint.kind != EndpointKind::Host {
+            return self.tracked(mode, ep, ingress, flow, src, dst, sink);
+        }
+        let failsafe = if ingress {
+            FAILSAFE_INBOUND
+        } else {
+            FAILSAFE_OUTBOUND
+        };
+        if flow
+            .dst_port
+            .is_some_and(|p| failsafe.contains(&(flow.protocol, p)))
+        {
+            sink.hit(|| self.host_hit(ep, HitAction::Allow, RuleRef::Failsafe));
+            return Verdict::Allow;
+        }
+        let untracked = self.untracked(mode, ep, ingress, flow, src, dst, sink);
+        let reply = || self.reply_untracked(mode, ep, !ingress, flow);
+        let verdict = match untracked {
+            Some(Verdict::Deny) => return Verdict::Deny,
+            // Neither packet is tracked: the reply gets through if an untracked policy
+            // allows it; if none decides, conntrack meets an answer it never saw the
+            // question of: invalid (dropped) for TCP, SCTP and ICMP; a new flow, which the
+            // tracked policies judge, for UDP.
+            Some(Verdict::Allow) => match reply() {
+                Some(v) => v,
+                None if flow.protocol == Protocol::UDP => {
+                    let answer = flow.reply();
+                    let (asrc, adst) = (
+                        self.address(answer.src, answer.src_port),
+                        self.address(answer.dst, answer.dst_port),
+                    );
+                    self.tracked(mode, ep, !ingress, &answer, &asrc, &adst, &mut ())
+                }
+                None => Verdict::Deny,
+            },
+            // Tracked: the reply is established, unless an untracked policy drops it
+            // before conntrack sees it.
+            None => {
+                let v = self.tracked(mode, ep, ingress, flow, src, dst, sink);
+                if v == Verdict::Allow && reply() == Some(Verdict::Deny) {
+                    Verdict::Deny
+                } else {
                     return v;
                 }
+            }
+        };
+        if verdict == Verdict::Deny {
+            sink.hit(|| self.host_hit(ep, HitAction::Deny, RuleRef::UntrackedReply));
+        }
+        verdict
+    }
+
+    /// A host endpoint's untracked tiers for one packet: `Some` if one decided.
+    #[allow(clippy::too_many_arguments)]
+    fn untracked(
+        &self,
+        mode: Mode,
+        ep: usize,
+        ingress: bool,
+        flow: &Flow,
+        src: &Address<'_>,
+        dst: &Address<'_>,
+        sink: &mut impl Sink,
+    ) -> Option<Verdict> {
+        let tiers = self
+            .endpoint_policies(ep)
+            .get(mode, PolicyClass::Untracked, ingress);
+        if tiers.is_empty() {
+            return None;
+        }
+        self.walk_tiers(tiers, true, ingress, flow, src, dst, sink)
+    }
+
+    /// What host endpoint `ep`'s untracked policies make of the reply to `flow`, which
+    /// crosses the endpoint in direction `ingress`.
+    fn reply_untracked(
+        &self,
+        mode: Mode,
+        ep: usize,
+        ingress: bool,
+        flow: &Flow,
+    ) -> Option<Verdict> {
+        if self
+            .endpoint_policies(ep)
+            .get(mode, PolicyClass::Untracked, ingress)
+            .is_empty()
+        {
+            return None;
+        }
+        let answer = flow.reply();
+        let src = self.address(answer.src, answer.src_port);
+        let dst = self.address(answer.dst, answer.dst_port);
+        self.untracked(mode, ep, ingress, &answer, &src, &dst, &mut ())
+    }
+
+    /// The tracked part of a side: pre-DNAT tiers (host ingress), the normal tiers, then
+    /// the profiles.
+    #[allow(clippy::too_many_arguments)]
+    fn tracked(
+        &self,
+        mode: Mode,
+        ep: usize,
+        ingress: bool,
+        flow: &Flow,
+        src: &Address<'_>,
+        dst: &Address<'_>,
+        sink: &mut impl Sink,
+    ) -> Verdict {
+        let endpoint = &self.endpoints[ep];
+        let lists = self.endpoint_policies(ep);
+        if endpoint.kind == EndpointKind::Host && ingress {
+            let tiers = lists.get(mode, PolicyClass::PreDnat, true);
+            if let Some(v) = self.walk_tiers(tiers, true, ingress, flow, src, dst, sink) {
+                return v;
             }
         }
         let tiers = lists.get(mode, PolicyClass::Normal, ingress);
@@ -245,6 +328,20 @@ impl Cluster {
             return v;
         }
         self.profiles(endpoint, ingress, flow, src, dst, sink)
+    }
+
+    /// A hit that names host endpoint `ep` itself (failsafe, untracked reply).
+    fn host_hit(&self, ep: usize, action: HitAction, rule: RuleRef) -> Hit {
+        Hit {
+            tier: None,
+            policy: PolicyRef {
+                kind: Kind::HostEndpoint,
+                namespace: None,
+                name: self.endpoints[ep].name.clone(),
+            },
+            action,
+            rule,
+        }
     }
 
     /// Walks tiers; `Some(verdict)` if a rule or an end of tier decided, `None` if every

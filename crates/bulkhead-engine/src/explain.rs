@@ -210,6 +210,10 @@ fn profile_hit(h: &Hit, s: &SideOutcome) -> String {
             "failsafe port of host endpoint {}: allowed before any policy",
             h.policy.name
         ),
+        RuleRef::UntrackedReply => format!(
+            "the reply does not get through host endpoint {} (untracked policy) -> DENY",
+            h.policy.name
+        ),
         RuleRef::NoProfile if h.policy.name.is_empty() => {
             "no profile rule matched (or the endpoint has no profiles) -> DENY".to_string()
         }
@@ -233,6 +237,9 @@ fn hit_summary(h: &Hit) -> String {
     let what = match h.rule {
         RuleRef::Failsafe => {
             return format!("failsafe port of host endpoint {name} ({})", h.action);
+        }
+        RuleRef::UntrackedReply => {
+            return format!("reply blocked at host endpoint {name} ({})", h.action);
         }
         RuleRef::NoProfile if name.is_empty() => return "no profile rule matched (deny)".into(),
         RuleRef::NoProfile => return format!("profile {name} does not exist (deny)"),

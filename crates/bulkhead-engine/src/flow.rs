@@ -60,6 +60,25 @@ impl Flow {
         }
     }
 
+    /// The first packet of the answer: addresses and ports swapped (an unknown source
+    /// port, the client's ephemeral one, stays unknown and so matches no rule's `ports`);
+    /// an echo request's answer is an echo reply (ICMP type 0, ICMPv6 type 129).
+    pub fn reply(&self) -> Flow {
+        let icmp = self.icmp.map(|(t, c)| match t {
+            8 => (0, c),
+            128 => (129, c),
+            other => (other, c),
+        });
+        Flow {
+            src: self.dst,
+            dst: self.src,
+            protocol: self.protocol,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            icmp,
+        }
+    }
+
     /// 4 or 6.
     pub fn ip_version(&self) -> u8 {
         if self.dst.is_ipv6() { 6 } else { 4 }
@@ -76,5 +95,21 @@ impl fmt::Display for Flow {
             write!(f, " type {t} code {c}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_swaps_ends_and_ports_and_answers_an_echo() {
+        let (a, b) = ("10.65.0.1".parse().unwrap(), "10.66.0.1".parse().unwrap());
+        let reply = Flow::tcp(a, b, 80).reply();
+        assert_eq!((reply.src, reply.dst), (b, a));
+        assert_eq!((reply.src_port, reply.dst_port), (Some(80), None));
+        assert_eq!(Flow::echo_request(a, b).reply().icmp, Some((0, 0)));
+        let (a6, b6) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+        assert_eq!(Flow::echo_request(a6, b6).reply().icmp, Some((129, 0)));
     }
 }

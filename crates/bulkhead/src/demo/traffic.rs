@@ -179,6 +179,7 @@ fn describe(h: &Hit) -> String {
         RuleRef::EndOfTier => "end of tier".into(),
         RuleRef::NoProfile => "no profile".into(),
         RuleRef::Failsafe => "failsafe".into(),
+        RuleRef::UntrackedReply => "untracked reply".into(),
     };
     match &h.tier {
         Some(t) => format!("{t} / {name} / {rule}"),
