@@ -1,8 +1,9 @@
 //! Which enforced policies select which local endpoints, and the per-endpoint tier lists
 //! they make (Felix's `ActiveRulesCalculator` and `PolicyResolver` in one node).
 //!
-//! Policies here are the ones the dataplane enforces: compiled, not staged, of the normal
-//! class (untracked and pre-DNAT policies are not rendered), and in a tier that exists.
+//! Policies here are the ones the dataplane enforces: compiled, not staged, of any class
+//! (normal, untracked, pre-DNAT: each endpoint's lists are per class), and in a tier that
+//! exists.
 //! A policy whose tier does not exist is kept *parked*: stored, matched against nothing,
 //! and enabled the moment its tier appears (the model refuses such a cluster outright;
 //! an agent receiving updates in any order cannot).
@@ -21,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use bulkhead_api::{LabelMap, ResourceKey};
 use bulkhead_dataplane::render::policy_reach;
 use bulkhead_engine::Tier;
-use bulkhead_engine::compile::Policy;
+use bulkhead_engine::compile::{Policy, PolicyClass};
 use bulkhead_engine::incremental::{policy_cmp, tier_cmp};
 use bulkhead_engine::model::well_known_tiers;
 
@@ -151,9 +152,10 @@ impl ActiveRulesCalculator {
         let old = std::mem::replace(&mut entry.policy, policy);
         let new = &entry.policy;
         let reselect = old.selector != new.selector || entry.enabled != enabled;
-        // Endpoint chains hold the tier order and, in their dispatch maps, which ports
-        // each policy's rules can match.
+        // Endpoint chains hold the class's tier order and, in their dispatch maps, which
+        // ports each policy's rules can match.
         let resort = old.tier != new.tier
+            || old.class != new.class
             || old.order.map(f64::to_bits) != new.order.map(f64::to_bits)
             || old.ingress_type != new.ingress_type
             || old.egress_type != new.egress_type
@@ -293,11 +295,16 @@ impl ActiveRulesCalculator {
             .map(|e| (&e.key, e.policy.tier.as_str()))
     }
 
-    /// Local endpoint `item`'s tiers for one direction, in evaluation order: tiers by
-    /// order then name, each with its policies that select the endpoint and govern the
-    /// direction, by order, name, namespace and kind. Tiers without such a policy are
-    /// left out.
-    pub(crate) fn tier_lists(&self, item: ItemId, ingress: bool) -> Vec<TierList<'_>> {
+    /// Local endpoint `item`'s tiers for one class and direction, in evaluation order:
+    /// tiers by order then name, each with its policies of the class that select the
+    /// endpoint and govern the direction, by order, name, namespace and kind. Tiers
+    /// without such a policy are left out.
+    pub(crate) fn tier_lists(
+        &self,
+        item: ItemId,
+        class: PolicyClass,
+        ingress: bool,
+    ) -> Vec<TierList<'_>> {
         let Some(local) = self.locals.get(&item) else {
             return Vec::new();
         };
@@ -305,6 +312,7 @@ impl ActiveRulesCalculator {
             .matches
             .iter()
             .filter_map(|id| self.entries.get(id))
+            .filter(|e| e.policy.class == class)
             .filter(|e| {
                 if ingress {
                     e.policy.ingress_type
@@ -362,7 +370,7 @@ mod tests {
     }
 
     fn names(arc: &ActiveRulesCalculator, item: ItemId) -> Vec<(String, Vec<String>)> {
-        arc.tier_lists(item, true)
+        arc.tier_lists(item, PolicyClass::Normal, true)
             .iter()
             .map(|t| {
                 (

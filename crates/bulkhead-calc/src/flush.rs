@@ -3,13 +3,15 @@
 use std::collections::{BTreeSet, HashMap};
 
 use bulkhead_dataplane::render::{
-    LocalEndpoint, ProfileChain, TierChains, WL_FROM, WL_TO, WorkloadChains, allow_verdict,
-    endpoint_chains, endpoint_profiles, host_base_chains, host_chain_name, policy_chain,
-    policy_chain_name, policy_reach, profile_chain,
+    EARLY_CLASSES, HOST_BASE_CHAINS, LocalEndpoint, ProfileChain, TierChains, WL_FROM, WL_TO,
+    WorkloadChains, allow_verdict, early_chain, endpoint_chains, endpoint_profiles,
+    host_base_chains, host_chain_name, policy_chain, policy_chain_name, policy_reach,
+    profile_chain,
 };
 use bulkhead_dataplane::rules::{SetRequest, SetRequests};
 use bulkhead_dataplane::table::{Chain, Set};
 use bulkhead_engine::EndpointKind;
+use bulkhead_engine::compile::PolicyClass;
 
 use crate::ItemId;
 use crate::graph::{CalcGraph, ChainSource, ChainState, Item, Rendered, SetState};
@@ -58,8 +60,11 @@ impl CalcGraph {
             }
             if state.local.kind == EndpointKind::Host {
                 for ingress in [true, false] {
-                    self.seq
-                        .remove_chain(&host_chain_name(&state.local.name, ingress));
+                    let name = host_chain_name(&state.local.name, PolicyClass::Normal, ingress);
+                    self.seq.remove_chain(&name);
+                }
+                for (name, _) in &state.rendered.early {
+                    self.seq.remove_chain(name);
                 }
             }
         }
@@ -79,26 +84,15 @@ impl CalcGraph {
         };
         let kind = endpoint.kind;
         let mut rendered = Rendered::default();
+        if kind == EndpointKind::Host {
+            for (class, ingress) in EARLY_CLASSES {
+                let tiers = self.tier_chains(id, class, ingress, &mut rendered);
+                let name = host_chain_name(&state.local.name, class, ingress);
+                rendered.early.push((name, early_chain(&tiers)));
+            }
+        }
         for ingress in [true, false] {
-            let lists = self.rules.tier_lists(id, ingress);
-            let tiers: Vec<TierChains<'_>> = lists
-                .iter()
-                .map(|list| TierChains {
-                    tier: &list.tier.name,
-                    default_action: list.tier.default_action,
-                    policies: list
-                        .policies
-                        .iter()
-                        .map(|(key, policy)| {
-                            let name = policy_chain_name(&policy.id, ingress);
-                            rendered
-                                .chains
-                                .push((name.clone(), ChainSource::Policy((*key).clone(), ingress)));
-                            (name, policy_reach(policy, ingress))
-                        })
-                        .collect(),
-                })
-                .collect();
+            let tiers = self.tier_chains(id, PolicyClass::Normal, ingress, &mut rendered);
             let profiles = endpoint_profiles(&endpoint.profiles, ingress, |name| {
                 self.inherit.profile(name)
             });
@@ -137,14 +131,46 @@ impl CalcGraph {
             }
             EndpointKind::Host => {
                 if let Some(state) = self.locals.get(&id) {
-                    let (ingress, egress) = (&state.rendered.ingress, &state.rendered.egress);
-                    self.seq
-                        .put_chain(&host_chain_name(&local.name, true), regular(ingress));
-                    self.seq
-                        .put_chain(&host_chain_name(&local.name, false), regular(egress));
+                    let rendered = &state.rendered;
+                    for (ingress, rules) in [(true, &rendered.ingress), (false, &rendered.egress)] {
+                        let name = host_chain_name(&local.name, PolicyClass::Normal, ingress);
+                        self.seq.put_chain(&name, regular(rules));
+                    }
+                    for (name, rules) in &rendered.early {
+                        self.seq.put_chain(name, regular(rules));
+                    }
                 }
             }
         }
+    }
+
+    /// Local endpoint `id`'s tiers of one class and direction, with the policy chains they
+    /// jump to recorded in `rendered`.
+    fn tier_chains(
+        &self,
+        id: ItemId,
+        class: PolicyClass,
+        ingress: bool,
+        rendered: &mut Rendered,
+    ) -> Vec<TierChains<'_>> {
+        self.rules
+            .tier_lists(id, class, ingress)
+            .into_iter()
+            .map(|list| TierChains {
+                tier: &list.tier.name,
+                default_action: list.tier.default_action,
+                policies: list
+                    .policies
+                    .iter()
+                    .map(|(key, policy)| {
+                        let name = policy_chain_name(&policy.id, ingress);
+                        let source = ChainSource::Policy((*key).clone(), ingress);
+                        rendered.chains.push((name.clone(), source));
+                        (name, policy_reach(policy, ingress))
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 
     fn ref_chain(&mut self, name: &str, source: &ChainSource) {
@@ -327,7 +353,7 @@ impl CalcGraph {
                 .map(|s| &s.local)
                 .collect();
             if hosts.is_empty() {
-                for name in ["failsafe.in", "failsafe.out", "input", "output"] {
+                for name in HOST_BASE_CHAINS {
                     self.seq.remove_chain(name);
                 }
             } else {

@@ -17,7 +17,6 @@ use bulkhead_dataplane::render::{
 use bulkhead_dataplane::rules::SetRequest;
 use bulkhead_dataplane::table::Table;
 use bulkhead_engine::EndpointKind;
-use bulkhead_engine::compile::PolicyClass;
 use bulkhead_engine::endpoint::{Endpoint, NetworkSet};
 use bulkhead_engine::incremental;
 use ipnet::IpNet;
@@ -146,6 +145,8 @@ pub(crate) enum ChainSource {
 pub(crate) struct Rendered {
     pub(crate) ingress: Vec<String>,
     pub(crate) egress: Vec<String>,
+    /// A host endpoint's untracked and pre-DNAT chains, by name.
+    pub(crate) early: Vec<(String, Vec<String>)>,
     pub(crate) chains: Vec<(String, ChainSource)>,
 }
 
@@ -429,7 +430,7 @@ impl CalcGraph {
         };
         self.errors.remove(&key);
         match compiled {
-            Some(p) if p.class == PolicyClass::Normal => {
+            Some(p) => {
                 for ingress in [true, false] {
                     let name = policy_chain_name(&p.id, ingress);
                     if self.chains.contains_key(&name) {
@@ -439,8 +440,7 @@ impl CalcGraph {
                 let dirty = self.rules.upsert_policy(key, p);
                 self.dirty_locals.extend(dirty);
             }
-            // Untracked and pre-DNAT policies are not rendered.
-            _ => {
+            None => {
                 let dirty = self.rules.delete_policy(&key);
                 self.dirty_locals.extend(dirty);
             }

@@ -364,23 +364,10 @@ fn calico_policy() -> impl Strategy<Value = Value> {
         rules(),
         rules(),
         prop_oneof![8 => Just(None), 1 => Just(Some("Set")), 1 => Just(Some("Delete"))],
-        prop_oneof![12 => Just(false), 1 => Just(true)],
+        prop_oneof![12 => Just(None), 1 => Just(Some("doNotTrack")), 1 => Just(Some("preDNAT"))],
     )
         .prop_map(
-            |(
-                kind,
-                ns,
-                name,
-                tier,
-                order,
-                sel,
-                ns_sel,
-                types,
-                ingress,
-                egress,
-                staged,
-                untracked,
-            )| {
+            |(kind, ns, name, tier, order, sel, ns_sel, types, ingress, egress, staged, early)| {
                 let global = kind % 2 == 0;
                 let staged = if kind >= 2 {
                     staged.or(Some("Set"))
@@ -411,9 +398,14 @@ fn calico_policy() -> impl Strategy<Value = Value> {
                     }
                     spec.insert("ingress".into(), json!(ingress));
                     spec.insert("egress".into(), json!(egress));
-                    if global && untracked {
-                        spec.insert("doNotTrack".into(), true.into());
+                    if global && let Some(flag) = early {
+                        spec.insert(flag.into(), true.into());
                         spec.insert("applyOnForward".into(), true.into());
+                        if flag == "preDNAT" {
+                            // Ingress only.
+                            spec.insert("egress".into(), json!([]));
+                            spec.insert("types".into(), json!(["Ingress"]));
+                        }
                     }
                 }
                 let kind = match (global, staged.is_some()) {

@@ -5,7 +5,9 @@
 //!   (interface → the workload's egress chain, which goes on to `to_workload` if it
 //!   allows) and `wl_to` (→ its ingress chain). Traffic on a workload-prefixed interface
 //!   that neither map holds is dropped (fail closed).
-//! - `input`/`output` run the failsafe chains, then the host endpoint's chains.
+//! - `input`/`output` run the failsafe chains, then the host endpoint's chains; before
+//!   them, `raw_prerouting`/`raw_output` run host endpoints' untracked policies and
+//!   `mangle_prerouting` their pre-DNAT policies ([`host_base_chains`]).
 //! - Every chain starts after `ct state established,related accept; ct state invalid
 //!   drop`: policy runs once per connection.
 //! - An endpoint chain with two or more policies first dispatches on protocol and
@@ -191,14 +193,16 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
             let Some(index) = cluster.endpoint_index(EndpointKind::Host, None, &h.name) else {
                 continue;
             };
-            let in_rules = cluster_endpoint_rules(cluster, &mut table, &mut sets, index, true);
-            let out_rules = cluster_endpoint_rules(cluster, &mut table, &mut sets, index, false);
-            table
-                .chains
-                .insert(host_chain_name(&h.name, true), regular(in_rules));
-            table
-                .chains
-                .insert(host_chain_name(&h.name, false), regular(out_rules));
+            for ingress in [true, false] {
+                let rules = cluster_endpoint_rules(cluster, &mut table, &mut sets, index, ingress);
+                let name = host_chain_name(&h.name, PolicyClass::Normal, ingress);
+                table.chains.insert(name, regular(rules));
+            }
+            for (class, ingress) in EARLY_CLASSES {
+                let tiers = cluster_tiers(cluster, &mut table, &mut sets, index, class, ingress);
+                let name = host_chain_name(&h.name, class, ingress);
+                table.chains.insert(name, regular(early_chain(&tiers)));
+            }
             present.push(*h);
         }
         table.chains.extend(host_base_chains(&present));
@@ -283,9 +287,24 @@ impl WorkloadChains {
     }
 }
 
-/// `h.<name>.in` / `h.<name>.out`.
-pub fn host_chain_name(name: &str, ingress: bool) -> String {
-    format!("h.{name}.{}", direction(ingress))
+/// The policy classes a host endpoint has besides the normal one, each with its
+/// direction: untracked both ways, pre-DNAT ingress only. Each has a chain
+/// ([`early_chain`]) that a base chain before the filter hooks runs.
+pub const EARLY_CLASSES: [(PolicyClass, bool); 3] = [
+    (PolicyClass::Untracked, true),
+    (PolicyClass::Untracked, false),
+    (PolicyClass::PreDnat, true),
+];
+
+/// A host endpoint's chain for one class and direction: `h.<name>.in|out` (normal),
+/// `h.<name>.untracked.in|out`, `h.<name>.prednat.in`.
+pub fn host_chain_name(name: &str, class: PolicyClass, ingress: bool) -> String {
+    let dir = direction(ingress);
+    match class {
+        PolicyClass::Normal => format!("h.{name}.{dir}"),
+        PolicyClass::Untracked => format!("h.{name}.untracked.{dir}"),
+        PolicyClass::PreDnat => format!("h.{name}.prednat.{dir}"),
+    }
 }
 
 /// What an endpoint chain does once the packet is allowed: a workload's egress goes on to
@@ -375,26 +394,71 @@ fn allows_everything(rules: &[Rule]) -> bool {
         && open(&r.dst)
 }
 
-/// The base chains of a node with host endpoints: `failsafe.in`/`failsafe.out` and the
-/// `input`/`output` hooks that run them and then each host endpoint's chains (named
-/// interfaces first, then `*`, otherwise in the given order).
+/// The names of the base chains [`host_base_chains`] makes, and of the failsafe chains.
+pub const HOST_BASE_CHAINS: [&str; 7] = [
+    "failsafe.in",
+    "failsafe.out",
+    "raw_prerouting",
+    "raw_output",
+    "mangle_prerouting",
+    "input",
+    "output",
+];
+
+/// The base chains of a node with host endpoints, each running the failsafe chain of its
+/// direction and then every host endpoint's chain of its class (named interfaces first,
+/// then `*`, otherwise in the given order):
+/// - `raw_prerouting` / `raw_output` (before conntrack): untracked policies;
+/// - `mangle_prerouting` (after conntrack, before DNAT): pre-DNAT policies;
+/// - `input` / `output`: the normal policies and profiles.
+///
+/// A packet an untracked or pre-DNAT policy allowed carries the accept mark, which the
+/// later hooks honour. Host endpoint policy governs traffic to and from this host: the
+/// prerouting chains let forwarded packets by (`fib daddr type != local`), as `input`
+/// never sees them. The raw chains also let the replies of failsafe connections by
+/// (source port), which conntrack would have accepted as established.
 pub fn host_base_chains(hosts: &[&LocalEndpoint]) -> Vec<(String, Chain)> {
-    let failsafe = |ports: &[(bulkhead_api::values::Protocol, u16)]| -> Vec<String> {
+    let ports = |ports: &[(bulkhead_api::values::Protocol, u16)], field: &str| -> Vec<String> {
         ports
             .iter()
-            .map(|(p, n)| format!("meta l4proto {} th dport {n} accept", proto_name(*p)))
+            .map(|(p, n)| format!("meta l4proto {} th {field} {n} accept", proto_name(*p)))
             .collect()
     };
+    let accepted = format!("meta mark & {MARK_ACCEPT:#x} == {MARK_ACCEPT:#x} accept");
+    let local_only = "fib daddr type != local accept".to_string();
     // Neighbour discovery keeps IPv6 working whatever the policy says.
     let nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept";
-    let mut input: Vec<String> = CT.iter().map(|s| s.to_string()).collect();
+    let ct = || CT.iter().map(|s| s.to_string());
+
+    let mut raw_in = vec![
+        clear_marks(),
+        "iifname \"lo\" accept".into(),
+        nd.into(),
+        local_only.clone(),
+    ];
+    raw_in.extend(ports(FAILSAFE_OUTBOUND, "sport"));
+    raw_in.push("jump failsafe.in".into());
+    let mut raw_out = vec![clear_marks(), "oifname \"lo\" accept".into(), nd.into()];
+    raw_out.extend(ports(FAILSAFE_INBOUND, "sport"));
+    raw_out.push("jump failsafe.out".into());
+    let mut mangle_in = vec![
+        CT[0].to_string(),
+        accepted.clone(),
+        "iifname \"lo\" accept".into(),
+        nd.into(),
+        local_only,
+        "jump failsafe.in".into(),
+    ];
+    let mut input: Vec<String> = ct().collect();
     input.extend([
+        accepted.clone(),
         "iifname \"lo\" accept".to_string(),
         nd.to_string(),
         "jump failsafe.in".to_string(),
     ]);
-    let mut output: Vec<String> = CT.iter().map(|s| s.to_string()).collect();
+    let mut output: Vec<String> = ct().collect();
     output.extend([
+        accepted,
         "oifname \"lo\" accept".to_string(),
         nd.to_string(),
         "jump failsafe.out".to_string(),
@@ -403,33 +467,42 @@ pub fn host_base_chains(hosts: &[&LocalEndpoint]) -> Vec<(String, Chain)> {
     let mut ordered: Vec<&&LocalEndpoint> = hosts.iter().collect();
     ordered.sort_by_key(|h| h.interface == "*");
     for h in ordered {
-        let in_chain = host_chain_name(&h.name, true);
-        let out_chain = host_chain_name(&h.name, false);
-        if h.interface == "*" || h.interface.is_empty() {
-            input.push(format!("jump {in_chain}"));
-            output.push(format!("jump {out_chain}"));
-        } else {
-            input.push(format!("iifname \"{}\" jump {in_chain}", h.interface));
-            output.push(format!("oifname \"{}\" jump {out_chain}", h.interface));
-        }
+        let any = h.interface == "*" || h.interface.is_empty();
+        let jump = |ingress: bool, class: PolicyClass| {
+            let chain = host_chain_name(&h.name, class, ingress);
+            match (any, ingress) {
+                (true, _) => format!("jump {chain}"),
+                (false, true) => format!("iifname \"{}\" jump {chain}", h.interface),
+                (false, false) => format!("oifname \"{}\" jump {chain}", h.interface),
+            }
+        };
+        raw_in.push(jump(true, PolicyClass::Untracked));
+        raw_out.push(jump(false, PolicyClass::Untracked));
+        mangle_in.push(jump(true, PolicyClass::PreDnat));
+        input.push(jump(true, PolicyClass::Normal));
+        output.push(jump(false, PolicyClass::Normal));
     }
+    let base = |hook: Hook, rules: Vec<String>| Chain {
+        hook: Some(hook),
+        rules,
+    };
+    let [
+        fs_in,
+        fs_out,
+        raw_pre,
+        raw_output,
+        mangle_pre,
+        input_name,
+        output_name,
+    ] = HOST_BASE_CHAINS;
     vec![
-        ("failsafe.in".into(), regular(failsafe(FAILSAFE_INBOUND))),
-        ("failsafe.out".into(), regular(failsafe(FAILSAFE_OUTBOUND))),
-        (
-            "input".into(),
-            Chain {
-                hook: Some(Hook::Input),
-                rules: input,
-            },
-        ),
-        (
-            "output".into(),
-            Chain {
-                hook: Some(Hook::Output),
-                rules: output,
-            },
-        ),
+        (fs_in.into(), regular(ports(FAILSAFE_INBOUND, "dport"))),
+        (fs_out.into(), regular(ports(FAILSAFE_OUTBOUND, "dport"))),
+        (raw_pre.into(), base(Hook::RawPrerouting, raw_in)),
+        (raw_output.into(), base(Hook::RawOutput, raw_out)),
+        (mangle_pre.into(), base(Hook::ManglePrerouting, mangle_in)),
+        (input_name.into(), base(Hook::Input, input)),
+        (output_name.into(), base(Hook::Output, output)),
     ]
 }
 
@@ -452,17 +525,13 @@ pub fn endpoint_chains(
     allow: &str,
     ingress: bool,
 ) -> EndpointChains {
-    let clear_all = format!(
-        "meta mark set meta mark & {:#x}",
-        !(MARK_ACCEPT | MARK_PASS)
-    );
     let reaches: Vec<&Reach> = tiers
         .iter()
         .flat_map(|t| t.policies.iter().map(|(_, reach)| reach))
         .collect();
-    let mut rules = vec![clear_all];
+    let mut rules = vec![clear_marks()];
     if reaches.len() < dispatch::MIN_POLICIES {
-        rules.extend(tier_rules(tiers, profiles, allow, ingress, None));
+        rules.extend(tier_rules(tiers, Some(profiles), allow, ingress, None));
         return EndpointChains {
             rules,
             classes: Vec::new(),
@@ -472,7 +541,7 @@ pub fn endpoint_chains(
     let mut chains: Vec<(String, Vec<String>)> = Vec::new();
     let mut entries: Vec<(&dispatch::Class, String)> = Vec::new();
     for class in &classes {
-        let body = tier_rules(tiers, profiles, allow, ingress, Some(&class.included));
+        let body = tier_rules(tiers, Some(profiles), allow, ingress, Some(&class.included));
         let name = dispatch::class_chain_name(&body);
         if !chains.iter().any(|(n, _)| *n == name) {
             chains.push((name.clone(), body));
@@ -484,18 +553,42 @@ pub fn endpoint_chains(
             entries.iter().map(|(c, n)| (*c, n.as_str())).collect();
         rules.push(dispatch::dispatch_rule(&entries));
     }
-    rules.extend(tier_rules(tiers, profiles, allow, ingress, Some(&rest)));
+    rules.extend(tier_rules(
+        tiers,
+        Some(profiles),
+        allow,
+        ingress,
+        Some(&rest),
+    ));
     EndpointChains {
         rules,
         classes: chains,
     }
 }
 
-/// The tiers and profiles of an endpoint chain, after the marks are cleared; with
-/// `included`, only the policies (by position in tier order) it marks.
+/// A host endpoint's chain for its untracked or pre-DNAT policies ([`EARLY_CLASSES`]):
+/// the tiers, each ending in Pass whatever its default, and no profiles. A policy's Allow
+/// marks and accepts, Deny drops; if nothing decides, the chain returns and the packet
+/// goes on to the next hook.
+pub fn early_chain(tiers: &[TierChains<'_>]) -> Vec<String> {
+    let passing: Vec<TierChains<'_>> = tiers
+        .iter()
+        .map(|t| TierChains {
+            default_action: TierDefaultAction::Pass,
+            ..t.clone()
+        })
+        .collect();
+    let mut rules = vec![clear_marks()];
+    rules.extend(tier_rules(&passing, None, "accept", true, None));
+    rules
+}
+
+/// The tiers and profiles of an endpoint chain, after the marks are cleared (no profiles:
+/// the chain ends after the tiers and returns); with `included`, only the policies (by
+/// position in tier order) it marks.
 fn tier_rules(
     tiers: &[TierChains<'_>],
-    profiles: &[ProfileChain<'_>],
+    profiles: Option<&[ProfileChain<'_>]>,
     allow: &str,
     ingress: bool,
     included: Option<&[bool]>,
@@ -534,6 +627,9 @@ fn tier_rules(
         }
         rules.push(clear_pass.clone());
     }
+    let Some(profiles) = profiles else {
+        return rules;
+    };
     for profile in profiles {
         match profile {
             ProfileChain::Exists(chain) => {
@@ -565,26 +661,7 @@ fn cluster_endpoint_rules(
     let Some(endpoint) = cluster.endpoint(index) else {
         return vec!["drop".into()];
     };
-    let views = cluster.endpoint_tiers(index, Mode::Enforced, PolicyClass::Normal, ingress);
-    let tiers: Vec<TierChains<'_>> = views
-        .iter()
-        .map(|view| TierChains {
-            tier: &view.tier.name,
-            default_action: view.tier.default_action,
-            policies: view
-                .policies
-                .iter()
-                .map(|policy| {
-                    let name = policy_chain_name(&policy.id, ingress);
-                    if !table.chains.contains_key(&name) {
-                        let chain = policy_chain(policy, ingress, sets);
-                        table.chains.insert(name.clone(), chain);
-                    }
-                    (name, policy_reach(policy, ingress))
-                })
-                .collect(),
-        })
-        .collect();
+    let tiers = cluster_tiers(cluster, table, sets, index, PolicyClass::Normal, ingress);
     let profiles = endpoint_profiles(&endpoint.profiles, ingress, |name| cluster.profile(name));
     for (profile, name) in profiles.iter().zip(&endpoint.profiles) {
         if let (ProfileChain::Exists(chain), Some(p)) = (profile, cluster.profile(name.as_ref()))
@@ -607,6 +684,38 @@ fn cluster_endpoint_rules(
     chains.rules
 }
 
+/// Endpoint `index`'s tiers of one class and direction, adding the policy chains they
+/// jump to (and the sets those use) unless present.
+fn cluster_tiers<'a>(
+    cluster: &'a Cluster,
+    table: &mut Table,
+    sets: &mut SetRequests,
+    index: usize,
+    class: PolicyClass,
+    ingress: bool,
+) -> Vec<TierChains<'a>> {
+    cluster
+        .endpoint_tiers(index, Mode::Enforced, class, ingress)
+        .into_iter()
+        .map(|view| TierChains {
+            tier: &view.tier.name,
+            default_action: view.tier.default_action,
+            policies: view
+                .policies
+                .iter()
+                .map(|policy| {
+                    let name = policy_chain_name(&policy.id, ingress);
+                    if !table.chains.contains_key(&name) {
+                        let chain = policy_chain(policy, ingress, sets);
+                        table.chains.insert(name.clone(), chain);
+                    }
+                    (name, policy_reach(policy, ingress))
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 /// The [`Reach`] of a policy's rules for one direction.
 pub fn policy_reach(policy: &Policy, ingress: bool) -> Reach {
     Reach::of(if ingress {
@@ -614,6 +723,14 @@ pub fn policy_reach(policy: &Policy, ingress: bool) -> Reach {
     } else {
         &policy.egress
     })
+}
+
+/// Clears the accept and pass marks.
+fn clear_marks() -> String {
+    format!(
+        "meta mark set meta mark & {:#x}",
+        !(MARK_ACCEPT | MARK_PASS)
+    )
 }
 
 /// A chain without a hook.
@@ -636,12 +753,21 @@ pub fn policy_chain_name(id: &PolicyRef, ingress: bool) -> String {
 /// workload's ingress comes after the source's egress in the forward pass; a host's is
 /// the input hook), so nothing after it could deny, and the endpoint chain saves a mark
 /// test per policy. Egress chains are shared by workloads, whose allowed packets must go
-/// on to the destination's ingress, and hosts: they mark and return.
+/// on to the destination's ingress, and hosts: they mark and return. Untracked and
+/// pre-DNAT policies (host endpoints' [`early_chain`]s) mark and accept.
 pub fn policy_chain(policy: &Policy, ingress: bool, sets: &mut SetRequests) -> Chain {
-    let allow = if ingress {
-        "accept".to_string()
-    } else {
-        format!("meta mark set meta mark | {MARK_ACCEPT:#x} return")
+    let allow = match (policy.class, ingress) {
+        (PolicyClass::Normal, true) => "accept".to_string(),
+        (PolicyClass::Normal, false) => {
+            format!("meta mark set meta mark | {MARK_ACCEPT:#x} return")
+        }
+        // Before conntrack: the packet is not tracked, and the filter hooks let it
+        // through by its mark.
+        (PolicyClass::Untracked, _) => {
+            format!("notrack meta mark set meta mark | {MARK_ACCEPT:#x} accept")
+        }
+        // Before the filter hooks, which let it through by its mark.
+        (PolicyClass::PreDnat, _) => format!("meta mark set meta mark | {MARK_ACCEPT:#x} accept"),
     };
     let pass = format!("meta mark set meta mark | {MARK_PASS:#x} return");
     let rules = if ingress {
@@ -700,6 +826,7 @@ fn chain_id(id: &PolicyRef) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     /// A profile's ingress rules, compiled from YAML flow.
     fn ingress(rules: &str) -> Vec<Rule> {
@@ -732,5 +859,95 @@ mod tests {
         ] {
             assert!(!allows_everything(&ingress(rules)), "{rules}");
         }
+    }
+
+    /// A GlobalNetworkPolicy with `extra` spec fields (YAML flow), compiled.
+    fn gnp(extra: &str) -> Policy {
+        let text = format!(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: g}}\nspec: {{selector: all(), {extra}}}\n"
+        );
+        let loaded = bulkhead_api::load_str("test.yaml", &text).expect("valid policy");
+        bulkhead_engine::incremental::policy(&loaded[0].resource)
+            .expect("compiles")
+            .expect("enforced")
+    }
+
+    #[test]
+    fn untracked_and_pre_dnat_allows_mark_and_accept_in_their_hook() {
+        let rule = "ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]";
+        let allow = |extra: &str| {
+            let chain = policy_chain(&gnp(extra), true, &mut SetRequests::new());
+            // One rule per address family, alike but for the family.
+            assert_eq!(chain.rules.len(), 2, "{:?}", chain.rules);
+            chain.rules[0].clone()
+        };
+        let untracked = allow(&format!("doNotTrack: true, applyOnForward: true, {rule}"));
+        assert!(
+            untracked.contains("notrack meta mark set meta mark | 0x10000 accept"),
+            "{untracked}"
+        );
+        let pre_dnat = allow(&format!("preDNAT: true, applyOnForward: true, {rule}"));
+        assert!(
+            pre_dnat.contains("meta mark set meta mark | 0x10000 accept"),
+            "{pre_dnat}"
+        );
+        assert!(!pre_dnat.contains("notrack"), "{pre_dnat}");
+        let normal = allow(rule);
+        assert!(
+            normal.contains("dport 80 accept") && !normal.contains("mark"),
+            "{normal}"
+        );
+    }
+
+    #[test]
+    fn early_chains_end_every_tier_in_pass_and_have_no_profiles() {
+        let tier = |name, policies: &[&str]| TierChains {
+            tier: name,
+            default_action: TierDefaultAction::Deny,
+            policies: policies
+                .iter()
+                .map(|p| (p.to_string(), Reach::of(&[])))
+                .collect(),
+        };
+        let rules = early_chain(&[tier("a", &["p.1", "p.2"]), tier("b", &["p.3"])]);
+        assert_eq!(
+            rules,
+            [
+                "meta mark set meta mark & 0xfffcffff",
+                "jump p.1",
+                "meta mark & 0x20000 == 0x0 jump p.2",
+                "meta mark set meta mark & 0xfffdffff",
+                "jump p.3",
+                "meta mark set meta mark & 0xfffdffff",
+            ]
+        );
+    }
+
+    #[test]
+    fn host_base_chains_run_each_class_in_its_hook() {
+        let host = LocalEndpoint {
+            kind: EndpointKind::Host,
+            namespace: None,
+            name: "h".into(),
+            interface: "*".into(),
+        };
+        let chains: BTreeMap<String, Chain> = host_base_chains(&[&host]).into_iter().collect();
+        let last = |name: &str| chains[name].rules.last().cloned().unwrap_or_default();
+        assert_eq!(chains["raw_prerouting"].hook, Some(Hook::RawPrerouting));
+        assert_eq!(last("raw_prerouting"), "jump h.h.untracked.in");
+        assert_eq!(last("raw_output"), "jump h.h.untracked.out");
+        assert_eq!(last("mangle_prerouting"), "jump h.h.prednat.in");
+        assert_eq!(last("input"), "jump h.h.in");
+        assert_eq!(last("output"), "jump h.h.out");
+        // The filter hooks honour an earlier Allow before the host's own chains.
+        for name in ["mangle_prerouting", "input", "output"] {
+            assert!(
+                chains[name]
+                    .rules
+                    .contains(&"meta mark & 0x10000 == 0x10000 accept".to_string()),
+                "{name}"
+            );
+        }
+        assert_eq!(chains.len(), HOST_BASE_CHAINS.len());
     }
 }

@@ -69,14 +69,25 @@ pub enum Hook {
     Input,
     /// Traffic from this namespace.
     Output,
+    /// Every arriving packet, before connection tracking (untracked policies).
+    RawPrerouting,
+    /// Traffic from this namespace, before connection tracking (untracked policies).
+    RawOutput,
+    /// Every arriving packet, after connection tracking and before DNAT (pre-DNAT
+    /// policies).
+    ManglePrerouting,
 }
 
 impl Hook {
-    fn name(self) -> &'static str {
+    /// nft's hook name and priority keyword.
+    fn spec(self) -> (&'static str, &'static str) {
         match self {
-            Hook::Forward => "forward",
-            Hook::Input => "input",
-            Hook::Output => "output",
+            Hook::Forward => ("forward", "filter"),
+            Hook::Input => ("input", "filter"),
+            Hook::Output => ("output", "filter"),
+            Hook::RawPrerouting => ("prerouting", "raw"),
+            Hook::RawOutput => ("output", "raw"),
+            Hook::ManglePrerouting => ("prerouting", "mangle"),
         }
     }
 }
@@ -186,10 +197,10 @@ pub(crate) fn add_map_elements<'a>(
 pub(crate) fn add_chain(s: &mut String, name: &str, chain: &Chain) {
     match chain.hook {
         Some(hook) => {
+            let (hook, priority) = hook.spec();
             let _ = writeln!(
                 s,
-                "add chain {TABLE} {name} {{ type filter hook {} priority filter; policy accept; }}",
-                hook.name()
+                "add chain {TABLE} {name} {{ type filter hook {hook} priority {priority}; policy accept; }}",
             );
         }
         None => {
