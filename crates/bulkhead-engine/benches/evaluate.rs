@@ -31,6 +31,7 @@ mod common;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use bulkhead_engine::compile::PolicyClass;
 use bulkhead_engine::{Cluster, Flow, Mode, Verdict};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -103,7 +104,7 @@ fn describe(cluster: &Cluster, flows: &[Flow]) {
         assert_eq!(cluster.verdict(Mode::Enforced, f), d.verdict(), "{f}");
         allowed += usize::from(d.verdict() == Verdict::Allow);
         for (ip, ingress) in [(f.src, false), (f.dst, true)] {
-            let applicable = cluster.applicable(ip, ingress, Mode::Enforced);
+            let applicable = cluster.applicable(ip, PolicyClass::Normal, ingress, Mode::Enforced);
             tiers += applicable.len();
             policies += applicable.iter().map(|(_, p)| p.len()).sum::<usize>();
         }

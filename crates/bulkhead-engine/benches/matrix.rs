@@ -22,6 +22,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bulkhead_api::values::Protocol;
+use bulkhead_engine::compile::PolicyClass;
 use bulkhead_engine::{Cluster, Flow, Mode, Verdict};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
@@ -58,7 +59,8 @@ fn bench_shape(c: &mut Criterion, group: &str, shape: Shape, baseline_rows: usiz
     let (mut tiers, mut policies) = (0, 0);
     for e in cluster.endpoints() {
         for ingress in [false, true] {
-            let applicable = cluster.applicable(e.ips[0], ingress, Mode::Enforced);
+            let applicable =
+                cluster.applicable(e.ips[0], PolicyClass::Normal, ingress, Mode::Enforced);
             tiers += applicable.len();
             policies += applicable.iter().map(|(_, p)| p.len()).sum::<usize>();
         }

@@ -8,10 +8,12 @@ use std::fmt::Write;
 
 use bulkhead_api::values::{Action, Port};
 
-use crate::compile::{Entity, Policy, Rule};
-use crate::decision::{Decision, Direction, Hit, HitAction, Outcome, RuleRef, SideOutcome};
+use crate::compile::{Entity, Policy, PolicyClass, Rule};
+use crate::decision::{
+    Decision, Direction, EndpointKind, Hit, HitAction, Outcome, RuleRef, SideOutcome,
+};
 use crate::flow::Flow;
-use crate::model::{Cluster, Mode};
+use crate::model::{Cluster, Mode, Tier};
 
 /// Explains `decision` for `flow`; `from` and `to` name the two ends for the reader.
 pub fn explain(
@@ -133,74 +135,110 @@ fn side(
     let verdict = s.verdict.to_string().to_uppercase();
     let _ = writeln!(out, "{label} {who}{aka}: {verdict}");
     let ingress = direction == Direction::Ingress;
-    let tiers = cluster.applicable(ip, ingress, mode);
-    if tiers.is_empty() && !s.trace.iter().any(|h| h.rule == RuleRef::Failsafe) {
+    // A host endpoint's untracked and pre-DNAT tiers come first (eval.rs).
+    let classes: &[PolicyClass] = match (s.endpoint.kind, ingress) {
+        (EndpointKind::Host, true) => &[
+            PolicyClass::Untracked,
+            PolicyClass::PreDnat,
+            PolicyClass::Normal,
+        ],
+        (EndpointKind::Host, false) => &[PolicyClass::Untracked, PolicyClass::Normal],
+        (EndpointKind::Workload, _) => &[PolicyClass::Normal],
+    };
+    let groups: Vec<_> = classes
+        .iter()
+        .map(|&class| (class, cluster.applicable(ip, class, ingress, mode)))
+        .collect();
+    let none = groups.iter().all(|(_, tiers)| tiers.is_empty());
+    if none && !s.trace.iter().any(|h| h.rule == RuleRef::Failsafe) {
         let dir = if ingress { "ingress" } else { "egress" };
         let _ = writeln!(
             out,
             "  no policy selects this endpoint for {dir}; its profiles decide."
         );
     }
-    for (tier, policies) in &tiers {
-        let hits: Vec<&Hit> = s
-            .trace
-            .iter()
-            .filter(|h| h.tier.as_deref() == Some(&tier.name))
-            .collect();
-        if !s.tiers.contains(&tier.name) {
-            continue;
-        }
-        let count = match policies.len() {
-            1 => "1 policy applies".to_string(),
-            n => format!("{n} policies apply"),
-        };
-        let _ = writeln!(out, "  tier {} ({count}):", tier.name);
-        for p in policies {
-            let rules = if ingress { &p.ingress } else { &p.egress };
-            let policy_hits: Vec<&&Hit> = hits
-                .iter()
-                .filter(|h| h.policy == p.id && h.rule != RuleRef::EndOfTier)
-                .collect();
-            if policy_hits.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "    {} {}: {} rule{}, none matched",
-                    p.id.kind,
-                    policy_name(p),
-                    rules.len(),
-                    if rules.len() == 1 { "" } else { "s" }
-                );
-            }
-            for h in policy_hits {
-                let rule_text = match h.rule {
-                    RuleRef::Index(i) => rules.get(i).map(describe_rule).unwrap_or_default(),
-                    _ => String::new(),
-                };
-                let _ = writeln!(
-                    out,
-                    "    {} {}: rule {} matched ({rule_text}) -> {}",
-                    p.id.kind,
-                    policy_name(p),
-                    h.rule,
-                    action_word(h.action)
-                );
-            }
-        }
-        if let Some(eot) = hits.iter().find(|h| h.rule == RuleRef::EndOfTier) {
-            let what = if eot.action == HitAction::Pass {
-                "passes to the next tier"
-            } else {
-                "denies"
-            };
-            let _ = writeln!(
-                out,
-                "    end of tier {}: no rule decided, the tier's default action {what}",
-                tier.name
-            );
+    for (class, tiers) in &groups {
+        for (tier, policies) in tiers {
+            tier_lines(out, s, *class, tier, policies, ingress);
         }
     }
     for h in s.trace.iter().filter(|h| h.tier.is_none()) {
         let _ = writeln!(out, "  {}", profile_hit(h, s));
+    }
+}
+
+/// One tier of one class on one side: its policies and what each did. A tier that the
+/// walk never entered (an earlier one decided) is left out.
+fn tier_lines(
+    out: &mut String,
+    s: &SideOutcome,
+    class: PolicyClass,
+    tier: &Tier,
+    policies: &[&Policy],
+    ingress: bool,
+) {
+    // Hits of this tier's policies: a tier name can recur in another class.
+    let hits: Vec<&Hit> = s
+        .trace
+        .iter()
+        .filter(|h| h.tier.as_deref() == Some(&tier.name))
+        .filter(|h| policies.iter().any(|p| p.id == h.policy))
+        .collect();
+    if hits.is_empty() {
+        return;
+    }
+    let count = match policies.len() {
+        1 => "1 policy applies".to_string(),
+        n => format!("{n} policies apply"),
+    };
+    let kind = match class {
+        PolicyClass::Normal => "",
+        PolicyClass::Untracked => "untracked ",
+        PolicyClass::PreDnat => "pre-DNAT ",
+    };
+    let _ = writeln!(out, "  {kind}tier {} ({count}):", tier.name);
+    for p in policies {
+        let rules = if ingress { &p.ingress } else { &p.egress };
+        let policy_hits: Vec<&&Hit> = hits
+            .iter()
+            .filter(|h| h.policy == p.id && h.rule != RuleRef::EndOfTier)
+            .collect();
+        if policy_hits.is_empty() {
+            let _ = writeln!(
+                out,
+                "    {} {}: {} rule{}, none matched",
+                p.id.kind,
+                policy_name(p),
+                rules.len(),
+                if rules.len() == 1 { "" } else { "s" }
+            );
+        }
+        for h in policy_hits {
+            let rule_text = match h.rule {
+                RuleRef::Index(i) => rules.get(i).map(describe_rule).unwrap_or_default(),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "    {} {}: rule {} matched ({rule_text}) -> {}",
+                p.id.kind,
+                policy_name(p),
+                h.rule,
+                action_word(h.action)
+            );
+        }
+    }
+    if let Some(eot) = hits.iter().find(|h| h.rule == RuleRef::EndOfTier) {
+        let what = if eot.action == HitAction::Pass {
+            "passes to the next tier"
+        } else {
+            "denies"
+        };
+        let _ = writeln!(
+            out,
+            "    end of tier {}: no rule decided, the tier's default action {what}",
+            tier.name
+        );
     }
 }
 

@@ -416,14 +416,20 @@ impl Cluster {
         out
     }
 
-    /// The tiers and policies that apply to the endpoint owning `ip` in one direction and
-    /// mode, in evaluation order (normal policies; what explain shows).
-    pub fn applicable(&self, ip: IpAddr, ingress: bool, mode: Mode) -> Vec<(&Tier, Vec<&Policy>)> {
+    /// The tiers and policies of one class that apply to the endpoint owning `ip` in one
+    /// direction and mode, in evaluation order (what explain shows).
+    pub fn applicable(
+        &self,
+        ip: IpAddr,
+        class: PolicyClass,
+        ingress: bool,
+        mode: Mode,
+    ) -> Vec<(&Tier, Vec<&Policy>)> {
         let Some(ep) = self.endpoint_at(ip) else {
             return Vec::new();
         };
         self.endpoint_policies(ep)
-            .get(mode, PolicyClass::Normal, ingress)
+            .get(mode, class, ingress)
             .iter()
             .map(|s| {
                 (

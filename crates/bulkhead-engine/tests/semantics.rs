@@ -249,3 +249,70 @@ fn a_policy_in_a_missing_tier_is_a_model_error() {
         "{err}"
     );
 }
+
+#[test]
+fn an_untracked_request_needs_an_untracked_reply_except_over_udp() {
+    let c = cluster(
+        r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: untracked}
+spec:
+  selector: role == 'host'
+  doNotTrack: true
+  applyOnForward: true
+  types: [Ingress]
+  ingress:
+    - {action: Allow, protocol: TCP, destination: {ports: [80]}}
+    - {action: Allow, protocol: UDP, destination: {ports: [53]}}
+"#,
+    );
+    // The HostEndpoint has no profile: a UDP reply, a new tracked flow, is denied.
+    let tcp80 = tcp("10.65.0.1", "10.66.0.1", 80);
+    let d = c.evaluate(&tcp80);
+    assert_eq!(d.verdict(), Verdict::Deny);
+    assert_eq!(
+        d.enforced.decided_by().map(|h| h.rule),
+        Some(RuleRef::UntrackedReply)
+    );
+    let text = bulkhead_engine::explain::explain(&c, &tcp80, &d, "x/a", "host/h");
+    assert!(text.contains("untracked tier default"), "{text}");
+    assert!(text.contains("rule 0 matched"), "{text}");
+    assert!(text.contains("reply does not get through"), "{text}");
+    let udp = Flow::with_port(ip("10.65.0.1"), ip("10.66.0.1"), Protocol::UDP, 53);
+    assert_eq!(c.evaluate(&udp).verdict(), Verdict::Deny);
+
+    // An egress rule for the reply lets TCP through; a profile lets the UDP reply out.
+    let c = cluster(
+        r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: untracked}
+spec:
+  selector: role == 'host'
+  doNotTrack: true
+  applyOnForward: true
+  types: [Ingress, Egress]
+  ingress:
+    - {action: Allow, protocol: TCP, destination: {ports: [80]}}
+    - {action: Allow, protocol: UDP, destination: {ports: [53]}}
+  egress:
+    - {action: Allow, protocol: TCP, source: {ports: [80]}}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: g, labels: {role: host}}
+spec: {node: n2, interfaceName: "*", expectedIPs: [10.66.0.2], profiles: [projectcalico-default-allow]}
+"#,
+    );
+    let to_g = |flow: &Flow| {
+        let mut f = *flow;
+        f.dst = ip("10.66.0.2");
+        c.evaluate(&f).verdict()
+    };
+    assert_eq!(to_g(&tcp80), Verdict::Allow);
+    assert_eq!(to_g(&udp), Verdict::Allow);
+    // Without the profile (h), the UDP reply is still denied; the TCP one is allowed.
+    assert_eq!(c.evaluate(&tcp80).verdict(), Verdict::Allow);
+    assert_eq!(c.evaluate(&udp).verdict(), Verdict::Deny);
+}
