@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 
 use bulkhead_api::{Resource, ResourceKey, load_str};
 use bulkhead_dataplane::Table;
+use bulkhead_dataplane::tag::{RuleTag, TagVerdict, TaggedRule};
 use common::Harness;
 
 /// A named datastore state and facts its table must show.
@@ -256,14 +257,21 @@ status: {podIP: 10.0.0.1}
 "#,
             expect: |t| {
                 assert!(t.chains.contains_key("failsafe.in"));
-                // A missing profile drops; the allow-all one after it is an accept.
+                // A missing profile drops; the allow-all one after it is an accept,
+                // tagged as that profile's rule 0.
                 let rules = &t.chains["h.eth0-a.in"].rules;
                 assert!(
                     rules
                         .iter()
                         .any(|r| r.contains("profile gone does not exist"))
                 );
-                assert_eq!(rules.last().map(String::as_str), Some("accept"));
+                let first = TaggedRule::Profile {
+                    profile: "projectcalico-default-allow".into(),
+                    index: 0,
+                };
+                let tag = RuleTag::new(&first, TagVerdict::Allow, true);
+                let accept = format!("{} accept", tag.statement());
+                assert_eq!(rules.last(), Some(&accept));
                 assert!(t.chains.contains_key("p.knp.shop/web.in"));
             },
         },
@@ -291,7 +299,11 @@ status: {podIP: 10.0.0.1}
 /// True if a workload ingress chain of `t` ends by allowing (an allow-all profile).
 fn allowed_by_profile(t: &Table) -> bool {
     t.chains.iter().any(|(n, c)| {
-        n.starts_with("w.") && n.ends_with(".in") && c.rules.last().is_some_and(|r| r == "accept")
+        n.starts_with("w.")
+            && n.ends_with(".in")
+            && c.rules
+                .last()
+                .is_some_and(|r| r.starts_with("log prefix \"AI") && r.ends_with(" accept"))
     })
 }
 

@@ -23,6 +23,7 @@ pub mod render;
 pub mod rules;
 pub mod session;
 pub mod table;
+pub mod tag;
 
 pub use apply::{Applied, CommandRunner, Dataplane, DataplaneError, ElementsError, NftRunner};
 pub use diff::TableDiff;

@@ -34,8 +34,11 @@ use bulkhead_engine::{Cluster, EndpointKind, Mode, PolicyRef};
 
 use crate::dispatch::{self, Reach};
 use crate::naming::workload_interface;
-use crate::rules::{MARK_ACCEPT, MARK_PASS, RuleRenderer, SetRequests, proto_name, set_elements};
+use crate::rules::{
+    MARK_ACCEPT, MARK_PASS, RuleRenderer, SetRequests, log_action, proto_name, set_elements,
+};
 use crate::table::{Chain, Hook, Set, Table, VerdictMap};
+use crate::tag::{RuleTag, TagVerdict, TaggedRule};
 
 /// An endpoint enforced on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,7 +339,7 @@ pub enum ProfileChain<'a> {
     Exists(String),
     /// The profile's first rule in this direction allows everything (a namespace's
     /// profile, typically): the endpoint chain allows here, without a jump.
-    AllowsAll,
+    AllowsAll(&'a str),
     /// No profile of this name exists: the endpoint chain drops here.
     Missing(&'a str),
 }
@@ -353,7 +356,7 @@ pub fn endpoint_profiles<'a, S: AsRef<str>, P: std::borrow::Borrow<Profile>>(
         let name = name.as_ref();
         match lookup(name) {
             Some(p) if allows_everything(direction_rules(p.borrow(), ingress)) => {
-                out.push(ProfileChain::AllowsAll);
+                out.push(ProfileChain::AllowsAll(name));
                 break;
             }
             Some(_) => out.push(ProfileChain::Exists(profile_chain_name(name, ingress))),
@@ -620,8 +623,12 @@ fn tier_rules(
             }
         }
         if tier.default_action == TierDefaultAction::Deny {
+            let eot = TaggedRule::EndOfTier {
+                tier: tier.tier.to_string(),
+            };
             rules.push(format!(
-                "{not_passed} drop comment \"end of tier {}\"",
+                "{not_passed} {} comment \"end of tier {}\"",
+                tagged_drop(&eot, ingress),
                 tier.tier
             ));
         }
@@ -636,16 +643,30 @@ fn tier_rules(
                 rules.push(format!("jump {chain}"));
                 rules.push(accepted.clone());
             }
-            ProfileChain::AllowsAll => {
-                rules.push(allow.to_string());
+            ProfileChain::AllowsAll(name) => {
+                let first = TaggedRule::Profile {
+                    profile: name.to_string(),
+                    index: 0,
+                };
+                let tag = RuleTag::new(&first, TagVerdict::Allow, ingress);
+                rules.push(format!("{} {allow}", tag.statement()));
                 return rules;
             }
             ProfileChain::Missing(name) => {
-                rules.push(format!("drop comment \"profile {name} does not exist\""))
+                let missing = TaggedRule::MissingProfile {
+                    profile: name.to_string(),
+                };
+                rules.push(format!(
+                    "{} comment \"profile {name} does not exist\"",
+                    tagged_drop(&missing, ingress)
+                ))
             }
         }
     }
-    rules.push("drop comment \"no profile matched\"".into());
+    rules.push(format!(
+        "{} comment \"no profile matched\"",
+        tagged_drop(&TaggedRule::NoProfile, ingress)
+    ));
     rules
 }
 
@@ -778,14 +799,43 @@ pub fn policy_chain(policy: &Policy, ingress: bool, sets: &mut SetRequests) -> C
     let mut out = Vec::new();
     let mut r = RuleRenderer::new(sets);
     for (i, rule) in rules.iter().enumerate() {
-        out.extend(r.render(
-            rule,
-            &allow,
-            &pass,
-            &format!("{} rule {i}", chain_id(&policy.id)),
-        ));
+        let comment = format!("{} rule {i}", chain_id(&policy.id));
+        let tagged = TaggedRule::Policy {
+            policy: policy.id.clone(),
+            index: i,
+        };
+        let action = rule_action(rule, &tagged, ingress, &allow, &pass, &comment);
+        out.extend(r.render(rule, &action, &comment));
     }
     regular(out)
+}
+
+/// What a policy or profile rule does, after its matches: the NFLOG tag of its verdict
+/// ([`crate::tag`]), then `allow`, `drop` or `pass`; a Log rule logs and goes on.
+fn rule_action(
+    rule: &Rule,
+    tagged: &TaggedRule,
+    ingress: bool,
+    allow: &str,
+    pass: &str,
+    comment: &str,
+) -> String {
+    let (verdict, then) = match rule.action {
+        Action::Allow => (TagVerdict::Allow, allow),
+        Action::Deny => (TagVerdict::Deny, "drop"),
+        Action::Pass => (TagVerdict::Pass, pass),
+        Action::Log => return log_action(comment),
+    };
+    format!(
+        "{} {then}",
+        RuleTag::new(tagged, verdict, ingress).statement()
+    )
+}
+
+/// `drop`, after the NFLOG tag of `tagged`.
+fn tagged_drop(tagged: &TaggedRule, ingress: bool) -> String {
+    let tag = RuleTag::new(tagged, TagVerdict::Deny, ingress);
+    format!("{} drop", tag.statement())
 }
 
 /// `r.<profile>.in|out`: the chain of a profile's rules for one direction.
@@ -804,13 +854,14 @@ pub fn profile_chain(profile: &Profile, ingress: bool, sets: &mut SetRequests) -
     let mut out = Vec::new();
     let mut r = RuleRenderer::new(sets);
     for (i, rule) in rules.iter().enumerate() {
+        let comment = format!("pro:{} rule {i}", profile.name);
+        let tagged = TaggedRule::Profile {
+            profile: profile.name.to_string(),
+            index: i,
+        };
         // Pass in a profile moves on to the next profile, as in Calico's dataplane.
-        out.extend(r.render(
-            rule,
-            &allow,
-            "return",
-            &format!("pro:{} rule {i}", profile.name),
-        ));
+        let action = rule_action(rule, &tagged, ingress, &allow, "return", &comment);
+        out.extend(r.render(rule, &action, &comment));
     }
     regular(out)
 }
@@ -894,7 +945,7 @@ mod tests {
         assert!(!pre_dnat.contains("notrack"), "{pre_dnat}");
         let normal = allow(rule);
         assert!(
-            normal.contains("dport 80 accept") && !normal.contains("mark"),
+            normal.contains("group 1 accept") && !normal.contains("mark"),
             "{normal}"
         );
     }

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use base64::Engine as _;
-use bulkhead_api::values::{Action, Port, Protocol};
+use bulkhead_api::values::{Port, Protocol};
 use bulkhead_engine::Cluster;
 use bulkhead_engine::compile::{Entity, Rule};
 use bulkhead_selector::Selector;
@@ -166,15 +166,9 @@ impl<'a> RuleRenderer<'a> {
         RuleRenderer { sets }
     }
 
-    /// The nft rules for `rule` with its action: `verdict_allow` is what Allow does
-    /// (policies: set the accept mark and return). `comment` identifies the rule.
-    pub fn render(&mut self, rule: &Rule, allow: &str, pass: &str, comment: &str) -> Vec<String> {
-        let action = match rule.action {
-            Action::Allow => allow.to_string(),
-            Action::Deny => "drop".to_string(),
-            Action::Pass => pass.to_string(),
-            Action::Log => format!("log prefix \"{}\" group 3", log_prefix(comment)),
-        };
+    /// The nft rules for `rule`'s matches, each ending in `action` (the statements and
+    /// verdict that carry out the rule's action) and `comment`, which identifies the rule.
+    pub fn render(&mut self, rule: &Rule, action: &str, comment: &str) -> Vec<String> {
         let mut out = Vec::new();
         for family in [Family::V4, Family::V6] {
             if rule.ip_version.is_some_and(|v| v != family.number()) {
@@ -419,7 +413,9 @@ fn join_nets(nets: &[IpNet]) -> String {
         .join(", ")
 }
 
-/// NFLOG prefixes are at most 63 bytes.
-fn log_prefix(comment: &str) -> String {
-    comment.chars().take(60).collect()
+/// What a rule with the Log action does: log to NFLOG group 3 with the rule's comment as
+/// the prefix (NFLOG prefixes are at most 63 bytes), and go on.
+pub fn log_action(comment: &str) -> String {
+    let prefix: String = comment.chars().take(60).collect();
+    format!("log prefix \"{prefix}\" group 3")
 }

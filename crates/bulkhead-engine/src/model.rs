@@ -267,6 +267,11 @@ impl Cluster {
         &self.policies
     }
 
+    /// Every profile, in no particular order.
+    pub fn all_profiles(&self) -> impl Iterator<Item = &Profile> {
+        self.profiles.values()
+    }
+
     /// The workload endpoint `namespace/name`.
     pub fn workload(&self, namespace: &str, name: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| {
