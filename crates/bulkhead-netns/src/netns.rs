@@ -71,6 +71,27 @@ pub fn preflight() -> Result<()> {
     Ok(())
 }
 
+/// For kernel tests: whether this process can make network namespaces (and, with
+/// `needs_nft`, run `nft`). When it cannot, prints `skipped: <why>` to stdout, so the
+/// test that returns early says so.
+pub fn kernel_tests_can_run(needs_nft: bool) -> bool {
+    if let Err(e) = preflight() {
+        println!("skipped: needs root and ip netns ({e})");
+        return false;
+    }
+    let nft = || {
+        std::process::Command::new("nft")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if needs_nft && !nft() {
+        println!("skipped: needs nft");
+        return false;
+    }
+    true
+}
+
 fn effective_uid_is_root() -> bool {
     // `Uid:` real, effective, saved, filesystem.
     std::fs::read_to_string("/proc/self/status")

@@ -5,13 +5,7 @@ use std::process::Command;
 
 /// Whether namespaces can be made here; prints the skip line when not.
 pub fn capable() -> bool {
-    match bulkhead_netns::preflight() {
-        Ok(()) => true,
-        Err(e) => {
-            println!("skipped: needs root and ip netns ({e})");
-            false
-        }
-    }
+    bulkhead_netns::kernel_tests_can_run(false)
 }
 
 /// Names from `ip netns list` (the first word of each line).
