@@ -88,7 +88,7 @@ impl CalcGraph {
             for (class, ingress) in EARLY_CLASSES {
                 let tiers = self.tier_chains(id, class, ingress, &mut rendered);
                 let name = host_chain_name(&state.local.name, class, ingress);
-                rendered.early.push((name, early_chain(&tiers)));
+                rendered.early.push((name, early_chain(&tiers, ingress)));
             }
         }
         for ingress in [true, false] {

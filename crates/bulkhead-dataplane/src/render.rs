@@ -204,7 +204,9 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
             for (class, ingress) in EARLY_CLASSES {
                 let tiers = cluster_tiers(cluster, &mut table, &mut sets, index, class, ingress);
                 let name = host_chain_name(&h.name, class, ingress);
-                table.chains.insert(name, regular(early_chain(&tiers)));
+                table
+                    .chains
+                    .insert(name, regular(early_chain(&tiers, ingress)));
             }
             present.push(*h);
         }
@@ -534,7 +536,14 @@ pub fn endpoint_chains(
         .collect();
     let mut rules = vec![clear_marks()];
     if reaches.len() < dispatch::MIN_POLICIES {
-        rules.extend(tier_rules(tiers, Some(profiles), allow, ingress, None));
+        rules.extend(tier_rules(
+            tiers,
+            Some(profiles),
+            allow,
+            ingress,
+            ingress,
+            None,
+        ));
         return EndpointChains {
             rules,
             classes: Vec::new(),
@@ -544,7 +553,14 @@ pub fn endpoint_chains(
     let mut chains: Vec<(String, Vec<String>)> = Vec::new();
     let mut entries: Vec<(&dispatch::Class, String)> = Vec::new();
     for class in &classes {
-        let body = tier_rules(tiers, Some(profiles), allow, ingress, Some(&class.included));
+        let body = tier_rules(
+            tiers,
+            Some(profiles),
+            allow,
+            ingress,
+            ingress,
+            Some(&class.included),
+        );
         let name = dispatch::class_chain_name(&body);
         if !chains.iter().any(|(n, _)| *n == name) {
             chains.push((name.clone(), body));
@@ -561,6 +577,7 @@ pub fn endpoint_chains(
         Some(profiles),
         allow,
         ingress,
+        ingress,
         Some(&rest),
     ));
     EndpointChains {
@@ -573,7 +590,7 @@ pub fn endpoint_chains(
 /// the tiers, each ending in Pass whatever its default, and no profiles. A policy's Allow
 /// marks and accepts, Deny drops; if nothing decides, the chain returns and the packet
 /// goes on to the next hook.
-pub fn early_chain(tiers: &[TierChains<'_>]) -> Vec<String> {
+pub fn early_chain(tiers: &[TierChains<'_>], ingress: bool) -> Vec<String> {
     let passing: Vec<TierChains<'_>> = tiers
         .iter()
         .map(|t| TierChains {
@@ -582,18 +599,21 @@ pub fn early_chain(tiers: &[TierChains<'_>]) -> Vec<String> {
         })
         .collect();
     let mut rules = vec![clear_marks()];
-    rules.extend(tier_rules(&passing, None, "accept", true, None));
+    rules.extend(tier_rules(&passing, None, "accept", ingress, true, None));
     rules
 }
 
 /// The tiers and profiles of an endpoint chain, after the marks are cleared (no profiles:
 /// the chain ends after the tiers and returns); with `included`, only the policies (by
-/// position in tier order) it marks.
+/// position in tier order) it marks. `policies_accept`: an allowed packet never comes
+/// back from a policy chain (ingress and early chains, see [`policy_chain`]), so there is
+/// no accept mark to test after each jump.
 fn tier_rules(
     tiers: &[TierChains<'_>],
     profiles: Option<&[ProfileChain<'_>]>,
     allow: &str,
     ingress: bool,
+    policies_accept: bool,
     included: Option<&[bool]>,
 ) -> Vec<String> {
     let clear_pass = format!("meta mark set meta mark & {:#x}", !MARK_PASS);
@@ -616,21 +636,24 @@ fn tier_rules(
             };
             first = false;
             rules.push(format!("{guard}jump {chain}"));
-            // Ingress policy chains accept by themselves (see `policy_chain`): a packet
-            // that comes back was not allowed, so there is no mark to test.
-            if !ingress {
+            if !policies_accept {
                 rules.push(accepted.clone());
             }
         }
-        if tier.default_action == TierDefaultAction::Deny {
-            let eot = TaggedRule::EndOfTier {
-                tier: tier.tier.to_string(),
-            };
-            rules.push(format!(
+        let eot = TaggedRule::EndOfTier {
+            tier: tier.tier.to_string(),
+        };
+        match tier.default_action {
+            TierDefaultAction::Deny => rules.push(format!(
                 "{not_passed} {} comment \"end of tier {}\"",
                 tagged_drop(&eot, ingress),
                 tier.tier
-            ));
+            )),
+            // Logged only: the packet goes on to the next tier.
+            TierDefaultAction::Pass => {
+                let tag = RuleTag::new(&eot, TagVerdict::Pass, ingress);
+                rules.push(format!("{not_passed} {}", tag.statement()));
+            }
         }
         rules.push(clear_pass.clone());
     }
@@ -960,18 +983,28 @@ mod tests {
                 .map(|p| (p.to_string(), Reach::of(&[])))
                 .collect(),
         };
-        let rules = early_chain(&[tier("a", &["p.1", "p.2"]), tier("b", &["p.3"])]);
+        let rules = early_chain(&[tier("a", &["p.1", "p.2"]), tier("b", &["p.3"])], false);
+        // Each tier ends by logging its Pass (egress group), never by dropping; no accept
+        // mark tests after the jumps (early policy chains accept by themselves).
+        let pass = |t: &str| {
+            let eot = TaggedRule::EndOfTier { tier: t.into() };
+            let tag = RuleTag::new(&eot, TagVerdict::Pass, false);
+            format!("meta mark & 0x20000 == 0x0 {}", tag.statement())
+        };
         assert_eq!(
             rules,
             [
-                "meta mark set meta mark & 0xfffcffff",
-                "jump p.1",
-                "meta mark & 0x20000 == 0x0 jump p.2",
-                "meta mark set meta mark & 0xfffdffff",
-                "jump p.3",
-                "meta mark set meta mark & 0xfffdffff",
+                "meta mark set meta mark & 0xfffcffff".to_string(),
+                "jump p.1".into(),
+                "meta mark & 0x20000 == 0x0 jump p.2".into(),
+                pass("a"),
+                "meta mark set meta mark & 0xfffdffff".into(),
+                "jump p.3".into(),
+                pass("b"),
+                "meta mark set meta mark & 0xfffdffff".into(),
             ]
         );
+        assert!(pass("a").contains("group 2"));
     }
 
     #[test]

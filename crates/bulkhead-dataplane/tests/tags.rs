@@ -2,7 +2,7 @@
 //! model's [`RuleIndex`], the rule the engine would report for it.
 
 use bulkhead_api::load_str;
-use bulkhead_api::values::Action;
+use bulkhead_api::values::{Action, TierDefaultAction};
 use bulkhead_dataplane::tag::{GROUP_EGRESS, GROUP_INGRESS, RuleIndex, RuleTag, TaggedRule};
 use bulkhead_dataplane::{LocalEndpoint, RenderConfig, render};
 use bulkhead_engine::{Cluster, EndpointKind};
@@ -149,7 +149,15 @@ fn every_verdict_rule_is_tagged_with_a_rule_of_the_model() {
                         action_letter(rules[*index].action)
                     }
                     TaggedRule::Profile { .. } => 'A',
-                    _ => 'D',
+                    // Untracked and pre-DNAT tiers always end in Pass.
+                    TaggedRule::EndOfTier { tier } => {
+                        let deny = cluster.tiers().iter().any(|t| {
+                            &*t.name == tier && t.default_action == TierDefaultAction::Deny
+                        });
+                        let early = chain.contains(".untracked.") || chain.contains(".prednat.");
+                        if deny && !early { 'D' } else { 'P' }
+                    }
+                    TaggedRule::MissingProfile { .. } | TaggedRule::NoProfile => 'D',
                 };
                 assert_eq!(verdict, expected, "{chain}: {rule} is {tagged:?}");
                 seen.push(tagged.clone());
