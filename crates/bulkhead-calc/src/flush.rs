@@ -5,8 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use bulkhead_dataplane::render::{
     EARLY_CLASSES, HOST_BASE_CHAINS, LocalEndpoint, ProfileChain, TierChains, WL_FROM, WL_TO,
     WorkloadChains, allow_verdict, early_chain, endpoint_chains, endpoint_profiles,
-    host_base_chains, host_chain_name, policy_chain, policy_chain_name, policy_reach,
-    profile_chain,
+    host_base_chains, host_chain_name, policy_chain, policy_chain_name, profile_chain,
 };
 use bulkhead_dataplane::rules::{SetRequest, SetRequests};
 use bulkhead_dataplane::table::{Chain, Set};
@@ -156,19 +155,13 @@ impl CalcGraph {
         self.rules
             .tier_lists(id, class, ingress)
             .into_iter()
-            .map(|list| TierChains {
-                tier: &list.tier.name,
-                default_action: list.tier.default_action,
-                policies: list
-                    .policies
-                    .iter()
-                    .map(|(key, policy)| {
-                        let name = policy_chain_name(&policy.id, ingress);
-                        let source = ChainSource::Policy((*key).clone(), ingress);
-                        rendered.chains.push((name.clone(), source));
-                        (name, policy_reach(policy, ingress))
-                    })
-                    .collect(),
+            .map(|list| {
+                for (key, policy) in &list.policies {
+                    let name = policy_chain_name(&policy.id, ingress);
+                    let source = ChainSource::Policy((*key).clone(), ingress);
+                    rendered.chains.push((name, source));
+                }
+                TierChains::of(list.tier, list.policies.iter().map(|(_, p)| *p), ingress)
             })
             .collect()
     }

@@ -30,7 +30,7 @@ use bulkhead_api::values::Action;
 use bulkhead_api::values::TierDefaultAction;
 use bulkhead_engine::compile::{Entity, Policy, PolicyClass, Profile, Rule};
 use bulkhead_engine::eval::{FAILSAFE_INBOUND, FAILSAFE_OUTBOUND};
-use bulkhead_engine::{Cluster, EndpointKind, Mode, PolicyRef};
+use bulkhead_engine::{Cluster, EndpointKind, Mode, PolicyRef, Tier};
 
 use crate::dispatch::{self, Reach};
 use crate::naming::workload_interface;
@@ -334,6 +334,25 @@ pub struct TierChains<'a> {
     pub policies: Vec<(String, Reach)>,
 }
 
+impl<'a> TierChains<'a> {
+    /// `tier` with its `policies` (those that apply, in evaluation order) for one
+    /// direction.
+    pub fn of<'p>(
+        tier: &'a Tier,
+        policies: impl IntoIterator<Item = &'p Policy>,
+        ingress: bool,
+    ) -> TierChains<'a> {
+        TierChains {
+            tier: &tier.name,
+            default_action: tier.default_action,
+            policies: policies
+                .into_iter()
+                .map(|p| (policy_chain_name(&p.id, ingress), policy_reach(p, ingress)))
+                .collect(),
+        }
+    }
+}
+
 /// One profile of an endpoint, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProfileChain<'a> {
@@ -534,16 +553,11 @@ pub fn endpoint_chains(
         .iter()
         .flat_map(|t| t.policies.iter().map(|(_, reach)| reach))
         .collect();
+    // Ingress policy chains accept by themselves (see `policy_chain`).
+    let walk = |included| tier_rules(tiers, Some(profiles), allow, ingress, ingress, included);
     let mut rules = vec![clear_marks()];
     if reaches.len() < dispatch::MIN_POLICIES {
-        rules.extend(tier_rules(
-            tiers,
-            Some(profiles),
-            allow,
-            ingress,
-            ingress,
-            None,
-        ));
+        rules.extend(walk(None));
         return EndpointChains {
             rules,
             classes: Vec::new(),
@@ -553,14 +567,7 @@ pub fn endpoint_chains(
     let mut chains: Vec<(String, Vec<String>)> = Vec::new();
     let mut entries: Vec<(&dispatch::Class, String)> = Vec::new();
     for class in &classes {
-        let body = tier_rules(
-            tiers,
-            Some(profiles),
-            allow,
-            ingress,
-            ingress,
-            Some(&class.included),
-        );
+        let body = walk(Some(&class.included));
         let name = dispatch::class_chain_name(&body);
         if !chains.iter().any(|(n, _)| *n == name) {
             chains.push((name.clone(), body));
@@ -572,14 +579,7 @@ pub fn endpoint_chains(
             entries.iter().map(|(c, n)| (*c, n.as_str())).collect();
         rules.push(dispatch::dispatch_rule(&entries));
     }
-    rules.extend(tier_rules(
-        tiers,
-        Some(profiles),
-        allow,
-        ingress,
-        ingress,
-        Some(&rest),
-    ));
+    rules.extend(walk(Some(&rest)));
     EndpointChains {
         rules,
         classes: chains,
@@ -741,21 +741,14 @@ fn cluster_tiers<'a>(
     cluster
         .endpoint_tiers(index, Mode::Enforced, class, ingress)
         .into_iter()
-        .map(|view| TierChains {
-            tier: &view.tier.name,
-            default_action: view.tier.default_action,
-            policies: view
-                .policies
-                .iter()
-                .map(|policy| {
-                    let name = policy_chain_name(&policy.id, ingress);
-                    if !table.chains.contains_key(&name) {
-                        let chain = policy_chain(policy, ingress, sets);
-                        table.chains.insert(name.clone(), chain);
-                    }
-                    (name, policy_reach(policy, ingress))
-                })
-                .collect(),
+        .map(|view| {
+            for &policy in &view.policies {
+                table
+                    .chains
+                    .entry(policy_chain_name(&policy.id, ingress))
+                    .or_insert_with(|| policy_chain(policy, ingress, sets));
+            }
+            TierChains::of(view.tier, view.policies, ingress)
         })
         .collect()
 }

@@ -14,7 +14,7 @@
 //! accepted before them), so a flow is logged once per connection and side. With no
 //! NFLOG listener on the group, the kernel drops the log message at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use bulkhead_engine::compile::Policy;
@@ -180,9 +180,15 @@ pub struct RuleIndex {
 }
 
 impl RuleIndex {
-    /// Every tagged rule of `cluster`'s policies, tiers and profiles, both directions;
-    /// `missing_profiles` adds the names endpoints refer to that no profile has.
-    pub fn of(cluster: &Cluster, missing_profiles: &[&str]) -> RuleIndex {
+    /// Every tagged rule of `cluster`'s policies, tiers and profiles, and of the profiles
+    /// its endpoints name that do not exist, both directions.
+    pub fn of(cluster: &Cluster) -> RuleIndex {
+        let missing: BTreeSet<&str> = cluster
+            .endpoints()
+            .iter()
+            .flat_map(|e| e.profiles.iter().map(|p| p.as_ref()))
+            .filter(|name| cluster.profile(name).is_none())
+            .collect();
         let mut index = RuleIndex::default();
         for ingress in [true, false] {
             index.add(TaggedRule::NoProfile, ingress);
@@ -214,7 +220,7 @@ impl RuleIndex {
                     index.add(rule, ingress);
                 }
             }
-            for name in missing_profiles {
+            for name in &missing {
                 let profile = name.to_string();
                 index.add(TaggedRule::MissingProfile { profile }, ingress);
             }
@@ -229,16 +235,6 @@ impl RuleIndex {
     /// The rule behind `tag`, if the model has it.
     pub fn get(&self, tag: &RuleTag) -> Option<&TaggedRule> {
         self.rules.get(&(tag.ingress, tag.id))
-    }
-
-    /// Number of rules indexed.
-    pub fn len(&self) -> usize {
-        self.rules.len()
-    }
-
-    /// True if nothing is indexed.
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
     }
 }
 

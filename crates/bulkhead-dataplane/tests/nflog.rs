@@ -177,7 +177,7 @@ fn connections_are_logged_with_the_tags_of_the_rules_that_decided_them() {
     let loaded = load_str("model.yaml", MODEL).expect("valid model");
     let resources: Vec<_> = loaded.into_iter().map(|l| l.resource).collect();
     let cluster = Cluster::build(&resources).expect("builds");
-    let index = RuleIndex::of(&cluster, &[]);
+    let index = RuleIndex::of(&cluster);
 
     let node = NodeSandbox::new(&format!("bh-nflog-{}", std::process::id())).expect("node");
     let a = node

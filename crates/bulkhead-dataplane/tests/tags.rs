@@ -113,7 +113,7 @@ fn every_verdict_rule_is_tagged_with_a_rule_of_the_model() {
         })
         .collect();
     let table = render(&cluster, &local, &RenderConfig::default());
-    let index = RuleIndex::of(&cluster, &["gone"]);
+    let index = RuleIndex::of(&cluster);
 
     let mut seen = Vec::new();
     for (chain, c) in &table.chains {

@@ -233,11 +233,7 @@ impl Cluster {
             Some(Verdict::Allow) => match reply() {
                 Some(v) => v,
                 None if flow.protocol == Protocol::UDP => {
-                    let answer = flow.reply();
-                    let (asrc, adst) = (
-                        self.address(answer.src, answer.src_port),
-                        self.address(answer.dst, answer.dst_port),
-                    );
+                    let (answer, asrc, adst) = self.answer(flow);
                     self.tracked(mode, ep, !ingress, &answer, &asrc, &adst, &mut ())
                 }
                 None => Verdict::Deny,
@@ -296,10 +292,16 @@ impl Cluster {
         {
             return None;
         }
+        let (answer, src, dst) = self.answer(flow);
+        self.untracked(mode, ep, ingress, &answer, &src, &dst, &mut ())
+    }
+
+    /// The reply to `flow` ([`Flow::reply`]) with its two addresses resolved.
+    fn answer(&self, flow: &Flow) -> (Flow, Address<'_>, Address<'_>) {
         let answer = flow.reply();
         let src = self.address(answer.src, answer.src_port);
         let dst = self.address(answer.dst, answer.dst_port);
-        self.untracked(mode, ep, ingress, &answer, &src, &dst, &mut ())
+        (answer, src, dst)
     }
 
     /// The tracked part of a side: pre-DNAT tiers (host ingress), the normal tiers, then
