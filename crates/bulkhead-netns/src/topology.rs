@@ -24,15 +24,11 @@ pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 
 /// The name of the endpoint-side interface in every endpoint namespace.
 pub const ENDPOINT_IFNAME: &str = "eth0";
 
-/// Sysctls of a node namespace: it routes, and conntrack counts bytes and keeps
-/// timestamps (both off by default in every namespace).
+/// Sysctls of a node namespace: it routes. Conntrack accounting and timestamps stay off
+/// (the kernel's default): nothing reads them, and they cost every tracked packet.
 const NODE_SYSCTLS: &[(&str, &str)] = &[
     ("net.ipv4.ip_forward", "1"),
     ("net.ipv6.conf.all.forwarding", "1"),
-];
-const CONNTRACK_SYSCTLS: &[(&str, &str)] = &[
-    ("net.netfilter.nf_conntrack_acct", "1"),
-    ("net.netfilter.nf_conntrack_timestamp", "1"),
 ];
 
 /// An address with a prefix length, e.g. `10.65.0.1/32` or `fd65::1/128`.
@@ -278,15 +274,11 @@ pub struct NodeSandbox {
 
 impl NodeSandbox {
     /// Creates the node namespace `name` (see [`unique_name`](crate::unique_name)),
-    /// turns forwarding on (IPv4 and IPv6), conntrack accounting and timestamps on
-    /// (best effort: skipped with a warning where conntrack is not loaded), and gives it
-    /// the gateway address [`GATEWAY_V4`] on `lo`.
+    /// turns forwarding on (IPv4 and IPv6), and gives it the gateway address
+    /// [`GATEWAY_V4`] on `lo`.
     pub fn new(name: &str) -> Result<NodeSandbox> {
         let netns = Netns::create(name)?;
         netns.sysctl(NODE_SYSCTLS)?;
-        if let Err(e) = netns.sysctl(CONNTRACK_SYSCTLS) {
-            tracing::warn!(netns = %name, error = %e, "conntrack accounting not enabled");
-        }
         netns.ip_batch(&[addr_line(Cidr::host(GATEWAY_V4.into()), "lo")])?;
         Ok(NodeSandbox {
             netns,
