@@ -82,6 +82,7 @@ fn start_agent(s: &Setup) -> (Agent, Arc<Metrics>) {
         resync: Duration::from_secs(3600),
         render: RenderConfig {
             workload_prefix: "cali".into(),
+            ..RenderConfig::default()
         },
     };
     (Agent::new(config, Arc::clone(&metrics)), metrics)

@@ -100,6 +100,7 @@ fn a_policy_change_is_enforced_when_apply_returns() {
             resync: Duration::from_secs(3600),
             render: RenderConfig {
                 workload_prefix: "cali".into(),
+                ..RenderConfig::default()
             },
         };
         Agent::new(config, Arc::new(Metrics::default()))

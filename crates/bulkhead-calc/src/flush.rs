@@ -87,7 +87,8 @@ impl CalcGraph {
             for (class, ingress) in EARLY_CLASSES {
                 let tiers = self.tier_chains(id, class, ingress, &mut rendered);
                 let name = host_chain_name(&state.local.name, class, ingress);
-                rendered.early.push((name, early_chain(&tiers, ingress)));
+                let rules = early_chain(&tiers, ingress, self.config.render.tagging);
+                rendered.early.push((name, rules));
             }
         }
         for ingress in [true, false] {
@@ -103,7 +104,9 @@ impl CalcGraph {
                     ));
                 }
             }
-            let chains = endpoint_chains(&tiers, &profiles, allow_verdict(kind, ingress), ingress);
+            let allow = allow_verdict(kind, ingress);
+            let tagging = self.config.render.tagging;
+            let chains = endpoint_chains(&tiers, &profiles, allow, ingress, tagging);
             for (name, rules) in chains.classes {
                 rendered.chains.push((name, ChainSource::Class(rules)));
             }
@@ -208,14 +211,16 @@ impl CalcGraph {
             let mut requests = SetRequests::new();
             let chain = match &state.source {
                 ChainSource::Policy(key, ingress) => match self.rules.policy(key) {
-                    Some(p) => policy_chain(p, *ingress, &mut requests),
+                    Some(p) => policy_chain(p, *ingress, self.config.render.tagging, &mut requests),
                     None => {
                         debug_assert!(false, "BUG: chain {name} of a policy that is gone");
                         regular(&[])
                     }
                 },
                 ChainSource::Profile(profile, ingress) => match self.inherit.profile(profile) {
-                    Some(p) => profile_chain(&p, *ingress, &mut requests),
+                    Some(p) => {
+                        profile_chain(&p, *ingress, self.config.render.tagging, &mut requests)
+                    }
                     None => {
                         debug_assert!(false, "BUG: chain {name} of a profile that is gone");
                         regular(&[])

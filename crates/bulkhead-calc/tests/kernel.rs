@@ -292,6 +292,7 @@ fn the_graphs_table_gives_the_engines_verdicts_in_the_kernel() {
         node: NODE.into(),
         render: RenderConfig {
             workload_prefix: "cali".into(),
+            ..RenderConfig::default()
         },
     };
     // The closure proptest runs is `Fn`: the dataplane, which every case diffs against,

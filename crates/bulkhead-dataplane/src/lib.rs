@@ -29,3 +29,4 @@ pub use apply::{Applied, CommandRunner, Dataplane, DataplaneError, ElementsError
 pub use diff::TableDiff;
 pub use render::{LocalEndpoint, RenderConfig, render};
 pub use table::{DiffStats, Table};
+pub use tag::Tagging;

@@ -38,7 +38,7 @@ use crate::rules::{
     MARK_ACCEPT, MARK_PASS, RuleRenderer, SetRequests, log_action, proto_name, set_elements,
 };
 use crate::table::{Chain, Hook, Set, Table, VerdictMap};
-use crate::tag::{RuleTag, TagVerdict, TaggedRule};
+use crate::tag::{TagVerdict, TaggedRule, Tagging};
 
 /// An endpoint enforced on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,12 +58,15 @@ pub struct LocalEndpoint {
 pub struct RenderConfig {
     /// Prefix of every workload interface on the node (fail-closed dispatch).
     pub workload_prefix: String,
+    /// NFLOG tags on every verdict, for a flow-log collector ([`crate::tag`]).
+    pub tagging: Tagging,
 }
 
 impl Default for RenderConfig {
     fn default() -> Self {
         RenderConfig {
             workload_prefix: "bh".into(),
+            tagging: Tagging::Off,
         }
     }
 }
@@ -151,8 +154,12 @@ const CT: [&str; 2] = [
 
 /// Renders the table that enforces `cluster` for the `local` endpoints.
 pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig) -> Table {
-    let mut table = Table::default();
-    let mut sets = SetRequests::new();
+    let mut b = TableBuilder {
+        cluster,
+        table: Table::default(),
+        sets: SetRequests::new(),
+        tagging: config.tagging,
+    };
     let workloads: Vec<&LocalEndpoint> = local
         .iter()
         .filter(|e| e.kind == EndpointKind::Workload)
@@ -162,7 +169,7 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
         .filter(|e| e.kind == EndpointKind::Host)
         .collect();
 
-    table.chains.extend(forward_chains(config));
+    b.table.chains.extend(forward_chains(config));
     let mut from = VerdictMap::default();
     let mut to = VerdictMap::default();
     for w in &workloads {
@@ -174,12 +181,12 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
             continue;
         };
         let names = WorkloadChains::new(&w.interface);
-        let out_rules = cluster_endpoint_rules(cluster, &mut table, &mut sets, index, false);
-        let in_rules = cluster_endpoint_rules(cluster, &mut table, &mut sets, index, true);
-        table
+        let out_rules = b.endpoint_rules(index, false);
+        let in_rules = b.endpoint_rules(index, true);
+        b.table
             .chains
             .insert(names.egress.clone(), regular(out_rules));
-        table
+        b.table
             .chains
             .insert(names.ingress.clone(), regular(in_rules));
         from.elements
@@ -187,8 +194,8 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
         let verdict = names.to_verdict();
         to.elements.insert(names.key, verdict);
     }
-    table.maps.insert(WL_FROM.into(), from);
-    table.maps.insert(WL_TO.into(), to);
+    b.table.maps.insert(WL_FROM.into(), from);
+    b.table.maps.insert(WL_TO.into(), to);
 
     if !hosts.is_empty() {
         let mut present = Vec::new();
@@ -197,21 +204,23 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
                 continue;
             };
             for ingress in [true, false] {
-                let rules = cluster_endpoint_rules(cluster, &mut table, &mut sets, index, ingress);
+                let rules = b.endpoint_rules(index, ingress);
                 let name = host_chain_name(&h.name, PolicyClass::Normal, ingress);
-                table.chains.insert(name, regular(rules));
+                b.table.chains.insert(name, regular(rules));
             }
             for (class, ingress) in EARLY_CLASSES {
-                let tiers = cluster_tiers(cluster, &mut table, &mut sets, index, class, ingress);
+                let tiers = b.tiers(index, class, ingress);
+                let rules = early_chain(&tiers, ingress, b.tagging);
                 let name = host_chain_name(&h.name, class, ingress);
-                table
-                    .chains
-                    .insert(name, regular(early_chain(&tiers, ingress)));
+                b.table.chains.insert(name, regular(rules));
             }
             present.push(*h);
         }
-        table.chains.extend(host_base_chains(&present));
+        b.table.chains.extend(host_base_chains(&present));
     }
+    let TableBuilder {
+        mut table, sets, ..
+    } = b;
     for (name, request) in &sets {
         let elements = set_elements(cluster, request);
         table.sets.insert(
@@ -548,14 +557,31 @@ pub fn endpoint_chains(
     profiles: &[ProfileChain<'_>],
     allow: &str,
     ingress: bool,
+    tagging: Tagging,
 ) -> EndpointChains {
     let reaches: Vec<&Reach> = tiers
         .iter()
         .flat_map(|t| t.policies.iter().map(|(_, reach)| reach))
         .collect();
     // Ingress policy chains accept by themselves (see `policy_chain`).
-    let walk = |included| tier_rules(tiers, Some(profiles), allow, ingress, ingress, included);
-    let mut rules = vec![clear_marks()];
+    let walk = |included| {
+        let walk = TierWalk {
+            allow,
+            ingress,
+            policies_accept: ingress,
+            tagging,
+        };
+        walk.rules(tiers, Some(profiles), included)
+    };
+    // The marks are read only after a policy or profile chain set them; an endpoint
+    // without policies decided by a profile that allows everything (a namespace's), or by
+    // a drop, tests none, and its new connections skip the clearing.
+    let marks_read = !tiers.is_empty() || matches!(profiles.first(), Some(ProfileChain::Exists(_)));
+    let mut rules = if marks_read {
+        vec![clear_marks()]
+    } else {
+        Vec::new()
+    };
     if reaches.len() < dispatch::MIN_POLICIES {
         rules.extend(walk(None));
         return EndpointChains {
@@ -590,7 +616,7 @@ pub fn endpoint_chains(
 /// the tiers, each ending in Pass whatever its default, and no profiles. A policy's Allow
 /// marks and accepts, Deny drops; if nothing decides, the chain returns and the packet
 /// goes on to the next hook.
-pub fn early_chain(tiers: &[TierChains<'_>], ingress: bool) -> Vec<String> {
+pub fn early_chain(tiers: &[TierChains<'_>], ingress: bool, tagging: Tagging) -> Vec<String> {
     let passing: Vec<TierChains<'_>> = tiers
         .iter()
         .map(|t| TierChains {
@@ -599,158 +625,181 @@ pub fn early_chain(tiers: &[TierChains<'_>], ingress: bool) -> Vec<String> {
         })
         .collect();
     let mut rules = vec![clear_marks()];
-    rules.extend(tier_rules(&passing, None, "accept", ingress, true, None));
+    let walk = TierWalk {
+        allow: "accept",
+        ingress,
+        policies_accept: true,
+        tagging,
+    };
+    rules.extend(walk.rules(&passing, None, None));
     rules
 }
 
-/// The tiers and profiles of an endpoint chain, after the marks are cleared (no profiles:
-/// the chain ends after the tiers and returns); with `included`, only the policies (by
-/// position in tier order) it marks. `policies_accept`: an allowed packet never comes
-/// back from a policy chain (ingress and early chains, see [`policy_chain`]), so there is
-/// no accept mark to test after each jump.
-fn tier_rules(
-    tiers: &[TierChains<'_>],
-    profiles: Option<&[ProfileChain<'_>]>,
-    allow: &str,
+/// How an endpoint chain walks its tiers: `allow` is [`allow_verdict`];
+/// `policies_accept`: an allowed packet never comes back from a policy chain (ingress and
+/// early chains, see [`policy_chain`]), so there is no accept mark to test after each jump.
+struct TierWalk<'a> {
+    allow: &'a str,
     ingress: bool,
     policies_accept: bool,
-    included: Option<&[bool]>,
-) -> Vec<String> {
-    let clear_pass = format!("meta mark set meta mark & {:#x}", !MARK_PASS);
-    let accepted = format!("meta mark & {MARK_ACCEPT:#x} == {MARK_ACCEPT:#x} {allow}");
-    let not_passed = format!("meta mark & {MARK_PASS:#x} == 0x0");
-    let mut rules = Vec::new();
-    let mut position = 0;
-    for tier in tiers {
-        let mut first = true;
-        for (chain, _) in &tier.policies {
-            let keep = included.is_none_or(|inc| inc.get(position).copied().unwrap_or(true));
-            position += 1;
-            if !keep {
-                continue;
+    tagging: Tagging,
+}
+
+impl TierWalk<'_> {
+    /// The tiers and profiles of an endpoint chain, after the marks are cleared (no
+    /// profiles: the chain ends after the tiers and returns); with `included`, only the
+    /// policies (by position in tier order) it marks.
+    fn rules(
+        &self,
+        tiers: &[TierChains<'_>],
+        profiles: Option<&[ProfileChain<'_>]>,
+        included: Option<&[bool]>,
+    ) -> Vec<String> {
+        let (allow, ingress) = (self.allow, self.ingress);
+        let clear_pass = format!("meta mark set meta mark & {:#x}", !MARK_PASS);
+        let accepted = format!("meta mark & {MARK_ACCEPT:#x} == {MARK_ACCEPT:#x} {allow}");
+        let not_passed = format!("meta mark & {MARK_PASS:#x} == 0x0");
+        let mut rules = Vec::new();
+        let mut position = 0;
+        for tier in tiers {
+            let mut first = true;
+            for (chain, _) in &tier.policies {
+                let keep = included.is_none_or(|inc| inc.get(position).copied().unwrap_or(true));
+                position += 1;
+                if !keep {
+                    continue;
+                }
+                let guard = if first {
+                    String::new()
+                } else {
+                    format!("{not_passed} ")
+                };
+                first = false;
+                rules.push(format!("{guard}jump {chain}"));
+                if !self.policies_accept {
+                    rules.push(accepted.clone());
+                }
             }
-            let guard = if first {
-                String::new()
-            } else {
-                format!("{not_passed} ")
+            let eot = TaggedRule::EndOfTier {
+                tier: tier.tier.to_string(),
             };
-            first = false;
-            rules.push(format!("{guard}jump {chain}"));
-            if !policies_accept {
-                rules.push(accepted.clone());
+            match tier.default_action {
+                TierDefaultAction::Deny => rules.push(format!(
+                    "{not_passed} {} comment \"end of tier {}\"",
+                    self.drop(&eot),
+                    tier.tier
+                )),
+                // Logged only (when tagging): the packet goes on to the next tier.
+                TierDefaultAction::Pass => {
+                    let tag = self.tagging.verdict(&eot, TagVerdict::Pass, ingress, "");
+                    if !tag.is_empty() {
+                        rules.push(format!("{not_passed} {tag}"));
+                    }
+                }
             }
+            rules.push(clear_pass.clone());
         }
-        let eot = TaggedRule::EndOfTier {
-            tier: tier.tier.to_string(),
+        let Some(profiles) = profiles else {
+            return rules;
         };
-        match tier.default_action {
-            TierDefaultAction::Deny => rules.push(format!(
-                "{not_passed} {} comment \"end of tier {}\"",
-                tagged_drop(&eot, ingress),
-                tier.tier
-            )),
-            // Logged only: the packet goes on to the next tier.
-            TierDefaultAction::Pass => {
-                let tag = RuleTag::new(&eot, TagVerdict::Pass, ingress);
-                rules.push(format!("{not_passed} {}", tag.statement()));
+        for profile in profiles {
+            match profile {
+                ProfileChain::Exists(chain) => {
+                    rules.push(format!("jump {chain}"));
+                    rules.push(accepted.clone());
+                }
+                ProfileChain::AllowsAll(name) => {
+                    let first = TaggedRule::Profile {
+                        profile: name.to_string(),
+                        index: 0,
+                    };
+                    rules.push(
+                        self.tagging
+                            .verdict(&first, TagVerdict::Allow, ingress, allow),
+                    );
+                    return rules;
+                }
+                ProfileChain::Missing(name) => {
+                    let missing = TaggedRule::MissingProfile {
+                        profile: name.to_string(),
+                    };
+                    rules.push(format!(
+                        "{} comment \"profile {name} does not exist\"",
+                        self.drop(&missing)
+                    ))
+                }
             }
         }
-        rules.push(clear_pass.clone());
+        rules.push(format!(
+            "{} comment \"no profile matched\"",
+            self.drop(&TaggedRule::NoProfile)
+        ));
+        rules
     }
-    let Some(profiles) = profiles else {
-        return rules;
-    };
-    for profile in profiles {
-        match profile {
-            ProfileChain::Exists(chain) => {
-                rules.push(format!("jump {chain}"));
-                rules.push(accepted.clone());
-            }
-            ProfileChain::AllowsAll(name) => {
-                let first = TaggedRule::Profile {
-                    profile: name.to_string(),
-                    index: 0,
-                };
-                let tag = RuleTag::new(&first, TagVerdict::Allow, ingress);
-                rules.push(format!("{} {allow}", tag.statement()));
-                return rules;
-            }
-            ProfileChain::Missing(name) => {
-                let missing = TaggedRule::MissingProfile {
-                    profile: name.to_string(),
-                };
-                rules.push(format!(
-                    "{} comment \"profile {name} does not exist\"",
-                    tagged_drop(&missing, ingress)
-                ))
-            }
-        }
+
+    /// `drop`, after the NFLOG tag of `tagged` when tagging.
+    fn drop(&self, tagged: &TaggedRule) -> String {
+        self.tagging
+            .verdict(tagged, TagVerdict::Deny, self.ingress, "drop")
     }
-    rules.push(format!(
-        "{} comment \"no profile matched\"",
-        tagged_drop(&TaggedRule::NoProfile, ingress)
-    ));
-    rules
 }
 
-/// [`endpoint_chains`] for endpoint `index` of `cluster`, adding the policy, profile and
-/// class chains it jumps to (and the sets they use) unless present.
-fn cluster_endpoint_rules(
-    cluster: &Cluster,
-    table: &mut Table,
-    sets: &mut SetRequests,
-    index: usize,
-    ingress: bool,
-) -> Vec<String> {
-    let Some(endpoint) = cluster.endpoint(index) else {
-        return vec!["drop".into()];
-    };
-    let tiers = cluster_tiers(cluster, table, sets, index, PolicyClass::Normal, ingress);
-    let profiles = endpoint_profiles(&endpoint.profiles, ingress, |name| cluster.profile(name));
-    for (profile, name) in profiles.iter().zip(&endpoint.profiles) {
-        if let (ProfileChain::Exists(chain), Some(p)) = (profile, cluster.profile(name.as_ref()))
-            && !table.chains.contains_key(chain)
-        {
-            table
-                .chains
-                .insert(chain.clone(), profile_chain(p, ingress, sets));
-        }
-    }
-    let chains = endpoint_chains(
-        &tiers,
-        &profiles,
-        allow_verdict(endpoint.kind, ingress),
-        ingress,
-    );
-    for (name, rules) in chains.classes {
-        table.chains.entry(name).or_insert_with(|| regular(rules));
-    }
-    chains.rules
-}
-
-/// Endpoint `index`'s tiers of one class and direction, adding the policy chains they
-/// jump to (and the sets those use) unless present.
-fn cluster_tiers<'a>(
+/// The table being rendered from `cluster`, with the sets its rules ask for.
+struct TableBuilder<'a> {
     cluster: &'a Cluster,
-    table: &mut Table,
-    sets: &mut SetRequests,
-    index: usize,
-    class: PolicyClass,
-    ingress: bool,
-) -> Vec<TierChains<'a>> {
-    cluster
-        .endpoint_tiers(index, Mode::Enforced, class, ingress)
-        .into_iter()
-        .map(|view| {
-            for &policy in &view.policies {
-                table
-                    .chains
-                    .entry(policy_chain_name(&policy.id, ingress))
-                    .or_insert_with(|| policy_chain(policy, ingress, sets));
+    table: Table,
+    sets: SetRequests,
+    tagging: Tagging,
+}
+
+impl<'a> TableBuilder<'a> {
+    /// [`endpoint_chains`] for endpoint `index`, adding the policy, profile and class
+    /// chains it jumps to (and the sets they use) unless present.
+    fn endpoint_rules(&mut self, index: usize, ingress: bool) -> Vec<String> {
+        let cluster = self.cluster;
+        let Some(endpoint) = cluster.endpoint(index) else {
+            return vec!["drop".into()];
+        };
+        let tiers = self.tiers(index, PolicyClass::Normal, ingress);
+        let profiles = endpoint_profiles(&endpoint.profiles, ingress, |name| cluster.profile(name));
+        for (profile, name) in profiles.iter().zip(&endpoint.profiles) {
+            if let (ProfileChain::Exists(chain), Some(p)) =
+                (profile, cluster.profile(name.as_ref()))
+                && !self.table.chains.contains_key(chain)
+            {
+                let rules = profile_chain(p, ingress, self.tagging, &mut self.sets);
+                self.table.chains.insert(chain.clone(), rules);
             }
-            TierChains::of(view.tier, view.policies, ingress)
-        })
-        .collect()
+        }
+        let allow = allow_verdict(endpoint.kind, ingress);
+        let chains = endpoint_chains(&tiers, &profiles, allow, ingress, self.tagging);
+        for (name, rules) in chains.classes {
+            self.table
+                .chains
+                .entry(name)
+                .or_insert_with(|| regular(rules));
+        }
+        chains.rules
+    }
+
+    /// Endpoint `index`'s tiers of one class and direction, adding the policy chains they
+    /// jump to (and the sets those use) unless present.
+    fn tiers(&mut self, index: usize, class: PolicyClass, ingress: bool) -> Vec<TierChains<'a>> {
+        self.cluster
+            .endpoint_tiers(index, Mode::Enforced, class, ingress)
+            .into_iter()
+            .map(|view| {
+                for &policy in &view.policies {
+                    let name = policy_chain_name(&policy.id, ingress);
+                    if !self.table.chains.contains_key(&name) {
+                        let chain = policy_chain(policy, ingress, self.tagging, &mut self.sets);
+                        self.table.chains.insert(name, chain);
+                    }
+                }
+                TierChains::of(view.tier, view.policies, ingress)
+            })
+            .collect()
+    }
 }
 
 /// The [`Reach`] of a policy's rules for one direction.
@@ -792,7 +841,12 @@ pub fn policy_chain_name(id: &PolicyRef, ingress: bool) -> String {
 /// test per policy. Egress chains are shared by workloads, whose allowed packets must go
 /// on to the destination's ingress, and hosts: they mark and return. Untracked and
 /// pre-DNAT policies (host endpoints' [`early_chain`]s) mark and accept.
-pub fn policy_chain(policy: &Policy, ingress: bool, sets: &mut SetRequests) -> Chain {
+pub fn policy_chain(
+    policy: &Policy,
+    ingress: bool,
+    tagging: Tagging,
+    sets: &mut SetRequests,
+) -> Chain {
     let allow = match (policy.class, ingress) {
         (PolicyClass::Normal, true) => "accept".to_string(),
         (PolicyClass::Normal, false) => {
@@ -820,38 +874,37 @@ pub fn policy_chain(policy: &Policy, ingress: bool, sets: &mut SetRequests) -> C
             policy: policy.id.clone(),
             index: i,
         };
-        let action = rule_action(rule, &tagged, ingress, &allow, &pass, &comment);
+        let then = RuleThen {
+            allow: &allow,
+            pass: &pass,
+            comment: &comment,
+        };
+        let action = then.action(rule, &tagged, ingress, tagging);
         out.extend(r.render(rule, &action, &comment));
     }
     regular(out)
 }
 
-/// What a policy or profile rule does, after its matches: the NFLOG tag of its verdict
-/// ([`crate::tag`]), then `allow`, `drop` or `pass`; a Log rule logs and goes on.
-fn rule_action(
-    rule: &Rule,
-    tagged: &TaggedRule,
-    ingress: bool,
-    allow: &str,
-    pass: &str,
-    comment: &str,
-) -> String {
-    let (verdict, then) = match rule.action {
-        Action::Allow => (TagVerdict::Allow, allow),
-        Action::Deny => (TagVerdict::Deny, "drop"),
-        Action::Pass => (TagVerdict::Pass, pass),
-        Action::Log => return log_action(comment),
-    };
-    format!(
-        "{} {then}",
-        RuleTag::new(tagged, verdict, ingress).statement()
-    )
+/// The verdicts of a policy's or profile's rules: what Allow and Pass do there, and the
+/// comment a Log rule logs with.
+struct RuleThen<'a> {
+    allow: &'a str,
+    pass: &'a str,
+    comment: &'a str,
 }
 
-/// `drop`, after the NFLOG tag of `tagged`.
-fn tagged_drop(tagged: &TaggedRule, ingress: bool) -> String {
-    let tag = RuleTag::new(tagged, TagVerdict::Deny, ingress);
-    format!("{} drop", tag.statement())
+impl RuleThen<'_> {
+    /// What `rule` does after its matches: the NFLOG tag of its verdict when tagging
+    /// ([`crate::tag`]), then `allow`, `drop` or `pass`; a Log rule logs and goes on.
+    fn action(&self, rule: &Rule, tagged: &TaggedRule, ingress: bool, tagging: Tagging) -> String {
+        let (verdict, then) = match rule.action {
+            Action::Allow => (TagVerdict::Allow, self.allow),
+            Action::Deny => (TagVerdict::Deny, "drop"),
+            Action::Pass => (TagVerdict::Pass, self.pass),
+            Action::Log => return log_action(self.comment),
+        };
+        tagging.verdict(tagged, verdict, ingress, then)
+    }
 }
 
 /// `r.<profile>.in|out`: the chain of a profile's rules for one direction.
@@ -860,7 +913,12 @@ pub fn profile_chain_name(profile: &str, ingress: bool) -> String {
 }
 
 /// A profile's chain for one direction; the sets its rules refer to are added to `sets`.
-pub fn profile_chain(profile: &Profile, ingress: bool, sets: &mut SetRequests) -> Chain {
+pub fn profile_chain(
+    profile: &Profile,
+    ingress: bool,
+    tagging: Tagging,
+    sets: &mut SetRequests,
+) -> Chain {
     let allow = format!("meta mark set meta mark | {MARK_ACCEPT:#x} return");
     let rules = if ingress {
         &profile.ingress
@@ -876,7 +934,12 @@ pub fn profile_chain(profile: &Profile, ingress: bool, sets: &mut SetRequests) -
             index: i,
         };
         // Pass in a profile moves on to the next profile, as in Calico's dataplane.
-        let action = rule_action(rule, &tagged, ingress, &allow, "return", &comment);
+        let then = RuleThen {
+            allow: &allow,
+            pass: "return",
+            comment: &comment,
+        };
+        let action = then.action(rule, &tagged, ingress, tagging);
         out.extend(r.render(rule, &action, &comment));
     }
     regular(out)
@@ -894,6 +957,8 @@ fn chain_id(id: &PolicyRef) -> String {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    use crate::tag::RuleTag;
 
     /// A profile's ingress rules, compiled from YAML flow.
     fn ingress(rules: &str) -> Vec<Rule> {
@@ -943,7 +1008,7 @@ mod tests {
     fn untracked_and_pre_dnat_allows_mark_and_accept_in_their_hook() {
         let rule = "ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]";
         let allow = |extra: &str| {
-            let chain = policy_chain(&gnp(extra), true, &mut SetRequests::new());
+            let chain = policy_chain(&gnp(extra), true, Tagging::On, &mut SetRequests::new());
             // One rule per address family, alike but for the family.
             assert_eq!(chain.rules.len(), 2, "{:?}", chain.rules);
             chain.rules[0].clone()
@@ -976,7 +1041,8 @@ mod tests {
                 .map(|p| (p.to_string(), Reach::of(&[])))
                 .collect(),
         };
-        let rules = early_chain(&[tier("a", &["p.1", "p.2"]), tier("b", &["p.3"])], false);
+        let tiers = [tier("a", &["p.1", "p.2"]), tier("b", &["p.3"])];
+        let rules = early_chain(&tiers, false, Tagging::On);
         // Each tier ends by logging its Pass (egress group), never by dropping; no accept
         // mark tests after the jumps (early policy chains accept by themselves).
         let pass = |t: &str| {

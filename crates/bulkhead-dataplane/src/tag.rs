@@ -1,8 +1,8 @@
-//! NFLOG tags: a compact ID for every rule that decides, reserved for flow logs.
+//! NFLOG tags: a compact ID for every rule that decides, for flow logs.
 //!
-//! Every policy and profile rule that allows, denies or passes, every end-of-tier drop and
-//! every "no profile" drop logs the packet to NFLOG before its verdict, as Felix does for
-//! its flow logs: group [`GROUP_INGRESS`] or [`GROUP_EGRESS`], with a prefix
+//! With [`Tagging::On`] (flow logs wanted), every policy and profile rule that allows,
+//! denies or passes, every end-of-tier drop and every "no profile" drop logs the packet
+//! to NFLOG before its verdict, as Felix does when its flow logs are on: group [`GROUP_INGRESS`] or [`GROUP_EGRESS`], with a prefix
 //! `<verdict><direction><id>`, e.g. `AI3f2a9c1b0e4d5f61`:
 //! - verdict `A` (allow), `D` (deny) or `P` (pass);
 //! - direction `I` (ingress) or `E` (egress);
@@ -12,7 +12,8 @@
 //!
 //! Policy chains run only for a connection's first packet (established traffic is
 //! accepted before them), so a flow is logged once per connection and side. With no
-//! NFLOG listener on the group, the kernel drops the log message at once.
+//! NFLOG listener on the group, the kernel drops the log message at once; the statement
+//! still costs every new connection (docs/perf.md), hence [`Tagging::Off`] by default.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -25,6 +26,40 @@ use sha2::{Digest, Sha224};
 pub const GROUP_INGRESS: u16 = 1;
 /// NFLOG group of egress verdicts (Felix's).
 pub const GROUP_EGRESS: u16 = 2;
+
+/// Whether rendered verdicts carry their NFLOG tags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Tagging {
+    /// No tags: no flow-log collector reads them (Felix's default, flow logs off).
+    #[default]
+    Off,
+    /// Every verdict logs its tag first.
+    On,
+}
+
+impl Tagging {
+    /// `then` (a verdict such as `accept`), after the tag of `rule` when tagging is on.
+    /// An empty `then` gives the tag alone (a log-only rule), or nothing when off.
+    pub fn verdict(
+        self,
+        rule: &TaggedRule,
+        verdict: TagVerdict,
+        ingress: bool,
+        then: &str,
+    ) -> String {
+        match self {
+            Tagging::Off => then.to_string(),
+            Tagging::On => {
+                let tag = RuleTag::new(rule, verdict, ingress).statement();
+                if then.is_empty() {
+                    tag
+                } else {
+                    format!("{tag} {then}")
+                }
+            }
+        }
+    }
+}
 
 /// What a tagged rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bulkhead_api::load_str;
 use bulkhead_dataplane::tag::{GROUP_EGRESS, GROUP_INGRESS, RuleIndex, RuleTag, TaggedRule};
-use bulkhead_dataplane::{CommandRunner, Dataplane, LocalEndpoint, RenderConfig, render};
+use bulkhead_dataplane::{CommandRunner, Dataplane, LocalEndpoint, RenderConfig, Tagging, render};
 use bulkhead_engine::{Cluster, EndpointKind};
 use bulkhead_netns::{NodeSandbox, Service, tcp_connect};
 use nix::sys::socket::{
@@ -200,6 +200,7 @@ fn connections_are_logged_with_the_tags_of_the_rules_that_decided_them() {
         .collect();
     let config = RenderConfig {
         workload_prefix: "cali".into(),
+        tagging: Tagging::On,
     };
     let mut dp = Dataplane::new(CommandRunner::in_netns(node.name()));
     dp.apply(render(&cluster, &local, &config)).expect("load");

@@ -4,7 +4,7 @@
 use bulkhead_api::load_str;
 use bulkhead_api::values::{Action, TierDefaultAction};
 use bulkhead_dataplane::tag::{GROUP_EGRESS, GROUP_INGRESS, RuleIndex, RuleTag, TaggedRule};
-use bulkhead_dataplane::{LocalEndpoint, RenderConfig, render};
+use bulkhead_dataplane::{LocalEndpoint, RenderConfig, Table, Tagging, render};
 use bulkhead_engine::{Cluster, EndpointKind};
 
 const MODEL: &str = r#"
@@ -94,8 +94,8 @@ fn logs(rule: &str) -> Vec<(String, u16)> {
     out
 }
 
-#[test]
-fn every_verdict_rule_is_tagged_with_a_rule_of_the_model() {
+/// The model, and every endpoint of it local.
+fn model() -> (Cluster, Vec<LocalEndpoint>) {
     let loaded = load_str("model.yaml", MODEL).expect("valid model");
     let resources: Vec<_> = loaded.into_iter().map(|l| l.resource).collect();
     let cluster = Cluster::build(&resources).expect("builds");
@@ -112,7 +112,102 @@ fn every_verdict_rule_is_tagged_with_a_rule_of_the_model() {
             },
         })
         .collect();
-    let table = render(&cluster, &local, &RenderConfig::default());
+    (cluster, local)
+}
+
+fn rendered(cluster: &Cluster, local: &[LocalEndpoint], tagging: Tagging) -> Table {
+    let config = RenderConfig {
+        tagging,
+        ..RenderConfig::default()
+    };
+    render(cluster, local, &config)
+}
+
+/// `text` with every dispatch class chain name (`d.<20 characters of hash>`, named after
+/// its rules, so after its tags too) replaced by `d.*`.
+fn mask_classes(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("d.") {
+        let starts_word = at == 0 || rest[..at].ends_with([' ', '"']);
+        let hash = rest[at + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_');
+        if starts_word && hash.clone().count() == 20 {
+            out.push_str(&rest[..at]);
+            out.push_str("d.*");
+            rest = &rest[at + 22..];
+        } else {
+            out.push_str(&rest[..at + 2]);
+            rest = &rest[at + 2..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The chains of `table` as (masked name, masked rules), sorted.
+fn masked(table: &Table, untag: bool) -> Vec<(String, Vec<String>)> {
+    let mut chains: Vec<(String, Vec<String>)> = table
+        .chains
+        .iter()
+        .map(|(name, chain)| {
+            let rules = chain
+                .rules
+                .iter()
+                .filter_map(|rule| {
+                    let mut rule = rule.clone();
+                    if untag {
+                        // Drop each tag; a rule that only logged (a Pass tier's end) goes.
+                        for (prefix, group) in logs(&rule) {
+                            if group != 3 {
+                                let statement = format!("log prefix \"{prefix}\" group {group}");
+                                let without = rule.replace(&statement, "");
+                                rule = without.split_whitespace().collect::<Vec<_>>().join(" ");
+                            }
+                        }
+                        if rule.ends_with("== 0x0") {
+                            return None;
+                        }
+                    }
+                    Some(mask_classes(&rule))
+                })
+                .collect();
+            (mask_classes(name), rules)
+        })
+        .collect();
+    chains.sort();
+    chains
+}
+
+#[test]
+fn without_tagging_the_table_is_the_tagged_one_without_its_tags() {
+    let (cluster, local) = model();
+    let tagged = rendered(&cluster, &local, Tagging::On);
+    let plain = rendered(&cluster, &local, Tagging::Off);
+    assert_eq!(tagged.sets, plain.sets);
+    assert_eq!(tagged.maps, plain.maps);
+    let tags = |t: &Table| -> usize {
+        t.chains
+            .values()
+            .flat_map(|c| &c.rules)
+            .flat_map(|r| logs(r))
+            .filter(|(_, group)| *group != 3)
+            .count()
+    };
+    assert_eq!(tags(&plain), 0);
+    assert!(tags(&tagged) > 20, "only {} tags", tags(&tagged));
+    assert!(
+        plain.chains.keys().any(|k| k.starts_with("d.")),
+        "no dispatch class"
+    );
+    assert_eq!(masked(&plain, false), masked(&tagged, true));
+}
+
+#[test]
+fn every_verdict_rule_is_tagged_with_a_rule_of_the_model() {
+    let (cluster, local) = model();
+    let table = rendered(&cluster, &local, Tagging::On);
     let index = RuleIndex::of(&cluster);
 
     let mut seen = Vec::new();

@@ -11,7 +11,7 @@ use bulkhead_api::values::Protocol;
 use bulkhead_conformance::case::NetpolCase;
 use bulkhead_conformance::fixture::Fixture;
 use bulkhead_conformance::{Backend, ProbeRequest};
-use bulkhead_dataplane::{CommandRunner, Dataplane, LocalEndpoint, RenderConfig, render};
+use bulkhead_dataplane::{CommandRunner, Dataplane, LocalEndpoint, RenderConfig, Tagging, render};
 use bulkhead_engine::{Cluster, EndpointKind, Verdict};
 use bulkhead_netns::{BatchOptions, Endpoint, NodeSandbox, Probe, Service, unique_name};
 
@@ -160,8 +160,10 @@ impl Backend for DataplaneBackend {
                 interface: endpoint.host_ifname().to_string(),
             });
         }
+        // Tags on: the corpus then also checks that they change no verdict.
         let config = RenderConfig {
             workload_prefix: "cali".into(),
+            tagging: Tagging::On,
         };
         world
             .node_dataplane

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use bulkhead_api::{Resource, ResourceKey, load_str};
 use bulkhead_calc::{CalcGraph, NodeConfig, Update};
 use bulkhead_dataplane::render::{local_endpoints, render};
-use bulkhead_dataplane::{RenderConfig, Table};
+use bulkhead_dataplane::{RenderConfig, Table, Tagging};
 use bulkhead_engine::Cluster;
 use bulkhead_engine::incremental::required_tier;
 use bulkhead_engine::model::well_known_tiers;
@@ -22,6 +22,7 @@ pub fn config() -> NodeConfig {
         node: NODE.into(),
         render: RenderConfig {
             workload_prefix: "bh".into(),
+            tagging: Tagging::On,
         },
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
+use bulkhead_dataplane::Tagging;
 
 /// Benchmarks.
 #[derive(clap::Subcommand)]
@@ -37,6 +38,9 @@ pub enum Command {
         /// Adversarial case: every policy selects the server.
         #[arg(long)]
         all_select_server: bool,
+        /// Render the policy table with its NFLOG tags, as for a flow-log collector.
+        #[arg(long)]
+        nflog_tags: bool,
         /// Write each point's rendered table (an `nft -f` script) into this directory.
         #[arg(long)]
         dump_tables: Option<std::path::PathBuf>,
@@ -77,6 +81,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             rounds,
             clients,
             all_select_server,
+            nflog_tags,
             dump_tables,
         } => {
             anyhow::ensure!(
@@ -99,6 +104,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 rounds,
                 clients,
                 all_select_server,
+                tagging: if nflog_tags {
+                    Tagging::On
+                } else {
+                    Tagging::Off
+                },
                 dump_tables,
             };
             let load_before = load_average();
@@ -183,13 +193,18 @@ fn print_packets(
         format!("{:.d$} ({:.d$}–{:.d$})", s.median, s.min, s.max)
     };
     println!(
-        "{} rounds × 3 fresh sandboxes, {} s per phase, {} client threads, {} selector members{}; load average {load_before} at start, {load_after} at end\n",
+        "{} rounds × 3 fresh sandboxes, {} s per phase, {} client threads, {} selector members{}{}; load average {load_before} at start, {load_after} at end\n",
         options.rounds,
         options.seconds,
         options.clients,
         options.members,
         if options.all_select_server {
             ", every policy selects the server"
+        } else {
+            ""
+        },
+        if options.tagging == Tagging::On {
+            ", NFLOG tags on"
         } else {
             ""
         }

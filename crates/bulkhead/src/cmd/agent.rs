@@ -12,8 +12,8 @@ use bulkhead_agent::server_source::ServerSource;
 use bulkhead_agent::source::DirSource;
 use bulkhead_agent::{Agent, AgentConfig, Metrics, Source};
 use bulkhead_client::{Client, Config};
-use bulkhead_dataplane::RenderConfig;
 use bulkhead_dataplane::naming::WORKLOAD_PREFIX;
+use bulkhead_dataplane::{RenderConfig, Tagging};
 
 /// Arguments of `bulkhead agent`.
 #[derive(clap::Args)]
@@ -63,6 +63,10 @@ pub struct Args {
     /// Prefix of the node's workload interfaces.
     #[arg(long, default_value = WORKLOAD_PREFIX)]
     workload_prefix: String,
+    /// Log every verdict with its rule's NFLOG tag (groups 1 and 2), for a flow-log
+    /// collector; off, new connections skip the log statements.
+    #[arg(long)]
+    nflog_tags: bool,
 }
 
 /// Runs the agent until the process is stopped.
@@ -93,6 +97,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         resync: Duration::from_secs(args.resync_secs.max(1)),
         render: RenderConfig {
             workload_prefix: args.workload_prefix,
+            tagging: if args.nflog_tags {
+                Tagging::On
+            } else {
+                Tagging::Off
+            },
         },
     };
     let mut agent = Agent::with_source(config, source, metrics);

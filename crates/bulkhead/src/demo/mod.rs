@@ -135,6 +135,7 @@ fn run_in(
             resync: Duration::from_secs(10),
             render: RenderConfig {
                 workload_prefix: "cali".into(),
+                ..RenderConfig::default()
             },
         };
         let stop = Arc::clone(&agents_stop);

@@ -38,7 +38,9 @@ mod traffic;
 
 use anyhow::Context;
 use bulkhead_api::Resource;
-use bulkhead_dataplane::{CommandRunner, Dataplane, LocalEndpoint, RenderConfig, Table, render};
+use bulkhead_dataplane::{
+    CommandRunner, Dataplane, LocalEndpoint, RenderConfig, Table, Tagging, render,
+};
 use bulkhead_engine::{Cluster, EndpointKind};
 use bulkhead_netns::{Endpoint, NodeSandbox, Outcome, Probe, host_ifname, unique_name};
 
@@ -78,6 +80,8 @@ pub struct Options {
     pub clients: usize,
     /// Every policy selects the server.
     pub all_select_server: bool,
+    /// NFLOG tags in the policy table.
+    pub tagging: Tagging,
     /// Write each point's table (`nft -f` script) here, to see what a new connection walks.
     pub dump_tables: Option<std::path::PathBuf>,
 }
@@ -316,6 +320,7 @@ pub fn run(
             &local,
             &RenderConfig {
                 workload_prefix: "cali".into(),
+                tagging: options.tagging,
             },
         );
         drop(cluster);
