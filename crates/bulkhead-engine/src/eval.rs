@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use bulkhead_api::Kind;
 use bulkhead_api::values::{Action, Protocol, TierDefaultAction};
 
-use crate::compile::{Address, PolicyClass};
+use crate::compile::{Address, PolicyClass, Rule};
 use crate::decision::{
     Decision, Direction, EndpointKind, Hit, HitAction, Name, Outcome, PolicyRef, RuleRef,
     SideOutcome, Verdict,
@@ -116,10 +116,9 @@ impl Cluster {
         src: &Address<'_>,
         dst: &Address<'_>,
     ) -> Verdict {
+        let packet = Packet { flow, src, dst };
         let deny = |ep: Option<usize>, ingress| {
-            ep.is_some_and(|ep| {
-                self.side(mode, ep, ingress, flow, src, dst, &mut ()) == Verdict::Deny
-            })
+            ep.is_some_and(|ep| self.side(mode, ep, ingress, packet, &mut ()) == Verdict::Deny)
         };
         if deny(src.endpoints.first().copied(), false) || deny(dst.endpoints.first().copied(), true)
         {
@@ -142,14 +141,15 @@ impl Cluster {
     }
 
     fn outcome(&self, mode: Mode, flow: &Flow, src: &Address<'_>, dst: &Address<'_>) -> Outcome {
+        let packet = Packet { flow, src, dst };
         let egress = src
             .endpoints
             .first()
-            .map(|&ep| self.traced_side(mode, ep, Direction::Egress, flow, src, dst));
+            .map(|&ep| self.traced_side(mode, ep, Direction::Egress, packet));
         let ingress = dst
             .endpoints
             .first()
-            .map(|&ep| self.traced_side(mode, ep, Direction::Ingress, flow, src, dst));
+            .map(|&ep| self.traced_side(mode, ep, Direction::Ingress, packet));
         let denied = [&egress, &ingress]
             .into_iter()
             .flatten()
@@ -170,9 +170,7 @@ impl Cluster {
         mode: Mode,
         ep: usize,
         direction: Direction,
-        flow: &Flow,
-        src: &Address<'_>,
-        dst: &Address<'_>,
+        packet: Packet<'_>,
     ) -> SideOutcome {
         let ingress = direction == Direction::Ingress;
         let tiers = self
@@ -184,7 +182,7 @@ impl Cluster {
             tiers: Vec::with_capacity(tiers),
             trace: Vec::with_capacity(tiers + 1),
         };
-        let verdict = self.side(mode, ep, ingress, flow, src, dst, &mut sink);
+        let verdict = self.side(mode, ep, ingress, packet, &mut sink);
         SideOutcome {
             endpoint: self.endpoints[ep].to_ref(),
             direction,
@@ -195,21 +193,19 @@ impl Cluster {
     }
 
     /// One side: endpoint `ep`, one direction.
-    #[allow(clippy::too_many_arguments)]
     fn side(
         &self,
         mode: Mode,
         ep: usize,
         ingress: bool,
-        flow: &Flow,
-        src: &Address<'_>,
-        dst: &Address<'_>,
+        packet: Packet<'_>,
         sink: &mut impl Sink,
     ) -> Verdict {
         let endpoint = &self.endpoints[ep];
         if endpoint.kind != EndpointKind::Host {
-            return self.tracked(mode, ep, ingress, flow, src, dst, sink);
+            return self.tracked(mode, ep, ingress, packet, sink);
         }
+        let flow = packet.flow;
         let failsafe = if ingress {
             FAILSAFE_INBOUND
         } else {
@@ -222,7 +218,7 @@ impl Cluster {
             sink.hit(|| self.host_hit(ep, HitAction::Allow, RuleRef::Failsafe));
             return Verdict::Allow;
         }
-        let untracked = self.untracked(mode, ep, ingress, flow, src, dst, sink);
+        let untracked = self.untracked(mode, ep, ingress, packet, sink);
         let reply = || self.reply_untracked(mode, ep, !ingress, flow);
         let verdict = match untracked {
             Some(Verdict::Deny) => return Verdict::Deny,
@@ -233,15 +229,20 @@ impl Cluster {
             Some(Verdict::Allow) => match reply() {
                 Some(v) => v,
                 None if flow.protocol == Protocol::UDP => {
-                    let (answer, asrc, adst) = self.answer(flow);
-                    self.tracked(mode, ep, !ingress, &answer, &asrc, &adst, &mut ())
+                    let (answer, src, dst) = self.answer(flow);
+                    let reply = Packet {
+                        flow: &answer,
+                        src: &src,
+                        dst: &dst,
+                    };
+                    self.tracked(mode, ep, !ingress, reply, &mut ())
                 }
                 None => Verdict::Deny,
             },
             // Tracked: the reply is established, unless an untracked policy drops it
             // before conntrack sees it.
             None => {
-                let v = self.tracked(mode, ep, ingress, flow, src, dst, sink);
+                let v = self.tracked(mode, ep, ingress, packet, sink);
                 if v == Verdict::Allow && reply() == Some(Verdict::Deny) {
                     Verdict::Deny
                 } else {
@@ -256,15 +257,12 @@ impl Cluster {
     }
 
     /// A host endpoint's untracked tiers for one packet: `Some` if one decided.
-    #[allow(clippy::too_many_arguments)]
     fn untracked(
         &self,
         mode: Mode,
         ep: usize,
         ingress: bool,
-        flow: &Flow,
-        src: &Address<'_>,
-        dst: &Address<'_>,
+        packet: Packet<'_>,
         sink: &mut impl Sink,
     ) -> Option<Verdict> {
         let tiers = self
@@ -273,7 +271,7 @@ impl Cluster {
         if tiers.is_empty() {
             return None;
         }
-        self.walk_tiers(tiers, true, ingress, flow, src, dst, sink)
+        self.walk_tiers(tiers, true, ingress, packet, sink)
     }
 
     /// What host endpoint `ep`'s untracked policies make of the reply to `flow`, which
@@ -293,7 +291,12 @@ impl Cluster {
             return None;
         }
         let (answer, src, dst) = self.answer(flow);
-        self.untracked(mode, ep, ingress, &answer, &src, &dst, &mut ())
+        let reply = Packet {
+            flow: &answer,
+            src: &src,
+            dst: &dst,
+        };
+        self.untracked(mode, ep, ingress, reply, &mut ())
     }
 
     /// The reply to `flow` ([`Flow::reply`]) with its two addresses resolved.
@@ -306,30 +309,27 @@ impl Cluster {
 
     /// The tracked part of a side: pre-DNAT tiers (host ingress), the normal tiers, then
     /// the profiles.
-    #[allow(clippy::too_many_arguments)]
     fn tracked(
         &self,
         mode: Mode,
         ep: usize,
         ingress: bool,
-        flow: &Flow,
-        src: &Address<'_>,
-        dst: &Address<'_>,
+        packet: Packet<'_>,
         sink: &mut impl Sink,
     ) -> Verdict {
         let endpoint = &self.endpoints[ep];
         let lists = self.endpoint_policies(ep);
         if endpoint.kind == EndpointKind::Host && ingress {
             let tiers = lists.get(mode, PolicyClass::PreDnat, true);
-            if let Some(v) = self.walk_tiers(tiers, true, ingress, flow, src, dst, sink) {
+            if let Some(v) = self.walk_tiers(tiers, true, ingress, packet, sink) {
                 return v;
             }
         }
         let tiers = lists.get(mode, PolicyClass::Normal, ingress);
-        if let Some(v) = self.walk_tiers(tiers, false, ingress, flow, src, dst, sink) {
+        if let Some(v) = self.walk_tiers(tiers, false, ingress, packet, sink) {
             return v;
         }
-        self.profiles(endpoint, ingress, flow, src, dst, sink)
+        self.profiles(endpoint, ingress, packet, sink)
     }
 
     /// A hit that names host endpoint `ep` itself (failsafe, untracked reply).
@@ -348,15 +348,12 @@ impl Cluster {
 
     /// Walks tiers; `Some(verdict)` if a rule or an end of tier decided, `None` if every
     /// tier passed. `force_pass` makes every tier end in Pass (untracked, pre-DNAT).
-    #[allow(clippy::too_many_arguments)]
     fn walk_tiers(
         &self,
         tiers: &[TierSlice],
         force_pass: bool,
         ingress: bool,
-        flow: &Flow,
-        src: &Address<'_>,
-        dst: &Address<'_>,
+        packet: Packet<'_>,
         sink: &mut impl Sink,
     ) -> Option<Verdict> {
         'tiers: for slice in tiers {
@@ -370,7 +367,7 @@ impl Cluster {
                     &policy.egress
                 };
                 for (ri, rule) in rules.iter().enumerate() {
-                    if !rule.matches(flow, src, dst) {
+                    if !packet.matches(rule) {
                         continue;
                     }
                     let hit = |action| {
@@ -424,9 +421,7 @@ impl Cluster {
         &self,
         endpoint: &Endpoint,
         ingress: bool,
-        flow: &Flow,
-        src: &Address<'_>,
-        dst: &Address<'_>,
+        packet: Packet<'_>,
         sink: &mut impl Sink,
     ) -> Verdict {
         let profile_ref = |name: &Name| PolicyRef {
@@ -450,7 +445,7 @@ impl Cluster {
                 &profile.egress
             };
             for (ri, rule) in rules.iter().enumerate() {
-                if !rule.matches(flow, src, dst) {
+                if !packet.matches(rule) {
                     continue;
                 }
                 let hit = |action| {
@@ -489,5 +484,18 @@ impl Cluster {
             rule: RuleRef::NoProfile,
         });
         Verdict::Deny
+    }
+}
+/// One packet as the walk sees it: the flow and its two addresses, resolved once.
+#[derive(Clone, Copy)]
+struct Packet<'a> {
+    flow: &'a Flow,
+    src: &'a Address<'a>,
+    dst: &'a Address<'a>,
+}
+
+impl Packet<'_> {
+    fn matches(&self, rule: &Rule) -> bool {
+        rule.matches(self.flow, self.src, self.dst)
     }
 }
