@@ -195,7 +195,7 @@ fn workloads_from_the_cli_and_cni_are_enforced_by_the_agent() {
     // With no policy the namespace profile allows everything.
     let port = free_port();
     let state_s = state.to_str().expect("utf-8").to_string();
-    let start_agent = || {
+    let start_agent = |extra: &[&str]| {
         Command::new(bin())
             .args([
                 "agent",
@@ -216,11 +216,12 @@ fn workloads_from_the_cli_and_cni_are_enforced_by_the_agent() {
                 "--listen",
                 &format!("127.0.0.1:{port}"),
             ])
+            .args(extra)
             .stderr(Stdio::null())
             .spawn()
             .expect("agent starts")
     };
-    cleanup.agent = Some(start_agent());
+    cleanup.agent = Some(start_agent(&[]));
     let a_ns = format!("{node}-shop-a");
     wait_for("the agent to program the node", || {
         Command::new("ip")
@@ -238,6 +239,17 @@ fn workloads_from_the_cli_and_cni_are_enforced_by_the_agent() {
     )
     .expect("write policy");
     wait_for("the policy to be enforced", || !ping(&a_ns, &b_ip));
+    let table = || {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &node, "nft", "list", "table", "inet", "bulkhead",
+            ])
+            .output()
+            .expect("nft list");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // No NFLOG tags without --nflog-tags (the restarted agent below asks for them).
+    assert!(!table().contains("group 1"), "{}", table());
 
     // Tampering: flushing the node's ruleset is repaired and counted.
     let flush = || {
@@ -262,9 +274,14 @@ fn workloads_from_the_cli_and_cni_are_enforced_by_the_agent() {
     }
     flush();
     assert!(ping(&a_ns, &b_ip), "the flush really removed the rules");
-    cleanup.agent = Some(start_agent());
+    cleanup.agent = Some(start_agent(&["--nflog-tags"]));
     wait_for("the restarted agent to restore its rules", || {
         !ping(&a_ns, &b_ip)
+    });
+    // isolate-b's end of tier drops b's ingress with its tag: deny, ingress, group 1.
+    wait_for("the tagged table", || {
+        let t = table();
+        t.contains("log prefix \"DI") && t.contains("group 1 drop")
     });
 
     // CNI DEL removes the veth, the registration and the lease.
