@@ -227,16 +227,7 @@ fn matrix<'a>(
                     Loopback::Deny => ExpectedVerdict::Deny,
                 }
             } else {
-                expected_cell(
-                    expect,
-                    &src.id(),
-                    &dst.id(),
-                    probe,
-                    proto,
-                    family,
-                    dst,
-                    fixture,
-                )?
+                expected_cell(expect, probe, proto, family, src, dst, fixture)?
             };
             let (port, unresolved) = resolve_port(probe.port.as_ref(), proto, dst);
             out.push(Check {
@@ -254,20 +245,21 @@ fn matrix<'a>(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The verdict `expect` gives the probe from `src` to `dst`: its default, unless an
+/// override matching the pair, family, protocol and port says otherwise (the last wins).
 fn expected_cell(
     expect: &Expect,
-    from: &str,
-    to: &str,
     probe: &Probe,
     proto: Protocol,
     family: u8,
+    src: &FixturePod,
     dst: &FixturePod,
     fixture: &Fixture,
 ) -> Result<ExpectedVerdict, CaseError> {
+    let (from, to) = (src.id(), dst.id());
     let mut verdict = expect.default;
     for o in &expect.overrides {
-        if !pattern_matches(&o.from, from, fixture) || !pattern_matches(&o.to, to, fixture) {
+        if !pattern_matches(&o.from, &from, fixture) || !pattern_matches(&o.to, &to, fixture) {
             continue;
         }
         if o.family.is_some_and(|f| f != family) {
