@@ -229,8 +229,15 @@ impl World {
         out
     }
 
-    /// Probes every service of every ordered pair and compares with the engine.
+    /// Probes every service of every ordered pair and compares with the engine. The
+    /// node's conntrack table is emptied first: the probes stand for new flows, and an
+    /// earlier allowed UDP probe whose source port a new one reuses would otherwise pass
+    /// as established after a change that denies it.
     fn check(&self, resources: &[Resource], context: &str) -> Result<(), TestCaseError> {
+        self.node
+            .netns()
+            .flush_conntrack()
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let cluster = Cluster::build(resources).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut probes = Vec::new();
         let mut want = Vec::new();

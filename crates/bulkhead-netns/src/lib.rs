@@ -40,6 +40,7 @@
 #![deny(missing_docs)]
 
 mod cmd;
+mod conntrack;
 mod error;
 mod netns;
 pub mod nft;

@@ -314,3 +314,42 @@ fn sctp_is_detected_and_reported() {
         assert!(matches!(outcome, Outcome::Unsupported(_)), "{outcome:?}");
     }
 }
+
+#[test]
+fn flushing_conntrack_forgets_every_flow() {
+    if !common::capable() {
+        return;
+    }
+    let node = NodeSandbox::new(&unique_name("ct")).unwrap();
+    // Nothing tracked yet (no conntrack hook in the namespace): nothing to do, no error.
+    node.netns().flush_conntrack().unwrap();
+    let w1 = node
+        .add_workload("w1", Ipv4Addr::new(10, 65, 2, 1), None)
+        .unwrap();
+    let w2 = node
+        .add_workload("w2", Ipv4Addr::new(10, 65, 2, 2), None)
+        .unwrap();
+    w2.netns().serve(&[Service::Udp(5353)]).unwrap();
+    let script = "\
+table inet bhct {
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    ct state established accept
+  }
+}
+";
+    nft::apply(node.netns(), script).unwrap();
+    let tracked = || -> u32 {
+        node.netns()
+            .exec_ok("cat", ["/proc/sys/net/netfilter/nf_conntrack_count"])
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let probe = [Probe::udp(w1.netns(), v4(10, 65, 2, 2), 5353).with_timeout(T)];
+    assert_eq!(run_batch(&probe, &BatchOptions::default()), [true]);
+    assert!(tracked() > 0);
+    node.netns().flush_conntrack().unwrap();
+    assert_eq!(tracked(), 0);
+}

@@ -192,6 +192,18 @@ impl Backend for DataplaneBackend {
                 .apply(render(cluster, &[hep], &config))
                 .map_err(|e| e.to_string())?;
         }
+        // Every probe is a new flow: forget the flows of earlier probes, which conntrack
+        // would let through as established (a reused source port) whatever the policy
+        // now says.
+        let tracking = std::iter::once(world.node.netns()).chain(
+            hosts
+                .iter()
+                .filter_map(|(name, _)| world.endpoints.get(&format!("host/{name}")))
+                .map(|e| e.netns()),
+        );
+        for netns in tracking {
+            netns.flush_conntrack().map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 
