@@ -88,8 +88,7 @@ impl Cluster {
     /// Evaluates a flow: the enforced verdict and the pending one (staged policies as if
     /// enforced), each with both sides' verdicts and traces.
     pub fn evaluate(&self, flow: &Flow) -> Decision {
-        let src = self.address(flow.src, flow.src_port);
-        let dst = self.address(flow.dst, flow.dst_port);
+        let (src, dst) = self.ends(flow);
         let enforced = self.outcome(Mode::Enforced, flow, &src, &dst);
         let pending = self
             .has_staged
@@ -102,8 +101,7 @@ impl Cluster {
     /// `pending.verdict`), minus the cost of recording it. The source's egress is
     /// evaluated first; if it denies, the destination's ingress is not evaluated.
     pub fn verdict(&self, mode: Mode, flow: &Flow) -> Verdict {
-        let src = self.address(flow.src, flow.src_port);
-        let dst = self.address(flow.dst, flow.dst_port);
+        let (src, dst) = self.ends(flow);
         self.verdict_between(mode, flow, &src, &dst)
     }
 
@@ -302,9 +300,16 @@ impl Cluster {
     /// The reply to `flow` ([`Flow::reply`]) with its two addresses resolved.
     fn answer(&self, flow: &Flow) -> (Flow, Address<'_>, Address<'_>) {
         let answer = flow.reply();
-        let src = self.address(answer.src, answer.src_port);
-        let dst = self.address(answer.dst, answer.dst_port);
+        let (src, dst) = self.ends(&answer);
         (answer, src, dst)
+    }
+
+    /// `flow`'s source and destination, resolved.
+    fn ends(&self, flow: &Flow) -> (Address<'_>, Address<'_>) {
+        (
+            self.address(flow.src, flow.src_port),
+            self.address(flow.dst, flow.dst_port),
+        )
     }
 
     /// The tracked part of a side: pre-DNAT tiers (host ingress), the normal tiers, then
