@@ -564,15 +564,13 @@ pub fn endpoint_chains(
         .flat_map(|t| t.policies.iter().map(|(_, reach)| reach))
         .collect();
     // Ingress policy chains accept by themselves (see `policy_chain`).
-    let walk = |included| {
-        let walk = TierWalk {
-            allow,
-            ingress,
-            policies_accept: ingress,
-            tagging,
-        };
-        walk.rules(tiers, Some(profiles), included)
+    let tier_walk = TierWalk {
+        allow,
+        ingress,
+        policies_accept: ingress,
+        tagging,
     };
+    let walk = |included| tier_walk.rules(tiers, Some(profiles), included);
     // The marks are read only after a policy or profile chain set them; an endpoint
     // without policies decided by a profile that allows everything (a namespace's), or by
     // a drop, tests none, and its new connections skip the clearing.
