@@ -8,7 +8,7 @@ use bulkhead_dataplane::render::{
     host_base_chains, host_chain_name, policy_chain, policy_chain_name, profile_chain,
 };
 use bulkhead_dataplane::rules::{SetRequest, SetRequests};
-use bulkhead_dataplane::table::{Chain, Set};
+use bulkhead_dataplane::table::Chain;
 use bulkhead_engine::EndpointKind;
 use bulkhead_engine::compile::PolicyClass;
 
@@ -304,14 +304,8 @@ impl CalcGraph {
             let Some(state) = self.sets.get(&name) else {
                 continue;
             };
-            let elements = self.ipsets.elements(state.source, state.request.family);
-            self.seq.put_set(
-                &name,
-                Set {
-                    kind: state.request.kind(),
-                    elements,
-                },
-            );
+            let set = self.ipsets.set(state.source, &state.request);
+            self.seq.put_set(&name, set);
         }
     }
 

@@ -29,7 +29,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use bulkhead_api::LabelMap;
-use bulkhead_dataplane::rules::{Family, SetSource, named_port_element, selector_elements};
+use bulkhead_dataplane::rules::{SetRequest, SetSource, named_port_set, selector_set};
+use bulkhead_dataplane::table::Set;
 use bulkhead_engine::endpoint::NamedPort;
 use ipnet::IpNet;
 
@@ -306,19 +307,17 @@ impl IpSetIndex {
         std::mem::take(&mut self.dirty)
     }
 
-    /// The elements of source `id`'s set in `family`, as the table holds them.
-    pub(crate) fn elements(&self, id: SourceId, family: Family) -> BTreeSet<String> {
-        let Some(source) = self.sources.get(&id) else {
-            return BTreeSet::new();
-        };
-        match (&source.members, &source.spec) {
-            (Members::Nets(m), _) => selector_elements(family, m.keys()),
-            (Members::Ports(m), SetSource::NamedPort { protocol, .. }) => m
-                .keys()
-                .filter(|(ip, _)| family.has(ip))
-                .map(|(ip, port)| named_port_element(*ip, *protocol, *port))
-                .collect(),
-            (Members::Ports(_), SetSource::Selector(_)) => BTreeSet::new(),
+    /// Source `id`'s set for `request` (its family and kind), as the table holds it.
+    pub(crate) fn set(&self, id: SourceId, request: &SetRequest) -> Set {
+        let family = request.family;
+        let members = self.sources.get(&id).map(|s| &s.members);
+        match (members, &request.source) {
+            (Some(Members::Nets(m)), SetSource::Selector(_)) => selector_set(family, m.keys()),
+            (Some(Members::Ports(m)), SetSource::NamedPort { protocol, .. }) => {
+                named_port_set(family, m.keys().map(|(ip, port)| (*ip, *protocol, *port)))
+            }
+            (_, SetSource::Selector(_)) => selector_set(family, []),
+            (_, SetSource::NamedPort { .. }) => named_port_set(family, []),
         }
     }
 
@@ -404,6 +403,8 @@ fn bump<K: Eq + std::hash::Hash>(m: &mut HashMap<K, u32>, key: K, delta: i32) ->
 mod tests {
     use super::*;
     use bulkhead_api::values::Protocol;
+    use bulkhead_dataplane::rules::Family;
+    use bulkhead_dataplane::table::SetKind;
     use bulkhead_selector::Selector;
 
     fn labels(pairs: &[(&str, &str)]) -> LabelMap {
@@ -426,6 +427,15 @@ mod tests {
         items.iter().map(|s| s.to_string()).collect()
     }
 
+    /// Source `src`'s set for `spec` in `family`.
+    fn table_set(idx: &IpSetIndex, src: SourceId, spec: &SetSource, family: Family) -> Set {
+        let request = SetRequest {
+            family,
+            source: spec.clone(),
+        };
+        idx.set(src, &request)
+    }
+
     #[test]
     fn shared_addresses_leave_with_their_last_owner() {
         let mut idx = IpSetIndex::default();
@@ -437,7 +447,9 @@ mod tests {
         idx.update_item(ItemId(1), None, Some(&view(&a, &ip, &[])));
         idx.update_item(ItemId(2), None, Some(&view(&a, &ip, &[])));
         assert_eq!(idx.take_dirty().len(), 1);
-        assert_eq!(idx.elements(src, Family::V4), set(&["10.0.0.1/32"]));
+        let hosts = table_set(&idx, src, &spec, Family::V4);
+        assert_eq!(hosts.kind, SetKind::Ipv4Hosts);
+        assert_eq!(hosts.elements, set(&["10.0.0.1"]));
         // One owner relabelled: the address stays, nothing is dirty.
         idx.update_item(
             ItemId(1),
@@ -447,7 +459,7 @@ mod tests {
         assert!(idx.take_dirty().is_empty());
         idx.update_item(ItemId(2), Some(&view(&a, &ip, &[])), None);
         assert_eq!(idx.take_dirty().len(), 1);
-        assert!(idx.elements(src, Family::V4).is_empty());
+        assert!(table_set(&idx, src, &spec, Family::V4).elements.is_empty());
         idx.release(src);
         assert_eq!(idx.active(), 0);
         assert!(idx.item_sources.is_empty());
@@ -471,9 +483,12 @@ mod tests {
         };
         idx.update_item(ItemId(1), None, Some(&narrow));
         idx.update_item(ItemId(2), None, Some(&wide));
-        assert_eq!(idx.elements(src, Family::V4), set(&["10.0.0.0/16"]));
+        let nets = table_set(&idx, src, &spec, Family::V4);
+        assert_eq!(nets.kind, SetKind::Ipv4);
+        assert_eq!(nets.elements, set(&["10.0.0.0/16"]));
         idx.update_item(ItemId(2), Some(&wide), None);
-        assert_eq!(idx.elements(src, Family::V4), set(&["10.0.1.0/24"]));
+        let nets = table_set(&idx, src, &spec, Family::V4);
+        assert_eq!(nets.elements, set(&["10.0.1.0/24"]));
     }
 
     #[test]
@@ -499,19 +514,16 @@ mod tests {
         let src = idx.acquire(&spec, |id| {
             (id == ItemId(7)).then(|| view(&l2, &ip2, &ports2))
         });
-        assert_eq!(
-            idx.elements(src, Family::V4),
-            set(&["10.0.0.1 . tcp . 8080"])
-        );
-        assert_eq!(
-            idx.elements(src, Family::V6),
-            set(&["fd00::1 . tcp . 8080"])
-        );
+        let v4 = table_set(&idx, src, &spec, Family::V4);
+        assert_eq!(v4.kind, SetKind::Ipv4Port);
+        assert_eq!(v4.elements, set(&["10.0.0.1 . tcp . 8080"]));
+        let v6 = table_set(&idx, src, &spec, Family::V6);
+        assert_eq!(v6.elements, set(&["fd00::1 . tcp . 8080"]));
         idx.update_item(
             ItemId(7),
             Some(&view(&l, &ip, &ports)),
             Some(&view(&l, &ip, &[])),
         );
-        assert!(idx.elements(src, Family::V4).is_empty());
+        assert!(table_set(&idx, src, &spec, Family::V4).elements.is_empty());
     }
 }

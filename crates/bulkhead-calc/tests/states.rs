@@ -143,7 +143,7 @@ status: {podIP: 10.0.0.9}
                     .iter()
                     .filter(|(n, _)| n.starts_with("s4_"))
                     .collect();
-                assert!(s4.iter().any(|(_, s)| s.elements.contains("10.0.0.9/32")));
+                assert!(s4.iter().any(|(_, s)| s.elements.contains("10.0.0.9")));
                 let n4: Vec<_> = t
                     .sets
                     .iter()
@@ -227,7 +227,7 @@ spec:
 "#,
             expect: |t| {
                 assert!(t.chains.contains_key("p.gnp.dev-only.in"));
-                assert!(t.sets.values().any(|s| s.elements.contains("10.0.0.1/32")));
+                assert!(t.sets.values().any(|s| s.elements.contains("10.0.0.1")));
             },
         },
         State {

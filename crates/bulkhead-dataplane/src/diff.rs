@@ -9,9 +9,18 @@
 //!
 //! Order inside the transaction (every object exists before anything refers to it, and
 //! nothing is deleted while referred to):
-//! 1. new sets, maps and chains (empty); 2. set element removals then additions;
-//! 3. every new or changed chain flushed and refilled; 4. map element changes;
-//! 5. chains that go away flushed, then deleted; then sets and maps that go away.
+//! 1. every changed chain flushed;
+//! 2. retyped sets deleted, then new sets, maps and chains added (empty);
+//! 3. set element removals then additions;
+//! 4. every new or changed chain filled;
+//! 5. map element changes;
+//! 6. chains that go away flushed, then deleted; then sets and maps that go away.
+//!
+//! A set whose key type changes (a selector set turning from a hash of addresses into an
+//! interval set, say) is deleted and created again under the same name. The kernel
+//! refuses to delete a set a rule refers to, so every chain that refers to it counts as
+//! changed even when its text is not: step 1 empties it before the set goes, step 4
+//! refills it once the new set is there.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -58,7 +67,8 @@ pub struct TableDiff<'a> {
     pub(crate) set_elements: Vec<SetElements<'a>>,
     /// Maps that are new.
     new_maps: Vec<&'a str>,
-    /// Chains that are new (`true`) or whose content changes, in name order.
+    /// Chains that are new (`true`), whose content changes, or that refer to a retyped
+    /// set, in name order.
     chains: Vec<(&'a str, &'a Chain, bool)>,
     /// Entry changes of maps (new ones included).
     pub(crate) map_elements: Vec<MapElements<'a>>,
@@ -120,9 +130,19 @@ impl<'a> TableDiff<'a> {
                 });
             }
         }
+        let retyped: Vec<&str> = d
+            .new_sets
+            .iter()
+            .filter(|(_, _, r)| *r)
+            .map(|(n, _, _)| *n)
+            .collect();
         for pair in zip(&old.chains, &new.chains) {
             match pair {
-                Pair::Both(o, _, chain) if o == chain => {}
+                Pair::Both(o, name, chain) if o == chain => {
+                    if refers_to_any(chain, &retyped) {
+                        d.chains.push((name, chain, false));
+                    }
+                }
                 Pair::Both(_, name, chain) => d.chains.push((name, chain, false)),
                 Pair::New(name, chain) => d.chains.push((name, chain, true)),
                 Pair::Old(name) => d.gone_chains.push(name.clone()),
@@ -170,7 +190,11 @@ impl<'a> TableDiff<'a> {
     /// The nft transaction, one command per line.
     pub fn script(&self) -> String {
         let mut s = String::new();
-        // 1. New objects.
+        // 1. Changed chains emptied, releasing the sets they refer to.
+        for (name, _, _) in self.chains.iter().filter(|(_, _, new)| !*new) {
+            let _ = writeln!(s, "flush chain {TABLE} {name}");
+        }
+        // 2. New objects.
         for (name, set, retyped) in &self.new_sets {
             if *retyped {
                 let _ = writeln!(s, "delete set {TABLE} {name}");
@@ -183,7 +207,7 @@ impl<'a> TableDiff<'a> {
         for (name, chain, _) in self.chains.iter().filter(|(_, _, new)| *new) {
             add_chain(&mut s, name, chain);
         }
-        // 2. Element changes of sets that stay.
+        // 3. Element changes of sets that stay.
         for e in &self.set_elements {
             if !e.gone.is_empty() {
                 let gone: Vec<&String> = e.gone.iter().collect();
@@ -193,14 +217,11 @@ impl<'a> TableDiff<'a> {
                 let _ = writeln!(s, "add element {TABLE} {} {{ {} }}", e.set, join(&e.came));
             }
         }
-        // 3. New and changed chains.
-        for (name, chain, new) in &self.chains {
-            if !new {
-                let _ = writeln!(s, "flush chain {TABLE} {name}");
-            }
+        // 4. New and changed chains filled.
+        for (name, chain, _) in &self.chains {
             fill_chain(&mut s, name, chain);
         }
-        // 4. Map elements.
+        // 5. Map elements.
         for m in &self.map_elements {
             if !m.gone.is_empty() {
                 let gone: Vec<&String> = m.gone.iter().collect();
@@ -208,7 +229,7 @@ impl<'a> TableDiff<'a> {
             }
             add_map_elements(&mut s, m.map, m.came.iter().copied());
         }
-        // 5. Removals, referrers first.
+        // 6. Removals, referrers first.
         for name in &self.gone_maps {
             let _ = writeln!(s, "delete map {TABLE} {name}");
         }
@@ -275,7 +296,19 @@ impl<'a> TableDiff<'a> {
     }
 }
 
-/// One merge walk of two sorted sets: what only `old` has, and what only `new` has.
+/// True if a rule of `chain` refers to one of `sets` (`@name`, whole).
+fn refers_to_any(chain: &Chain, sets: &[&str]) -> bool {
+    let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    !sets.is_empty()
+        && chain.rules.iter().any(|rule| {
+            rule.match_indices('@').any(|(at, _)| {
+                let rest = &rule[at + 1..];
+                let end = rest.find(|c| !name_char(c)).unwrap_or(rest.len());
+                sets.contains(&&rest[..end])
+            })
+        })
+}
+
 /// One key of two maps walked together ([`zip`]).
 enum Pair<'o, 'n, V> {
     /// Only in the old map.
@@ -311,6 +344,7 @@ fn zip<'o, 'n, V>(
     })
 }
 
+/// One merge walk of two sorted sets: what only `old` has, and what only `new` has.
 fn walk<'a>(old: &BTreeSet<String>, new: &'a BTreeSet<String>) -> (Vec<String>, Vec<&'a String>) {
     let (mut gone, mut came) = (Vec::new(), Vec::new());
     let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
@@ -352,11 +386,14 @@ mod tests {
                 .map(|(k, v)| (format!("\"if{k}\""), format!("jump c{v}")))
                 .collect(),
         });
-        let chain = (any::<bool>(), prop::collection::vec(0u8..3, 0..3)).prop_map(|(h, r)| Chain {
+        let chain = (any::<bool>(), prop::collection::vec(0u8..6, 0..3)).prop_map(|(h, r)| Chain {
             hook: h.then_some(Hook::Forward),
             rules: r
                 .into_iter()
-                .map(|i| format!("tcp dport {i} accept"))
+                .map(|i| match i {
+                    0..3 => format!("tcp dport {i} accept"),
+                    s => format!("ip saddr @s{} accept", s - 3),
+                })
                 .collect(),
         });
         (
@@ -400,5 +437,42 @@ mod tests {
             "delete set inet bulkhead s\nadd set inet bulkhead s { type ipv6_addr; flags interval; }\nadd element inet bulkhead s { fd00::1 }\n"
         );
         assert_eq!(d.stats().sets, 2);
+    }
+
+    #[test]
+    fn chains_using_a_retyped_set_are_emptied_before_it_goes_and_refilled_after() {
+        let chain = |rule: &str| Chain {
+            hook: None,
+            rules: vec![rule.to_string()],
+        };
+        let mut old = Table::default();
+        old.sets.insert(
+            "s4_a".into(),
+            Set {
+                kind: SetKind::Ipv4Hosts,
+                elements: ["10.0.0.1".to_string()].into(),
+            },
+        );
+        old.chains
+            .insert("uses".into(), chain("ip saddr @s4_a accept"));
+        old.chains
+            .insert("prefix".into(), chain("ip saddr @s4_ab accept"));
+        old.chains
+            .insert("other".into(), chain("tcp dport 22 accept"));
+        let mut new = old.clone();
+        new.sets.get_mut("s4_a").expect("set").kind = SetKind::Ipv4;
+        new.sets.get_mut("s4_a").expect("set").elements = ["10.0.0.0/24".to_string()].into();
+        let d = TableDiff::between(&old, &new);
+        assert_eq!(
+            d.script(),
+            "flush chain inet bulkhead uses\n\
+             delete set inet bulkhead s4_a\n\
+             add set inet bulkhead s4_a { type ipv4_addr; flags interval; }\n\
+             add element inet bulkhead s4_a { 10.0.0.0/24 }\n\
+             add rule inet bulkhead uses ip saddr @s4_a accept\n"
+        );
+        let mut patched = old.clone();
+        d.apply_to(&mut patched);
+        assert_eq!(patched, new);
     }
 }

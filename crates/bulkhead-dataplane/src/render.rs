@@ -35,9 +35,9 @@ use bulkhead_engine::{Cluster, EndpointKind, Mode, PolicyRef, Tier};
 use crate::dispatch::{self, Reach};
 use crate::naming::workload_interface;
 use crate::rules::{
-    MARK_ACCEPT, MARK_PASS, RuleRenderer, SetRequests, log_action, proto_name, set_elements,
+    MARK_ACCEPT, MARK_PASS, RuleRenderer, SetRequests, log_action, proto_name, request_set,
 };
-use crate::table::{Chain, Hook, Set, Table, VerdictMap};
+use crate::table::{Chain, Hook, Table, VerdictMap};
 use crate::tag::{TagVerdict, TaggedRule, Tagging};
 
 /// An endpoint enforced on this node.
@@ -222,14 +222,9 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
         mut table, sets, ..
     } = b;
     for (name, request) in &sets {
-        let elements = set_elements(cluster, request);
-        table.sets.insert(
-            name.clone(),
-            Set {
-                kind: request.kind(),
-                elements,
-            },
-        );
+        table
+            .sets
+            .insert(name.clone(), request_set(cluster, request));
     }
     table
 }

@@ -8,11 +8,11 @@
 //!
 //! Rendering needs no cluster: a rule's text depends only on the rule. The sets it refers
 //! to come out as [`SetRequest`]s (name → what the set holds); their *members* are
-//! computed separately, from scratch by [`set_elements`] (a scan of a [`Cluster`]) or
-//! incrementally by `bulkhead-calc`. Both format elements with [`selector_elements`] and
-//! [`named_port_element`], so there is one implementation of the text either way.
+//! computed separately, from scratch by [`request_set`] (a scan of a [`Cluster`]) or
+//! incrementally by `bulkhead-calc`. Both build the set with [`selector_set`] or
+//! [`named_port_set`], so there is one implementation of its kind and text either way.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use base64::Engine as _;
@@ -23,7 +23,7 @@ use bulkhead_selector::Selector;
 use ipnet::IpNet;
 use sha2::{Digest, Sha224};
 
-use crate::table::SetKind;
+use crate::table::{Set, SetKind};
 
 /// Mark bit: a policy or profile accepted the packet.
 pub const MARK_ACCEPT: u32 = 0x1_0000;
@@ -98,60 +98,81 @@ pub struct SetRequest {
     pub source: SetSource,
 }
 
-impl SetRequest {
-    /// The set's key type.
-    pub fn kind(&self) -> SetKind {
-        match (&self.source, self.family) {
-            (SetSource::Selector(_), Family::V4) => SetKind::Ipv4,
-            (SetSource::Selector(_), Family::V6) => SetKind::Ipv6,
-            (SetSource::NamedPort { .. }, Family::V4) => SetKind::Ipv4Port,
-            (SetSource::NamedPort { .. }, Family::V6) => SetKind::Ipv6Port,
-        }
-    }
-}
-
 /// The sets rendered rules refer to, by set name.
 pub type SetRequests = BTreeMap<String, SetRequest>;
 
-/// The elements of a requested set, computed from scratch by scanning `cluster`.
-pub fn set_elements(cluster: &Cluster, request: &SetRequest) -> BTreeSet<String> {
+/// A requested set with its members, computed from scratch by scanning `cluster`.
+pub fn request_set(cluster: &Cluster, request: &SetRequest) -> Set {
     match &request.source {
-        SetSource::Selector(sel) => {
-            selector_elements(request.family, &cluster.selector_members(sel))
-        }
+        SetSource::Selector(sel) => selector_set(request.family, &cluster.selector_members(sel)),
         SetSource::NamedPort {
             selector,
             names,
             protocol,
-        } => cluster
-            .named_port_members(selector.as_ref(), names, *protocol)
-            .into_iter()
-            .filter(|(ip, _, _)| request.family.has(ip))
-            .map(|(ip, proto, port)| named_port_element(ip, proto, port))
-            .collect(),
+        } => named_port_set(
+            request.family,
+            cluster.named_port_members(selector.as_ref(), names, *protocol),
+        ),
     }
 }
 
-/// The elements of a selector set in `family` with these members (endpoint addresses as
-/// host prefixes, network-set CIDRs truncated): aggregated into non-overlapping prefixes,
-/// because nft interval sets reject overlaps.
-pub fn selector_elements<'a>(
-    family: Family,
-    members: impl IntoIterator<Item = &'a IpNet>,
-) -> BTreeSet<String> {
+/// The set of a selector in `family` with these members (endpoint addresses as host
+/// prefixes, network-set CIDRs truncated).
+///
+/// Its kind follows its content: while every member is a single address (the common
+/// case: endpoints only), a hash set of addresses, which the kernel looks up with one
+/// hash probe; once a real prefix is a member, an interval set of non-overlapping
+/// prefixes (aggregated, because nft interval sets reject overlaps), which the kernel
+/// searches. An empty set is a hash set. Rules refer to the set by name whatever its
+/// kind, so only the set changes when the kind does (see `diff`).
+pub fn selector_set<'a>(family: Family, members: impl IntoIterator<Item = &'a IpNet>) -> Set {
     let members: Vec<IpNet> = members
         .into_iter()
         .filter(|n| family.contains(n))
         .copied()
         .collect();
-    IpNet::aggregate(&members)
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    if members.iter().all(|n| n.prefix_len() == n.max_prefix_len()) {
+        return Set {
+            kind: match family {
+                Family::V4 => SetKind::Ipv4Hosts,
+                Family::V6 => SetKind::Ipv6Hosts,
+            },
+            elements: members.iter().map(|n| n.addr().to_string()).collect(),
+        };
+    }
+    Set {
+        kind: match family {
+            Family::V4 => SetKind::Ipv4,
+            Family::V6 => SetKind::Ipv6,
+        },
+        elements: IpNet::aggregate(&members)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    }
+}
+
+/// The named-port set in `family` with these `(address, protocol, port)` members (those
+/// of the other family are left out).
+pub fn named_port_set(
+    family: Family,
+    members: impl IntoIterator<Item = (IpAddr, Protocol, u16)>,
+) -> Set {
+    Set {
+        kind: match family {
+            Family::V4 => SetKind::Ipv4Port,
+            Family::V6 => SetKind::Ipv6Port,
+        },
+        elements: members
+            .into_iter()
+            .filter(|(ip, _, _)| family.has(ip))
+            .map(|(ip, proto, port)| named_port_element(ip, proto, port))
+            .collect(),
+    }
 }
 
 /// One element of a named-port set.
-pub fn named_port_element(ip: IpAddr, protocol: Protocol, port: u16) -> String {
+fn named_port_element(ip: IpAddr, protocol: Protocol, port: u16) -> String {
     format!("{ip} . {} . {port}", proto_name(protocol))
 }
 

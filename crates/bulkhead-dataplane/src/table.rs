@@ -20,10 +20,14 @@ pub const TABLE: &str = "inet bulkhead";
 /// The key type of a set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SetKind {
-    /// IPv4 addresses and prefixes (interval set).
+    /// IPv4 prefixes (interval set; a lookup is a search).
     Ipv4,
-    /// IPv6 addresses and prefixes (interval set).
+    /// IPv6 prefixes (interval set; a lookup is a search).
     Ipv6,
+    /// IPv4 addresses only (hash set; a lookup is one hash probe).
+    Ipv4Hosts,
+    /// IPv6 addresses only (hash set; a lookup is one hash probe).
+    Ipv6Hosts,
     /// IPv4 address . protocol . port.
     Ipv4Port,
     /// IPv6 address . protocol . port.
@@ -37,6 +41,8 @@ impl SetKind {
         match self {
             SetKind::Ipv4 => "type ipv4_addr; flags interval;",
             SetKind::Ipv6 => "type ipv6_addr; flags interval;",
+            SetKind::Ipv4Hosts => "type ipv4_addr;",
+            SetKind::Ipv6Hosts => "type ipv6_addr;",
             SetKind::Ipv4Port => "type ipv4_addr . inet_proto . inet_service;",
             SetKind::Ipv6Port => "type ipv6_addr . inet_proto . inet_service;",
             SetKind::Ifname => "type ifname;",
@@ -49,7 +55,8 @@ impl SetKind {
 pub struct Set {
     /// Key type.
     pub kind: SetKind,
-    /// Elements. Interval sets hold non-overlapping prefixes only.
+    /// Elements. Interval sets hold non-overlapping prefixes only; host sets hold bare
+    /// addresses.
     pub elements: BTreeSet<String>,
 }
 

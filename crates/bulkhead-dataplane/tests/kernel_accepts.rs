@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use bulkhead_api::load_paths;
-use bulkhead_dataplane::table::diff;
+use bulkhead_dataplane::table::{Chain, Set, SetKind, Table, diff};
 use bulkhead_dataplane::{CommandRunner, Dataplane, LocalEndpoint, RenderConfig, render};
 use bulkhead_engine::{Cluster, EndpointKind};
 
@@ -138,4 +138,61 @@ fn a_failed_transaction_leaves_the_previous_rules() {
         text.contains("vmap @wl_from"),
         "previous forward chain still there:\n{text}"
     );
+}
+
+#[test]
+fn a_set_changing_kind_is_replaced_under_the_rules_that_use_it() {
+    let Some(ns) = Scratch::new("retype") else {
+        return;
+    };
+    let table = |kind, elements: &[&str]| {
+        let mut t = Table::default();
+        t.sets.insert(
+            "s4_x".into(),
+            Set {
+                kind,
+                elements: elements.iter().map(|e| e.to_string()).collect(),
+            },
+        );
+        for (name, rule) in [("a", "ip saddr @s4_x accept"), ("b", "ip daddr @s4_x drop")] {
+            t.chains.insert(
+                name.into(),
+                Chain {
+                    hook: None,
+                    rules: vec![rule.into()],
+                },
+            );
+        }
+        t
+    };
+    let hosts = table(SetKind::Ipv4Hosts, &["10.65.0.1", "10.65.0.2"]);
+    let prefixes = table(SetKind::Ipv4, &["10.65.0.0/24", "198.18.0.0/15"]);
+    let mut dp = Dataplane::new(CommandRunner::in_netns(&ns.0));
+    dp.apply(hosts.clone()).expect("load");
+    for (want, declared) in [
+        (&prefixes, "flags interval"),
+        (&hosts, "type ipv4_addr"),
+        (&prefixes, "198.18.0.0/15"),
+    ] {
+        let applied = dp
+            .apply(want.clone())
+            .expect("diff applies")
+            .expect("a change");
+        assert!(!applied.full, "a diff, not a reload");
+        let listed = Command::new("ip")
+            .args([
+                "netns", "exec", &ns.0, "nft", "list", "table", "inet", "bulkhead",
+            ])
+            .output()
+            .expect("nft list");
+        let text = String::from_utf8_lossy(&listed.stdout);
+        assert!(text.contains(declared), "{declared} in:\n{text}");
+        assert_eq!(
+            text.contains("flags interval"),
+            want.sets["s4_x"].kind == SetKind::Ipv4,
+            "{text}"
+        );
+        assert!(text.contains("ip saddr @s4_x accept"), "{text}");
+        assert!(text.contains("ip daddr @s4_x drop"), "{text}");
+    }
 }

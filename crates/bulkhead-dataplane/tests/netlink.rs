@@ -77,6 +77,13 @@ fn table(
     t
 }
 
+/// `t` with the address (hash) sets `h4_a` and `h6_a` holding `h4` and `h6`.
+fn with_hosts(mut t: Table, h4: &[&str], h6: &[&str]) -> Table {
+    t.sets.insert("h4_a".into(), set(SetKind::Ipv4Hosts, h4));
+    t.sets.insert("h6_a".into(), set(SetKind::Ipv6Hosts, h6));
+    t
+}
+
 /// Element-only diffs applied over netlink leave the kernel exactly as a fresh `nft -f`
 /// load of the same table: `nft list table` prints the same text in both namespaces.
 #[test]
@@ -87,47 +94,59 @@ fn netlink_element_diffs_list_exactly_like_a_fresh_nft_load() {
     let a = Netns::create(&name("eq-a")).expect("namespace a");
     let b = Netns::create(&name("eq-b")).expect("namespace b");
     let steps = [
-        table(&[], &[], &[], &[], &[], &[], &[], &[]),
+        with_hosts(table(&[], &[], &[], &[], &[], &[], &[], &[]), &[], &[]),
         // Additions of every kind, first additions to empty interval sets among them.
-        table(
-            &["10.65.0.1/32", "10.65.1.0/24"],
-            &["10.70.0.0/16"],
-            &["255.255.255.0/24", "10.0.0.0/8"],
-            &["fd00::/64", "fd00:1::5/128"],
-            &["10.65.0.1 . tcp . 8080", "10.65.0.2 . udp . 53"],
-            &["fd00::1 . tcp . 80"],
-            &["\"cali1\"", "\"cali2\""],
-            &[("\"cali1\"", "jump w.cali1.out")],
+        with_hosts(
+            table(
+                &["10.65.0.1/32", "10.65.1.0/24"],
+                &["10.70.0.0/16"],
+                &["255.255.255.0/24", "10.0.0.0/8"],
+                &["fd00::/64", "fd00:1::5/128"],
+                &["10.65.0.1 . tcp . 8080", "10.65.0.2 . udp . 53"],
+                &["fd00::1 . tcp . 80"],
+                &["\"cali1\"", "\"cali2\""],
+                &[("\"cali1\"", "jump w.cali1.out")],
+            ),
+            &["10.65.0.1", "10.65.0.2", "10.65.7.9"],
+            &["fd00::1", "fd00:1::5"],
         ),
         // Removals, a prefix replaced by a wider one in the same batch, a map value
         // changed (jump to goto), an interval set emptied.
-        table(
-            &["10.65.0.0/23"],
+        with_hosts(
+            table(
+                &["10.65.0.0/23"],
+                &[],
+                &["255.255.255.0/24"],
+                &["fd00:1::5/128"],
+                &["10.65.0.1 . tcp . 8080"],
+                &[],
+                &["\"cali2\""],
+                // `goto` is what the renderer's interface maps hold.
+                &[
+                    ("\"cali1\"", "goto w.cali2.out"),
+                    ("\"cali2\"", "jump w.cali2.out"),
+                ],
+            ),
+            &["10.65.0.2", "10.65.0.3"],
             &[],
-            &["255.255.255.0/24"],
-            &["fd00:1::5/128"],
-            &["10.65.0.1 . tcp . 8080"],
-            &[],
-            &["\"cali2\""],
-            // `goto` is what the renderer's interface maps hold.
-            &[
-                ("\"cali1\"", "goto w.cali2.out"),
-                ("\"cali2\"", "jump w.cali2.out"),
-            ],
         ),
         // The emptied set filled again (nft's zero-key interval end sent a second time),
         // and a prefix that starts at the zero key.
-        table(
-            &["10.65.0.0/23", "0.0.0.0/5"],
-            &["10.71.0.0/16"],
-            &[],
-            &["::/1"],
-            &[],
-            &["fd00::1 . 132 . 9"],
-            &[],
-            &[],
+        with_hosts(
+            table(
+                &["10.65.0.0/23", "0.0.0.0/5"],
+                &["10.71.0.0/16"],
+                &[],
+                &["::/1"],
+                &[],
+                &["fd00::1 . 132 . 9"],
+                &[],
+                &[],
+            ),
+            &["0.0.0.0"],
+            &["::"],
         ),
-        table(&[], &[], &[], &[], &[], &[], &[], &[]),
+        with_hosts(table(&[], &[], &[], &[], &[], &[], &[], &[]), &[], &[]),
     ];
     let mut dp = Dataplane::new(CommandRunner::in_netns(a.name()));
     for (i, t) in steps.iter().enumerate() {
@@ -145,6 +164,13 @@ fn netlink_element_diffs_list_exactly_like_a_fresh_nft_load() {
     );
     let top = list_set(&a, "s4_top");
     assert!(top.contains("255.255.255.0/24"), "{top}");
+    let h4 = list_set(&a, "h4_a");
+    assert!(
+        ["10.65.0.1,", "10.65.0.2,", "10.65.7.9 }"]
+            .iter()
+            .all(|e| h4.contains(e)),
+        "{h4}"
+    );
     let vmap = list_set_or_map(&a, "wl_from");
     assert!(vmap.contains("\"cali1\" : jump w.cali1.out"), "{vmap}");
 }

@@ -24,6 +24,8 @@ add set inet bulkhead s4_x { type ipv4_addr; flags interval; }
 add set inet bulkhead s4_all { type ipv4_addr; flags interval; }
 add set inet bulkhead s4_top { type ipv4_addr; flags interval; }
 add set inet bulkhead s6_x { type ipv6_addr; flags interval; }
+add set inet bulkhead h4_x { type ipv4_addr; }
+add set inet bulkhead h6_x { type ipv6_addr; }
 add set inet bulkhead n4_x { type ipv4_addr . inet_proto . inet_service; }
 add set inet bulkhead n6_x { type ipv6_addr . inet_proto . inet_service; }
 add set inet bulkhead wl_known { type ifname; }
@@ -42,6 +44,9 @@ CASES=(
   "S4_DELETE_LAST|delete element inet bulkhead s4_top { 255.255.255.0/24 }"
   "S6_ADD_TO_EMPTY|add element inet bulkhead s6_x { fd00:10::1/128, fd00:20::/64 }"
   "S6_DELETE|delete element inet bulkhead s6_x { fd00:20::/64 }"
+  "H4_ADD|add element inet bulkhead h4_x { 10.65.0.1, 10.65.0.2 }"
+  "H4_DELETE|delete element inet bulkhead h4_x { 10.65.0.1 }"
+  "H6_ADD|add element inet bulkhead h6_x { fd00:10::1 }"
   "N4_ADD|add element inet bulkhead n4_x { 10.65.0.1 . tcp . 8080, 10.65.0.2 . udp . 53 }"
   "N4_DELETE|delete element inet bulkhead n4_x { 10.65.0.2 . udp . 53 }"
   "N6_ADD|add element inet bulkhead n6_x { fd00:10::1 . tcp . 80 }"
@@ -97,7 +102,8 @@ cat <<HDR
 //! Each command ran, in this order, under
 //! \`ip netns exec bh-nl-<pid>-cap strace -e trace=sendmsg -e write=all nft …\`
 //! against a table \`inet bulkhead\` holding the sets declared as Bulkhead declares them
-//! (\`s4_*\`: \`ipv4_addr\` interval, \`s6_x\`: \`ipv6_addr\` interval, \`n4_x\`/\`n6_x\`:
+//! (\`s4_*\`: \`ipv4_addr\` interval, \`s6_x\`: \`ipv6_addr\` interval, \`h4_x\`/\`h6_x\`:
+//! \`ipv4_addr\`/\`ipv6_addr\` hash, \`n4_x\`/\`n6_x\`:
 //! \`ipv4_addr/ipv6_addr . inet_proto . inet_service\`, \`wl_known\`: \`ifname\`,
 //! \`wl_from\`: \`ifname : verdict\`), starting empty. Only the sendmsg buffer that starts
 //! with NFNL_MSG_BATCH_BEGIN is kept (nft's cache dumps before it are not).

@@ -65,6 +65,8 @@ pub enum Elements {
         /// also sends an interval end at the all-zero key, unless a prefix starts there.
         set_was_empty: bool,
     },
+    /// Addresses of an `ipv4_addr` or `ipv6_addr` hash set, all of the set's family.
+    Addresses(Vec<IpAddr>),
     /// Elements of an `addr . inet_proto . inet_service` set.
     AddrProtoPorts(Vec<AddrProtoPort>),
     /// Interface names: elements of an `ifname` set, or the keys of a verdict map's
@@ -79,6 +81,7 @@ impl Elements {
     pub fn len(&self) -> usize {
         match self {
             Elements::Prefixes { prefixes, .. } => prefixes.len(),
+            Elements::Addresses(v) => v.len(),
             Elements::AddrProtoPorts(v) => v.len(),
             Elements::Ifnames(v) => v.len(),
             Elements::Verdicts(v) => v.len(),
@@ -94,6 +97,7 @@ impl Elements {
     pub fn describe(&self, i: usize) -> String {
         match self {
             Elements::Prefixes { prefixes, .. } => prefixes[i].to_string(),
+            Elements::Addresses(v) => v[i].to_string(),
             Elements::AddrProtoPorts(v) => {
                 let e = v[i];
                 format!("{} . {} . {}", e.addr, e.proto, e.port)
@@ -206,6 +210,12 @@ pub fn parse_elements(
                 .collect::<Result<_, _>>()?,
             set_was_empty,
         },
+        SetKind::Ipv4Hosts | SetKind::Ipv6Hosts => Elements::Addresses(
+            texts
+                .iter()
+                .map(|t| parse_addr(t, kind == SetKind::Ipv4Hosts))
+                .collect::<Result<_, _>>()?,
+        ),
         SetKind::Ipv4Port | SetKind::Ipv6Port => Elements::AddrProtoPorts(
             texts
                 .iter()
@@ -238,6 +248,18 @@ fn parse_prefix(text: &str, v4: bool) -> Result<IpNet, Unsupported> {
         return Err(Unsupported(format!("{text:?} has host bits set")));
     }
     Ok(net)
+}
+
+fn parse_addr(text: &str, v4: bool) -> Result<IpAddr, Unsupported> {
+    let addr: IpAddr = text
+        .parse()
+        .map_err(|_| Unsupported(format!("{text:?} is not an address")))?;
+    if addr.is_ipv4() != v4 {
+        return Err(Unsupported(format!(
+            "{text:?} is of the other address family"
+        )));
+    }
+    Ok(addr)
 }
 
 fn parse_addr_proto_port(text: &str, v4: bool) -> Result<AddrProtoPort, Unsupported> {

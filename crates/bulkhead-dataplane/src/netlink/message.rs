@@ -23,8 +23,8 @@ use ipnet::IpNet;
 use super::attr::{DecodeError, RawAttr, Writer, attrs, messages};
 use super::consts::*;
 use super::element::{
-    AddrProtoPort, ElementChange, ElementOp, Elements, SetType, Verdict, concat_key, ifname_key,
-    interval_keys, interval_prefix,
+    AddrProtoPort, ElementChange, ElementOp, Elements, SetType, Verdict, addr_key, concat_key,
+    ifname_key, interval_keys, interval_prefix,
 };
 use crate::table::SetKind;
 
@@ -208,6 +208,11 @@ fn wire_elements(change: &ElementChange) -> Result<Vec<Vec<Wire>>, EncodeError> 
                     None => group[0].userdata = Some(open_interval_userdata()),
                 }
                 groups.push(group);
+            }
+        }
+        Elements::Addresses(v) => {
+            for (i, a) in v.iter().enumerate() {
+                groups.push(vec![Wire::key(addr_key(*a), i)]);
             }
         }
         Elements::AddrProtoPorts(v) => {
@@ -581,6 +586,24 @@ pub fn to_change(msg: &SetElemMsg, ty: SetType) -> Result<ElementChange, DecodeE
                 set_was_empty,
             }
         }
+        SetType::Set(SetKind::Ipv4Hosts | SetKind::Ipv6Hosts) => {
+            let width = if ty == SetType::Set(SetKind::Ipv4Hosts) {
+                4
+            } else {
+                16
+            };
+            let v = msg
+                .elements
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    key_addr(&e.key, width)
+                        .filter(|_| e.key.len() == width)
+                        .ok_or_else(|| bad(format!("element {i}: key of {} bytes", e.key.len())))
+                })
+                .collect::<Result<_, _>>()?;
+            Elements::Addresses(v)
+        }
         SetType::Set(SetKind::Ipv4Port | SetKind::Ipv6Port) => {
             let width = if ty == SetType::Set(SetKind::Ipv4Port) {
                 4
@@ -592,14 +615,9 @@ pub fn to_change(msg: &SetElemMsg, ty: SetType) -> Result<ElementChange, DecodeE
                 .iter()
                 .enumerate()
                 .map(|(i, e)| {
-                    if e.key.len() != width + 8 {
-                        return Err(bad(format!("element {i}: key of {} bytes", e.key.len())));
-                    }
-                    let addr = if width == 4 {
-                        std::net::IpAddr::from(<[u8; 4]>::try_from(&e.key[..4]).expect("4"))
-                    } else {
-                        std::net::IpAddr::from(<[u8; 16]>::try_from(&e.key[..16]).expect("16"))
-                    };
+                    let addr = key_addr(&e.key, width)
+                        .filter(|_| e.key.len() == width + 8)
+                        .ok_or_else(|| bad(format!("element {i}: key of {} bytes", e.key.len())))?;
                     Ok(AddrProtoPort {
                         addr,
                         proto: e.key[width],
@@ -653,6 +671,15 @@ pub fn to_change(msg: &SetElemMsg, ty: SetType) -> Result<ElementChange, DecodeE
         set: msg.set.clone(),
         elements,
     })
+}
+
+/// The address at the start of `key`, `width` (4 or 16) bytes long.
+fn key_addr(key: &[u8], width: usize) -> Option<std::net::IpAddr> {
+    match width {
+        4 => <[u8; 4]>::try_from(key.get(..4)?).ok().map(Into::into),
+        16 => <[u8; 16]>::try_from(key.get(..16)?).ok().map(Into::into),
+        _ => None,
+    }
 }
 
 // Replies -------------------------------------------------------------------------------

@@ -36,6 +36,10 @@ fn tuples(t: &[(&str, u8, u16)]) -> Elements {
     )
 }
 
+fn addresses(a: &[&str]) -> Elements {
+    Elements::Addresses(a.iter().map(|a| a.parse().expect("address")).collect())
+}
+
 fn names(n: &[&str]) -> Elements {
     Elements::Ifnames(n.iter().map(|s| s.to_string()).collect())
 }
@@ -61,6 +65,8 @@ fn set_type(name: &str) -> SetType {
     match name {
         "s4_x" | "s4_all" | "s4_top" => SetType::Set(SetKind::Ipv4),
         "s6_x" => SetType::Set(SetKind::Ipv6),
+        "h4_x" => SetType::Set(SetKind::Ipv4Hosts),
+        "h6_x" => SetType::Set(SetKind::Ipv6Hosts),
         "n4_x" => SetType::Set(SetKind::Ipv4Port),
         "n6_x" => SetType::Set(SetKind::Ipv6Port),
         "wl_known" => SetType::Set(SetKind::Ifname),
@@ -234,6 +240,24 @@ fn s6_delete() {
         S6_DELETE,
         &[del("s6_x", prefixes(&["fd00:20::/64"], false))],
     );
+}
+
+#[test]
+fn h4_add_sends_bare_keys_without_interval_ends() {
+    golden(
+        H4_ADD,
+        &[add("h4_x", addresses(&["10.65.0.1", "10.65.0.2"]))],
+    );
+}
+
+#[test]
+fn h4_delete() {
+    golden(H4_DELETE, &[del("h4_x", addresses(&["10.65.0.1"]))]);
+}
+
+#[test]
+fn h6_add() {
+    golden(H6_ADD, &[add("h6_x", addresses(&["fd00:10::1"]))]);
 }
 
 #[test]

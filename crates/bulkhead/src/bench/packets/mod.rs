@@ -5,8 +5,8 @@
 //! The cluster has `N` policies spread over 1,000 applications, so the number that select
 //! the server stays small however large `N` grows (the realistic case Calico's per-endpoint
 //! chains are built for). One of the server's policies matches sources by a selector over
-//! `members` remote endpoints (non-contiguous /32s, so the interval set really holds them
-//! all). The adversarial case, every policy selecting the server, is reported separately
+//! `members` remote endpoints (non-contiguous /32s, so nothing aggregates: the set holds
+//! every one). The adversarial case, every policy selecting the server, is reported separately
 //! with `--all-select-server`.
 //!
 //! Method (what makes the connection rate repeatable):
