@@ -5,7 +5,8 @@
 //! sudo cargo run --release -p bulkhead-dataplane --example set_element_bench [RUNS]
 //! ```
 //!
-//! For each set (an `ipv4_addr` interval set of 1,000 and of 10,000 /32 prefixes, and an
+//! For each set (an `ipv4_addr` interval set of 1,000 and of 10,000 /32 prefixes, an
+//! `ipv4_addr` hash set of 10,000 addresses, and an
 //! `ipv4_addr . inet_proto . inet_service` set of 10,000 elements) and each of RUNS
 //! rounds (default 200), every method adds one element and then removes it again; the
 //! table printed (markdown, for docs/perf.md) gives the median and p90 of each operation
@@ -54,6 +55,7 @@ fn main() {
     for (kind, size) in [
         (SetKind::Ipv4, 1_000u32),
         (SetKind::Ipv4, 10_000),
+        (SetKind::Ipv4Hosts, 10_000),
         (SetKind::Ipv4Port, 10_000),
     ] {
         bench_set(&ns, kind, size, runs);
@@ -65,6 +67,7 @@ fn element(kind: SetKind, base: u32, i: u32) -> String {
     let ip = std::net::Ipv4Addr::from(base + i);
     match kind {
         SetKind::Ipv4Port => format!("{ip} . tcp . 8080"),
+        SetKind::Ipv4Hosts => ip.to_string(),
         _ => format!("{ip}/32"),
     }
 }
@@ -125,6 +128,7 @@ fn bench_set(ns: &Netns, kind: SetKind, size: u32, runs: usize) {
     let base = base_table(kind, size);
     let label = match kind {
         SetKind::Ipv4 => format!("`ipv4_addr` interval, {size}"),
+        SetKind::Ipv4Hosts => format!("`ipv4_addr` hash, {size}"),
         _ => format!("`ipv4_addr . inet_proto . inet_service`, {size}"),
     };
     let mut nft_runner = CommandRunner::in_netns(ns.name()).without_netlink();
