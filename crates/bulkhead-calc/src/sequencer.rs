@@ -68,7 +68,8 @@ pub enum Change {
         /// Chain name.
         name: String,
     },
-    /// A set is deleted (nothing refers to it any more).
+    /// A set is deleted: nothing refers to it any more or, when an [`Change::AddSet`] of
+    /// the same name follows, its key type changed (rules still refer to it then).
     RemoveSet {
         /// Set name.
         name: String,
@@ -307,7 +308,10 @@ impl TableSequencer {
                 _ => {}
             }
         }
-        // A set whose key type changed is removed, then created again.
+        // A set whose key type changed (a selector set between addresses and prefixes) is
+        // removed, then created again. A kernel refuses to delete a set that rules still
+        // use, so a dataplane applying this needs the chains that use it emptied first,
+        // as `bulkhead_dataplane::TableDiff` does; `Delta::apply_to` has no such rule.
         let (replaced, set_removals): (Vec<Change>, Vec<Change>) =
             set_removals.into_iter().partition(|c| match c {
                 Change::RemoveSet { name } => self.table.sets.contains_key(name),
