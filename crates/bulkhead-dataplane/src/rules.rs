@@ -55,6 +55,14 @@ impl Family {
         }
     }
 
+    /// The match that restricts a rule of an `inet` table to this family.
+    fn nfproto(self) -> &'static str {
+        match self {
+            Family::V4 => "meta nfproto ipv4",
+            Family::V6 => "meta nfproto ipv6",
+        }
+    }
+
     fn number(self) -> u8 {
         match self {
             Family::V4 => 4,
@@ -189,45 +197,74 @@ impl<'a> RuleRenderer<'a> {
 
     /// The nft rules for `rule`'s matches, each ending in `action` (the statements and
     /// verdict that carry out the rule's action) and `comment`, which identifies the rule.
+    ///
+    /// A rule whose matches read the same in both families (no addresses, sets or
+    /// family-specific ICMP) is rendered once, without `meta nfproto`: in an `inet` table
+    /// it then matches IPv4 and IPv6 packets alike, as its two twins would, at the cost
+    /// of one rule instead of two on a packet's walk.
     pub fn render(&mut self, rule: &Rule, action: &str, comment: &str) -> Vec<String> {
+        let [v4, v6] = [Family::V4, Family::V6].map(|family| self.matches(rule, family));
+        let bodies: Vec<String> = if !v4.is_empty() && v4 == v6 {
+            v4
+        } else {
+            let restricted = |family: Family, matches: Vec<String>| {
+                matches.into_iter().map(move |m| {
+                    if m.is_empty() {
+                        family.nfproto().to_string()
+                    } else {
+                        format!("{} {m}", family.nfproto())
+                    }
+                })
+            };
+            restricted(Family::V4, v4)
+                .chain(restricted(Family::V6, v6))
+                .collect()
+        };
+        bodies
+            .into_iter()
+            .map(|body| {
+                let sep = if body.is_empty() { "" } else { " " };
+                format!("{body}{sep}{action} comment \"{comment}\"")
+            })
+            .collect()
+    }
+
+    /// The match strings of `rule` in `family` (one per nft rule; empty if the rule
+    /// cannot match in `family`), without the family match itself.
+    fn matches(&mut self, rule: &Rule, family: Family) -> Vec<String> {
+        if rule.ip_version.is_some_and(|v| v != family.number()) {
+            return Vec::new();
+        }
+        let Some(common) = self.common(rule, family) else {
+            return Vec::new();
+        };
+        let Some(src) = self.entity(&rule.src, family, "saddr", "sport") else {
+            return Vec::new();
+        };
+        let Some(dst) = self.entity(&rule.dst, family, "daddr", "dport") else {
+            return Vec::new();
+        };
+        // The destination side first: in the common ingress rule it is only a port
+        // compare, which settles most packets before the source's set lookup.
         let mut out = Vec::new();
-        for family in [Family::V4, Family::V6] {
-            if rule.ip_version.is_some_and(|v| v != family.number()) {
-                continue;
-            }
-            let Some(common) = self.common(rule, family) else {
-                continue;
-            };
-            let Some(src) = self.entity(&rule.src, family, "saddr", "sport") else {
-                continue;
-            };
-            let Some(dst) = self.entity(&rule.dst, family, "daddr", "dport") else {
-                continue;
-            };
-            // The destination side first: in the common ingress rule it is only a port
-            // compare, which settles most packets before the source's set lookup.
-            for s in &src {
-                for d in &dst {
-                    let body = [common.as_str(), d.as_str(), s.as_str()]
+        for s in &src {
+            for d in &dst {
+                out.push(
+                    [common.as_str(), d.as_str(), s.as_str()]
                         .iter()
                         .filter(|p| !p.is_empty())
                         .copied()
                         .collect::<Vec<_>>()
-                        .join(" ");
-                    let sep = if body.is_empty() { "" } else { " " };
-                    out.push(format!("{body}{sep}{action} comment \"{comment}\""));
-                }
+                        .join(" "),
+                );
             }
         }
         out
     }
 
-    /// Family, protocol and ICMP matches; `None` if the rule cannot match in `family`.
+    /// Protocol and ICMP matches; `None` if the rule cannot match in `family`.
     fn common(&self, rule: &Rule, family: Family) -> Option<String> {
-        let mut parts = vec![match family {
-            Family::V4 => "meta nfproto ipv4".to_string(),
-            Family::V6 => "meta nfproto ipv6".to_string(),
-        }];
+        let mut parts = Vec::new();
         if let Some(p) = rule.protocol {
             parts.push(format!("meta l4proto {}", proto_name(p)));
         }
@@ -439,4 +476,57 @@ fn join_nets(nets: &[IpNet]) -> String {
 pub fn log_action(comment: &str) -> String {
     let prefix: String = comment.chars().take(60).collect();
     format!("log prefix \"{prefix}\" group 3")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The nft rules of the first ingress rule of a policy with these `ingress` rules.
+    fn rendered(ingress: &str) -> Vec<String> {
+        let text = format!(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: g}}\nspec: {{selector: all(), ingress: [{ingress}]}}\n"
+        );
+        let loaded = bulkhead_api::load_str("test.yaml", &text).expect("valid policy");
+        let policy = bulkhead_engine::incremental::policy(&loaded[0].resource)
+            .expect("compiles")
+            .expect("enforced");
+        let mut sets = SetRequests::new();
+        RuleRenderer::new(&mut sets).render(&policy.ingress[0], "accept", "c")
+    }
+
+    #[test]
+    fn a_rule_without_addresses_is_one_rule_for_both_families() {
+        assert_eq!(
+            rendered("{action: Allow, protocol: TCP, destination: {ports: [80]}}"),
+            ["meta l4proto tcp th dport 80 accept comment \"c\""]
+        );
+        assert_eq!(rendered("{action: Allow}"), ["accept comment \"c\""]);
+    }
+
+    #[test]
+    fn addresses_sets_and_families_keep_one_rule_per_family() {
+        let sel = rendered("{action: Allow, source: {selector: app == 'a'}}");
+        assert_eq!(sel.len(), 2, "{sel:?}");
+        assert!(
+            sel[0].starts_with("meta nfproto ipv4 ip saddr @s4_"),
+            "{sel:?}"
+        );
+        assert!(
+            sel[1].starts_with("meta nfproto ipv6 ip6 saddr @s6_"),
+            "{sel:?}"
+        );
+        assert_eq!(
+            rendered("{action: Allow, source: {nets: [10.0.0.0/8]}}"),
+            ["meta nfproto ipv4 ip saddr { 10.0.0.0/8 } accept comment \"c\""]
+        );
+        assert_eq!(
+            rendered("{action: Allow, ipVersion: 6}"),
+            ["meta nfproto ipv6 accept comment \"c\""]
+        );
+        assert_eq!(
+            rendered("{action: Allow, protocol: ICMP}"),
+            ["meta nfproto ipv4 meta l4proto icmp accept comment \"c\""]
+        );
+    }
 }
