@@ -9,18 +9,19 @@
 //!
 //! Order inside the transaction (every object exists before anything refers to it, and
 //! nothing is deleted while referred to):
-//! 1. every changed chain flushed;
+//! 1. every changed chain and every chain that goes away flushed;
 //! 2. retyped sets deleted, then new sets, maps and chains added (empty);
 //! 3. set element removals then additions;
 //! 4. every new or changed chain filled;
 //! 5. map element changes;
-//! 6. chains that go away flushed, then deleted; then sets and maps that go away.
+//! 6. maps, then chains, then sets that go away deleted.
 //!
 //! A set whose key type changes (a selector set turning from a hash of addresses into an
 //! interval set, say) is deleted and created again under the same name. The kernel
 //! refuses to delete a set a rule refers to, so every chain that refers to it counts as
 //! changed even when its text is not: step 1 empties it before the set goes, step 4
-//! refills it once the new set is there.
+//! refills it once the new set is there. A chain that goes away may refer to it too,
+//! which is why step 1 empties those as well.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -190,8 +191,10 @@ impl<'a> TableDiff<'a> {
     /// The nft transaction, one command per line.
     pub fn script(&self) -> String {
         let mut s = String::new();
-        // 1. Changed chains emptied, releasing the sets they refer to.
-        for (name, _, _) in self.chains.iter().filter(|(_, _, new)| !*new) {
+        // 1. Changed and departing chains emptied, releasing the sets they refer to.
+        let changed = self.chains.iter().filter(|(_, _, new)| !*new);
+        let gone = self.gone_chains.iter().map(String::as_str);
+        for name in changed.map(|(n, _, _)| *n).chain(gone) {
             let _ = writeln!(s, "flush chain {TABLE} {name}");
         }
         // 2. New objects.
@@ -232,9 +235,6 @@ impl<'a> TableDiff<'a> {
         // 6. Removals, referrers first.
         for name in &self.gone_maps {
             let _ = writeln!(s, "delete map {TABLE} {name}");
-        }
-        for name in &self.gone_chains {
-            let _ = writeln!(s, "flush chain {TABLE} {name}");
         }
         for name in &self.gone_chains {
             let _ = writeln!(s, "delete chain {TABLE} {name}");
@@ -440,7 +440,7 @@ mod tests {
     }
 
     #[test]
-    fn chains_using_a_retyped_set_are_emptied_before_it_goes_and_refilled_after() {
+    fn chains_using_a_retyped_set_are_emptied_before_it_goes() {
         let chain = |rule: &str| Chain {
             hook: None,
             rules: vec![rule.to_string()],
@@ -460,16 +460,20 @@ mod tests {
         old.chains
             .insert("other".into(), chain("tcp dport 22 accept"));
         let mut new = old.clone();
+        old.chains
+            .insert("leaving".into(), chain("ip daddr @s4_a drop"));
         new.sets.get_mut("s4_a").expect("set").kind = SetKind::Ipv4;
         new.sets.get_mut("s4_a").expect("set").elements = ["10.0.0.0/24".to_string()].into();
         let d = TableDiff::between(&old, &new);
         assert_eq!(
             d.script(),
             "flush chain inet bulkhead uses\n\
+             flush chain inet bulkhead leaving\n\
              delete set inet bulkhead s4_a\n\
              add set inet bulkhead s4_a { type ipv4_addr; flags interval; }\n\
              add element inet bulkhead s4_a { 10.0.0.0/24 }\n\
-             add rule inet bulkhead uses ip saddr @s4_a accept\n"
+             add rule inet bulkhead uses ip saddr @s4_a accept\n\
+             delete chain inet bulkhead leaving\n"
         );
         let mut patched = old.clone();
         d.apply_to(&mut patched);

@@ -154,7 +154,13 @@ fn a_set_changing_kind_is_replaced_under_the_rules_that_use_it() {
                 elements: elements.iter().map(|e| e.to_string()).collect(),
             },
         );
-        for (name, rule) in [("a", "ip saddr @s4_x accept"), ("b", "ip daddr @s4_x drop")] {
+        // Chain `c` exists beside the hash set only: it goes away, or comes, in the same
+        // transaction as the set's kind changes.
+        let mut chains = vec![("a", "ip saddr @s4_x accept"), ("b", "ip daddr @s4_x drop")];
+        if kind == SetKind::Ipv4Hosts {
+            chains.push(("c", "ip saddr @s4_x counter"));
+        }
+        for (name, rule) in chains {
             t.chains.insert(
                 name.into(),
                 Chain {
