@@ -586,45 +586,16 @@ pub fn to_change(msg: &SetElemMsg, ty: SetType) -> Result<ElementChange, DecodeE
                 set_was_empty,
             }
         }
-        SetType::Set(SetKind::Ipv4Hosts | SetKind::Ipv6Hosts) => {
-            let width = if ty == SetType::Set(SetKind::Ipv4Hosts) {
-                4
-            } else {
-                16
-            };
-            let v = msg
-                .elements
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    key_addr(&e.key, width)
-                        .filter(|_| e.key.len() == width)
-                        .ok_or_else(|| bad(format!("element {i}: key of {} bytes", e.key.len())))
-                })
-                .collect::<Result<_, _>>()?;
-            Elements::Addresses(v)
+        SetType::Set(kind @ (SetKind::Ipv4Hosts | SetKind::Ipv6Hosts)) => {
+            Elements::Addresses(addressed(msg, kind, 0, |addr, _| addr)?)
         }
-        SetType::Set(SetKind::Ipv4Port | SetKind::Ipv6Port) => {
-            let width = if ty == SetType::Set(SetKind::Ipv4Port) {
-                4
-            } else {
-                16
-            };
-            let v = msg
-                .elements
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    let addr = key_addr(&e.key, width)
-                        .filter(|_| e.key.len() == width + 8)
-                        .ok_or_else(|| bad(format!("element {i}: key of {} bytes", e.key.len())))?;
-                    Ok(AddrProtoPort {
-                        addr,
-                        proto: e.key[width],
-                        port: u16::from_be_bytes([e.key[width + 4], e.key[width + 5]]),
-                    })
-                })
-                .collect::<Result<_, _>>()?;
+        SetType::Set(kind @ (SetKind::Ipv4Port | SetKind::Ipv6Port)) => {
+            // After the address: protocol, then port (big-endian), each in a register.
+            let v = addressed(msg, kind, 8, |addr, rest| AddrProtoPort {
+                addr,
+                proto: rest[0],
+                port: u16::from_be_bytes([rest[4], rest[5]]),
+            })?;
             Elements::AddrProtoPorts(v)
         }
         SetType::Set(SetKind::Ifname) | SetType::VerdictMap => {
@@ -673,13 +644,37 @@ pub fn to_change(msg: &SetElemMsg, ty: SetType) -> Result<ElementChange, DecodeE
     })
 }
 
-/// The address at the start of `key`, `width` (4 or 16) bytes long.
-fn key_addr(key: &[u8], width: usize) -> Option<std::net::IpAddr> {
-    match width {
-        4 => <[u8; 4]>::try_from(key.get(..4)?).ok().map(Into::into),
-        16 => <[u8; 16]>::try_from(key.get(..16)?).ok().map(Into::into),
-        _ => None,
-    }
+/// The elements of `msg`, a set of `kind` keyed by an address then `rest` more bytes,
+/// each made by `make` from the address and those bytes.
+fn addressed<T>(
+    msg: &SetElemMsg,
+    kind: SetKind,
+    rest: usize,
+    make: impl Fn(std::net::IpAddr, &[u8]) -> T,
+) -> Result<Vec<T>, DecodeError> {
+    let v4 = matches!(kind, SetKind::Ipv4Hosts | SetKind::Ipv4Port);
+    let width = if v4 { 4 } else { 16 };
+    msg.elements
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let addr = match e.key.get(..width) {
+                Some(a) if e.key.len() == width + rest && v4 => {
+                    <[u8; 4]>::try_from(a).ok().map(std::net::IpAddr::from)
+                }
+                Some(a) if e.key.len() == width + rest => {
+                    <[u8; 16]>::try_from(a).ok().map(std::net::IpAddr::from)
+                }
+                _ => None,
+            };
+            addr.map(|addr| make(addr, &e.key[width..])).ok_or_else(|| {
+                DecodeError::new(
+                    0,
+                    format!("set {}: element {i}: key of {} bytes", msg.set, e.key.len()),
+                )
+            })
+        })
+        .collect()
 }
 
 // Replies -------------------------------------------------------------------------------

@@ -468,3 +468,31 @@ fn empty_changes_send_only_begin_and_end() {
     assert!(batch.messages.is_empty());
     assert_eq!(batch.bytes.len(), 40);
 }
+
+#[test]
+fn keys_of_the_wrong_width_are_refused_when_decoding() {
+    let msg = |key: Vec<u8>| SetElemMsg {
+        op: ElementOp::Add,
+        family: NFPROTO_INET,
+        table: TABLE_NAME.into(),
+        set: "h4_x".into(),
+        set_id: None,
+        elements: vec![RawElement {
+            key,
+            ..RawElement::default()
+        }],
+    };
+    let hosts = SetType::Set(SetKind::Ipv4Hosts);
+    let ok = to_change(&msg(vec![10, 65, 0, 1]), hosts).expect("an IPv4 address");
+    assert_eq!(ok.elements, addresses(&["10.65.0.1"]));
+    for bad in [vec![10, 65, 0], vec![10, 65, 0, 1, 0], vec![0; 16]] {
+        let err = to_change(&msg(bad.clone()), hosts).expect_err("wrong width");
+        assert!(
+            err.to_string().contains("element 0: key of"),
+            "{bad:?}: {err}"
+        );
+    }
+    let ports = SetType::Set(SetKind::Ipv6Port);
+    assert!(to_change(&msg(vec![0; 16]), ports).is_err());
+    assert!(to_change(&msg(vec![0; 24]), ports).is_ok());
+}
