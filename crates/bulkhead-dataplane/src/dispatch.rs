@@ -214,6 +214,7 @@ mod tests {
     use super::*;
     use crate::render::{TierChains, endpoint_chains};
     use crate::tag::Tagging;
+    use crate::test_policy::gnp;
 
     const TCP: Protocol = Protocol::TCP;
     const UDP: Protocol = Protocol::UDP;
@@ -234,14 +235,7 @@ mod tests {
 
     /// The ingress reach of a GlobalNetworkPolicy with these ingress rules (YAML flow).
     fn reach_of(rules: &str) -> Reach {
-        let text = format!(
-            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: p}}\nspec:\n  selector: all()\n  ingress: {rules}\n"
-        );
-        let loaded = bulkhead_api::load_str("test.yaml", &text).expect("valid policy");
-        let policy = bulkhead_engine::incremental::policy(&loaded[0].resource)
-            .expect("compiles")
-            .expect("enforced policy");
-        Reach::of(&policy.ingress)
+        Reach::of(&gnp(&format!("ingress: {rules}")).ingress)
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub mod rules;
 pub mod session;
 pub mod table;
 pub mod tag;
+#[cfg(test)]
+mod test_policy;
 
 pub use apply::{Applied, CommandRunner, Dataplane, DataplaneError, ElementsError, NftRunner};
 pub use diff::TableDiff;

@@ -952,6 +952,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use crate::tag::RuleTag;
+    use crate::test_policy::gnp;
 
     /// A profile's ingress rules, compiled from YAML flow.
     fn ingress(rules: &str) -> Vec<Rule> {
@@ -984,17 +985,6 @@ mod tests {
         ] {
             assert!(!allows_everything(&ingress(rules)), "{rules}");
         }
-    }
-
-    /// A GlobalNetworkPolicy with `extra` spec fields (YAML flow), compiled.
-    fn gnp(extra: &str) -> Policy {
-        let text = format!(
-            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: g}}\nspec: {{selector: all(), {extra}}}\n"
-        );
-        let loaded = bulkhead_api::load_str("test.yaml", &text).expect("valid policy");
-        bulkhead_engine::incremental::policy(&loaded[0].resource)
-            .expect("compiles")
-            .expect("enforced")
     }
 
     #[test]

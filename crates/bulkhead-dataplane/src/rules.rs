@@ -481,16 +481,11 @@ pub fn log_action(comment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_policy::gnp;
 
     /// The nft rules of the first ingress rule of a policy with these `ingress` rules.
     fn rendered(ingress: &str) -> Vec<String> {
-        let text = format!(
-            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: g}}\nspec: {{selector: all(), ingress: [{ingress}]}}\n"
-        );
-        let loaded = bulkhead_api::load_str("test.yaml", &text).expect("valid policy");
-        let policy = bulkhead_engine::incremental::policy(&loaded[0].resource)
-            .expect("compiles")
-            .expect("enforced");
+        let policy = gnp(&format!("ingress: [{ingress}]"));
         let mut sets = SetRequests::new();
         RuleRenderer::new(&mut sets).render(&policy.ingress[0], "accept", "c")
     }
