@@ -74,6 +74,22 @@ pub fn delete_node(name: &str) -> Result<()> {
     run("ip", &["netns", "del", name]).map(|_| ())
 }
 
+/// The node-side interfaces of the workloads attached to a node (its veths), by name.
+pub fn attached_workloads(node: &str) -> Result<Vec<String>> {
+    let text = run("ip", &["-n", node, "-o", "link", "show", "type", "veth"])?;
+    Ok(veth_names(&text))
+}
+
+/// Interface names from `ip -o link` lines: `3: NAME@if2: <...> ...`.
+fn veth_names(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let name = line.split(": ").nth(1)?;
+            Some(name.split('@').next().unwrap_or(name).to_string())
+        })
+        .collect()
+}
+
 /// A workload to attach to a node.
 #[derive(Debug, Clone)]
 pub struct WorkloadAttach<'a> {
@@ -231,4 +247,16 @@ pub fn addresses(netns: &str, ifname: &str) -> Result<Vec<IpAddr>> {
         })
         .filter(|ip: &IpAddr| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] == 0xfe80))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::veth_names;
+
+    #[test]
+    fn veth_names_come_from_ip_o_link_lines() {
+        let text = "3: bh8bc66cfc9b1e2@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT group default qlen 1000\\    link/ether ee:ee:ee:ee:ee:ee brd ff:ff:ff:ff:ff:ff link-netns qa1-shop-a\n5: bh8bc669fc9b1e1@if4: <BROADCAST> mtu 1500\n";
+        assert_eq!(veth_names(text), ["bh8bc66cfc9b1e2", "bh8bc669fc9b1e1"]);
+        assert!(veth_names("").is_empty());
+    }
 }

@@ -289,6 +289,20 @@ fn workloads_from_the_cli_and_cni_are_enforced_by_the_agent() {
     let listed = ok(bulkhead(&["workload", "list", "--dir", dir_s]));
     assert!(!listed.contains("shop/b"), "{listed}");
     ok(cni("DEL"));
+    // A node with a workload attached is not deleted from under it.
+    let refused = bulkhead(&["node", "del", &node]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "node del with shop/a attached");
+    let a_if = listed
+        .lines()
+        .find(|l| l.starts_with("shop/a"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .expect("shop/a's interface in the list");
+    assert!(err.contains(a_if) && err.contains("workload del"), "{err}");
+    assert!(
+        std::path::Path::new("/run/netns").join(&node).exists(),
+        "the refused node is still there"
+    );
     ok(bulkhead(&[
         "workload", "del", "shop/a", "--node", &node, "--dir", dir_s,
     ]));

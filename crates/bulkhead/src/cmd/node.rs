@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use bulkhead_netns::persistent::{create_node, delete_node};
+use bulkhead_netns::persistent::{attached_workloads, create_node, delete_node};
 
 /// Node subcommands.
 #[derive(clap::Subcommand)]
@@ -15,10 +15,19 @@ pub enum Command {
         /// The namespace name (also the agent's --netns).
         name: String,
     },
-    /// Delete a node sandbox and every veth attached to it.
+    /// Delete a node sandbox. Refused while workloads are attached, unless --force.
+    #[command(
+        after_help = "Workloads go first: `bulkhead workload del` (or the runtime's CNI DEL) removes\n\
+                      a workload's namespace, veth and registration. With --force the node goes\n\
+                      anyway and takes the veths with it, leaving the workloads' namespaces and\n\
+                      registrations behind."
+    )]
     Del {
         /// The namespace name.
         name: String,
+        /// Delete the node even with workloads attached.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -29,7 +38,16 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             create_node(&name)?;
             println!("node {name} created");
         }
-        Command::Del { name } => {
+        Command::Del { name, force } => {
+            let attached = attached_workloads(&name)?;
+            if !attached.is_empty() && !force {
+                anyhow::bail!(
+                    "node {name} still has {} workload(s) attached (interfaces {}): delete them \
+                     first with `bulkhead workload del` (or CNI DEL), or give --force",
+                    attached.len(),
+                    attached.join(", ")
+                );
+            }
             delete_node(&name)?;
             println!("node {name} deleted");
         }
