@@ -246,7 +246,7 @@ impl Agent {
                     .applied(applied.duration, rules, sets, elements);
                 tracing::info!(
                     full = applied.full,
-                    ms = applied.duration.as_secs_f64() * 1000.0,
+                    duration = ?applied.duration,
                     rules,
                     elements,
                     "programmed"
@@ -308,7 +308,11 @@ impl Agent {
             }
             (Ok(_), Some(_)) => "the table was changed outside Bulkhead".to_string(),
             (Ok(_), None) => "the ruleset changed before the table was read back".to_string(),
-            (Err(e), _) => format!("the table is gone ({e})"),
+            // nft's message continues with the command and a caret line: keep one line.
+            (Err(e), _) => format!(
+                "the table is gone ({})",
+                e.to_string().lines().next().unwrap_or_default()
+            ),
         };
         let Some(installed) = self.dataplane.installed().cloned() else {
             return Step::Idle;

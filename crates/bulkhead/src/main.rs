@@ -9,6 +9,7 @@ mod dataplane_mode;
 mod demo;
 mod workload;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -67,14 +68,21 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The services say what they do (start, each apply, repairs); one-shot commands and
+    // the demo, which draws its own screen, only warn. `BULKHEAD_LOG` overrides both.
+    let default_level = match cli.command {
+        Command::Agent(_) | Command::Server(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BULKHEAD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Bench(c) => bench::run(c),

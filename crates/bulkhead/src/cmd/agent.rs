@@ -79,15 +79,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let state_dir = args
         .state_dir
         .unwrap_or_else(|| PathBuf::from(format!("/var/lib/bulkhead/agent-{}", args.node)));
-    let source = match (&args.from_dir, &args.server) {
-        (Some(dir), _) => Source::Dir(DirSource::new(dir)),
+    let (source, from) = match (&args.from_dir, &args.server) {
+        (Some(dir), _) => (
+            Source::Dir(DirSource::new(dir)),
+            format!("directory {}", dir.display()),
+        ),
         (None, Some(server)) => {
             let config = Config::resolve(Some(server), args.token.as_deref())?;
             let client = Client::from_config(&config).context("--server")?;
-            Source::Server(ServerSource::new(client))
+            (
+                Source::Server(ServerSource::new(client)),
+                format!("server {server}"),
+            )
         }
         (None, None) => anyhow::bail!("give --from-dir DIR or --server URL"),
     };
+    tracing::info!(
+        node = %args.node,
+        %from,
+        netns = %args.netns.as_deref().unwrap_or("(own)"),
+        state_dir = %state_dir.display(),
+        "agent starting"
+    );
     let config = AgentConfig {
         node: args.node,
         from_dir: args.from_dir.unwrap_or_default(),
