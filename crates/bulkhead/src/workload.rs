@@ -2,9 +2,9 @@
 //! WorkloadEndpoint in the agent's resource directory, and address management. Shared by
 //! `bulkhead workload` and the CNI plugin, so both create exactly the same thing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::io::{Read, Seek, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
@@ -84,9 +84,7 @@ pub fn add(spec: &WorkloadSpec, dir: &Path) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(&wep.to_document())?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = registration_path(dir, &spec.namespace, &spec.name);
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    write_atomically(&path, text.as_bytes())?;
     if let Err(e) = check_registration(&path) {
         let _ = detach_workload(&spec.node_netns, &host_ifname);
         let _ = std::fs::remove_file(&path);
@@ -127,9 +125,12 @@ pub fn parse_labels(items: &[String]) -> anyhow::Result<BTreeMap<String, String>
     Ok(out)
 }
 
-/// A tiny host-local address allocator: one JSON file per subnet, locked while in use.
+/// A tiny host-local address allocator: one JSON file of leases per subnet, replaced
+/// atomically on every change, and a lock file beside it held while in use (so the
+/// leases are never seen half-written, even after a crash).
 pub struct Ipam {
-    file: File,
+    _lock: File,
+    path: PathBuf,
     subnet: IpNet,
     leases: BTreeMap<String, IpAddr>,
 }
@@ -137,39 +138,44 @@ pub struct Ipam {
 impl Ipam {
     /// Opens (and locks) the allocation file for `subnet` in `dir`.
     pub fn open(dir: &Path, subnet: IpNet) -> anyhow::Result<Ipam> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!(
-            "ipam-{}.json",
-            subnet.to_string().replace(['/', ':'], "_")
-        ));
-        let mut file = File::options()
-            .read(true)
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let stem = format!("ipam-{}", subnet.to_string().replace(['/', ':'], "_"));
+        let lock_path = dir.join(format!("{stem}.lock"));
+        let lock = File::options()
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&path)?;
-        file.lock()
-            .with_context(|| format!("locking {}", path.display()))?;
-        let mut text = String::new();
-        file.read_to_string(&mut text)?;
-        let leases = if text.trim().is_empty() {
-            BTreeMap::new()
-        } else {
-            serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("locking {}", lock_path.display()))?;
+        let path = dir.join(format!("{stem}.json"));
+        let leases = match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => serde_json::from_str(&text)
+                .with_context(|| format!("{} is corrupt", path.display()))?,
+            Ok(_) => BTreeMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         Ok(Ipam {
-            file,
+            _lock: lock,
+            path,
             subnet,
             leases,
         })
     }
 
+    /// The address leased to `owner`, if any (nothing is allocated).
+    pub fn leased(&self, owner: &str) -> Option<IpAddr> {
+        self.leases.get(owner).copied()
+    }
+
     /// The address leased to `owner`, allocating the lowest free one if it has none.
     pub fn lease(&mut self, owner: &str) -> anyhow::Result<IpAddr> {
-        if let Some(ip) = self.leases.get(owner) {
-            return Ok(*ip);
+        if let Some(ip) = self.leased(owner) {
+            return Ok(ip);
         }
-        let taken: Vec<IpAddr> = self.leases.values().copied().collect();
+        let taken: HashSet<IpAddr> = self.leases.values().copied().collect();
         let ip = self
             .subnet
             .hosts()
@@ -189,14 +195,22 @@ impl Ipam {
         Ok(())
     }
 
-    fn save(&mut self) -> anyhow::Result<()> {
-        let text = serde_json::to_string_pretty(&self.leases)?;
-        self.file.set_len(0)?;
-        self.file.rewind()?;
-        self.file.write_all(text.as_bytes())?;
-        self.file.sync_all()?;
-        Ok(())
+    fn save(&self) -> anyhow::Result<()> {
+        write_atomically(&self.path, &serde_json::to_vec_pretty(&self.leases)?)
     }
+}
+
+/// Replaces `path` with `bytes` all at once: a temporary file beside it, synced, then
+/// renamed over it. A crash leaves the old or the new content, never a mix.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().with_context(|| format!("writing {}", path.display()))
 }
 
 /// Splits `NAMESPACE/NAME`.

@@ -14,7 +14,10 @@
 //!
 //! The pod's namespace and name come from `CNI_ARGS` (`K8S_POD_NAMESPACE`,
 //! `K8S_POD_NAME`); labels from `BULKHEAD_LABELS=k=v,k2=v2` there. A failure is reported
-//! on stdout as a CNI error object with a non-zero exit status.
+//! on stdout as a CNI error object with a non-zero exit status and the spec's well-known
+//! code where one fits (1 version, 4 environment, 6 not JSON, 7 invalid configuration;
+//! 100 when the operation itself fails). Bad input is refused before anything is
+//! leased, plumbed or registered, and CHECK never changes anything.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -63,6 +66,47 @@ impl IpamConf {
     }
 }
 
+/// Well-known CNI error codes (CNI spec, "Error"); 100 and up are the plugin's own.
+mod code {
+    /// The configuration's `cniVersion` is not one this plugin speaks.
+    pub const INCOMPATIBLE_VERSION: u32 = 1;
+    /// A required environment variable is missing or invalid (`CNI_COMMAND` included).
+    pub const INVALID_ENVIRONMENT: u32 = 4;
+    /// The configuration on stdin is not JSON.
+    pub const DECODING_FAILURE: u32 = 6;
+    /// The configuration is JSON but not a valid Bulkhead network configuration.
+    pub const INVALID_NETWORK_CONFIG: u32 = 7;
+    /// The operation itself failed (plumbing, address management, registration, CHECK).
+    pub const OPERATION_FAILED: u32 = 100;
+}
+
+/// The operations that take a network configuration.
+enum Operation {
+    Add,
+    Del,
+    Check,
+}
+
+/// A CNI error result: a code and the error with its causes.
+struct CniError {
+    code: u32,
+    error: anyhow::Error,
+}
+
+/// Gives a fallible step its CNI error code.
+trait WithCode<T> {
+    fn code(self, code: u32) -> Result<T, CniError>;
+}
+
+impl<T, E: Into<anyhow::Error>> WithCode<T> for Result<T, E> {
+    fn code(self, code: u32) -> Result<T, CniError> {
+        self.map_err(|e| CniError {
+            code,
+            error: e.into(),
+        })
+    }
+}
+
 /// Runs the plugin; the process's output is the CNI result or error.
 pub fn run() -> anyhow::Result<ExitCode> {
     let command = std::env::var("CNI_COMMAND").unwrap_or_default();
@@ -80,35 +124,67 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Ok(None) => Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            let code = if e.to_string().contains("unsupported CNI version") {
-                1
-            } else {
-                999
-            };
+        Err(CniError { code, error }) => {
             println!(
                 "{}",
-                json!({"cniVersion": version, "code": code, "msg": e.to_string(), "details": format!("{e:#}")})
+                json!({"cniVersion": version, "code": code, "msg": error.to_string(), "details": format!("{error:#}")})
             );
             Ok(ExitCode::FAILURE)
         }
     }
 }
 
-fn env(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).map_err(|_| anyhow!("{name} is not set"))
+fn env(name: &str) -> Result<String, CniError> {
+    std::env::var(name)
+        .map_err(|_| anyhow!("{name} is not set"))
+        .code(code::INVALID_ENVIRONMENT)
 }
 
-fn execute(command: &str, input: &str) -> anyhow::Result<Option<serde_json::Value>> {
-    if command == "VERSION" {
-        return Ok(Some(
-            json!({"cniVersion": "1.0.0", "supportedVersions": SUPPORTED}),
-        ));
-    }
-    let conf: NetConf = serde_json::from_str(input).context("network configuration on stdin")?;
+/// Parses the network configuration: not JSON is a decoding failure, JSON of the wrong
+/// shape (a missing key, a wrong type) an invalid configuration.
+fn parse_conf(input: &str) -> Result<NetConf, CniError> {
+    serde_json::from_str(input).map_err(|e| {
+        let code = match e.classify() {
+            serde_json::error::Category::Data => code::INVALID_NETWORK_CONFIG,
+            _ => code::DECODING_FAILURE,
+        };
+        CniError {
+            code,
+            error: anyhow::Error::new(e).context("network configuration on stdin"),
+        }
+    })
+}
+
+fn execute(command: &str, input: &str) -> Result<Option<serde_json::Value>, CniError> {
+    use code::{
+        INCOMPATIBLE_VERSION, INVALID_ENVIRONMENT, INVALID_NETWORK_CONFIG, OPERATION_FAILED,
+    };
+    let operation = match command {
+        "VERSION" => {
+            return Ok(Some(
+                json!({"cniVersion": "1.0.0", "supportedVersions": SUPPORTED}),
+            ));
+        }
+        "ADD" => Operation::Add,
+        "DEL" => Operation::Del,
+        "CHECK" => Operation::Check,
+        other => {
+            return Err(anyhow!(
+                "CNI_COMMAND {other:?}: expected ADD, DEL, CHECK or VERSION"
+            ))
+            .code(INVALID_ENVIRONMENT);
+        }
+    };
+    let conf = parse_conf(input)?;
     if !SUPPORTED.contains(&conf.cni_version.as_str()) {
-        return Err(anyhow!("unsupported CNI version {}", conf.cni_version));
+        return Err(anyhow!(
+            "unsupported CNI version {}: this plugin speaks {}",
+            conf.cni_version,
+            SUPPORTED.join(", ")
+        ))
+        .code(INCOMPATIBLE_VERSION);
     }
+    let subnets = conf.ipam.subnets().code(INVALID_NETWORK_CONFIG)?;
     let args: BTreeMap<String, String> = std::env::var("CNI_ARGS")
         .unwrap_or_default()
         .split(';')
@@ -125,19 +201,24 @@ fn execute(command: &str, input: &str) -> anyhow::Result<Option<serde_json::Valu
         .cloned()
         .unwrap_or_else(|| container.clone());
     let ipam_dir = conf.resource_dir.join(".ipam");
-    match command {
-        "ADD" => {
+    match operation {
+        Operation::Add => {
             let netns = env("CNI_NETNS")?;
             let ifname = env("CNI_IFNAME")?;
+            let labels = parse_labels(&[args.get("BULKHEAD_LABELS").cloned().unwrap_or_default()])
+                .context("BULKHEAD_LABELS in CNI_ARGS")
+                .code(INVALID_ENVIRONMENT)?;
             let mut ipv4 = None;
             let mut ipv6 = None;
-            for subnet in conf.ipam.subnets()? {
-                match Ipam::open(&ipam_dir, subnet)?.lease(&container)? {
+            for &subnet in &subnets {
+                let lease = Ipam::open(&ipam_dir, subnet)
+                    .and_then(|mut ipam| ipam.lease(&container))
+                    .code(OPERATION_FAILED)?;
+                match lease {
                     IpAddr::V4(a) => ipv4 = Some(a),
                     IpAddr::V6(a) => ipv6 = Some(a),
                 }
             }
-            let labels = parse_labels(&[args.get("BULKHEAD_LABELS").cloned().unwrap_or_default()])?;
             let spec = WorkloadSpec {
                 namespace,
                 name,
@@ -149,13 +230,27 @@ fn execute(command: &str, input: &str) -> anyhow::Result<Option<serde_json::Valu
                 ipv6,
                 labels,
             };
-            workload::add(&spec, &conf.resource_dir)?;
-            let ips: Vec<serde_json::Value> = [ipv4.map(IpAddr::V4), ipv6.map(IpAddr::V6)]
+            workload::add(&spec, &conf.resource_dir).code(OPERATION_FAILED)?;
+            let gateway = |ip: &IpAddr| {
+                if ip.is_ipv4() {
+                    bulkhead_netns::GATEWAY_V4.to_string()
+                } else {
+                    bulkhead_netns::GATEWAY_V6.to_string()
+                }
+            };
+            let leased: Vec<IpAddr> = [ipv4.map(IpAddr::V4), ipv6.map(IpAddr::V6)]
                 .into_iter()
                 .flatten()
+                .collect();
+            let ips: Vec<serde_json::Value> = leased
+                .iter()
+                .map(|ip| json!({"address": IpNet::from(*ip).to_string(), "interface": 1, "gateway": gateway(ip)}))
+                .collect();
+            let routes: Vec<serde_json::Value> = leased
+                .iter()
                 .map(|ip| {
-                    let gateway = if ip.is_ipv4() { bulkhead_netns::GATEWAY_V4.to_string() } else { bulkhead_netns::GATEWAY_V6.to_string() };
-                    json!({"address": IpNet::from(ip).to_string(), "interface": 1, "gateway": gateway})
+                    let default = if ip.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
+                    json!({"dst": default, "gw": gateway(ip)})
                 })
                 .collect();
             Ok(Some(json!({
@@ -165,39 +260,56 @@ fn execute(command: &str, input: &str) -> anyhow::Result<Option<serde_json::Valu
                     {"name": ifname, "sandbox": netns},
                 ],
                 "ips": ips,
-                "routes": [{"dst": "0.0.0.0/0", "gw": bulkhead_netns::GATEWAY_V4.to_string()}],
+                "routes": routes,
                 "dns": {},
             })))
         }
-        "DEL" => {
-            workload::del(&namespace, &name, &conf.node_netns, &conf.resource_dir)?;
-            for subnet in conf.ipam.subnets()? {
-                Ipam::open(&ipam_dir, subnet)?.release(&container)?;
+        Operation::Del => {
+            workload::del(&namespace, &name, &conf.node_netns, &conf.resource_dir)
+                .code(OPERATION_FAILED)?;
+            for &subnet in &subnets {
+                Ipam::open(&ipam_dir, subnet)
+                    .and_then(|mut ipam| ipam.release(&container))
+                    .code(OPERATION_FAILED)?;
             }
             Ok(None)
         }
-        "CHECK" => {
+        Operation::Check => {
+            // CHECK looks and never changes anything: no lease is taken here.
             let netns = env("CNI_NETNS")?;
             let ifname = env("CNI_IFNAME")?;
-            let have = bulkhead_netns::persistent::addresses(&netns, &ifname)?;
-            for subnet in conf.ipam.subnets()? {
-                let want = Ipam::open(&ipam_dir, subnet)?.lease(&container)?;
-                if !have.contains(&want) {
-                    return Err(anyhow!(
-                        "{ifname} in {netns} does not have {want} (it has {have:?})"
-                    ));
+            let mut want = Vec::new();
+            for &subnet in &subnets {
+                let leased = Ipam::open(&ipam_dir, subnet)
+                    .map(|ipam| ipam.leased(&container))
+                    .code(OPERATION_FAILED)?;
+                match leased {
+                    Some(ip) => want.push(ip),
+                    None => {
+                        return Err(anyhow!(
+                            "container {container} has no address in {subnet}: was it added?"
+                        ))
+                        .code(OPERATION_FAILED);
+                    }
                 }
+            }
+            let have = bulkhead_netns::persistent::addresses(&netns, &ifname)
+                .with_context(|| format!("reading the addresses of {ifname} in {netns}"))
+                .code(OPERATION_FAILED)?;
+            if let Some(missing) = want.iter().find(|ip| !have.contains(ip)) {
+                return Err(anyhow!(
+                    "{ifname} in {netns} does not have {missing} (it has {have:?})"
+                ))
+                .code(OPERATION_FAILED);
             }
             if !workload::registration_path(&conf.resource_dir, &namespace, &name).exists() {
                 return Err(anyhow!(
                     "workload {namespace}/{name} of network {} is not registered",
                     conf.name
-                ));
+                ))
+                .code(OPERATION_FAILED);
             }
             Ok(None)
         }
-        other => Err(anyhow!(
-            "unknown CNI_COMMAND {other:?}: expected ADD, DEL, CHECK or VERSION"
-        )),
     }
 }
