@@ -128,6 +128,32 @@ pub fn attach_workload(w: &WorkloadAttach<'_>) -> Result<()> {
             format!("no node namespace {}", w.node),
         ));
     }
+    for (ip, prefix, family) in [
+        (w.ipv4.map(IpAddr::V4), 32, "-4"),
+        (w.ipv6.map(IpAddr::V6), 128, "-6"),
+    ] {
+        let Some(ip) = ip else { continue };
+        let route = run(
+            "ip",
+            &[
+                "-n",
+                w.node,
+                family,
+                "route",
+                "show",
+                &format!("{ip}/{prefix}"),
+            ],
+        )?;
+        if let Some(dev) = route.split_whitespace().skip_while(|w| *w != "dev").nth(1) {
+            return Err(Error::invalid(
+                "address",
+                format!(
+                    "{ip} is already in use on node {} (routed to {dev})",
+                    w.node
+                ),
+            ));
+        }
+    }
     let net = format!("--net={}", netns_path(w.netns));
     let inside = |args: &[&str]| -> Result<String> {
         let mut all = vec![net.as_str(), "--", "ip"];

@@ -109,7 +109,12 @@ fn workloads_from_the_cli_and_cni_are_enforced_by_the_agent() {
     let state = std::env::temp_dir().join(format!("bulkhead-cli-{pid}-state"));
     let cni_ns = format!("bh-cli-{pid}-cni");
     let mut cleanup = Cleanup {
-        netns: vec![node.clone(), format!("{node}-shop-a"), cni_ns.clone()],
+        netns: vec![
+            node.clone(),
+            format!("{node}-shop-a"),
+            format!("{node}-shop-dup"),
+            cni_ns.clone(),
+        ],
         dirs: vec![dir.clone(), state.clone()],
         agent: None,
     };
@@ -131,6 +136,30 @@ fn workloads_from_the_cli_and_cni_are_enforced_by_the_agent() {
         "--dir",
         dir_s,
     ]));
+
+    // An address already on the node is refused, and nothing is left of the attempt.
+    let dup = bulkhead(&[
+        "workload",
+        "add",
+        "shop/dup",
+        "--node",
+        &node,
+        "--ip",
+        "10.65.9.1",
+        "--dir",
+        dir_s,
+    ]);
+    let err = String::from_utf8_lossy(&dup.stderr);
+    assert!(
+        !dup.status.success() && err.contains("10.65.9.1 is already in use"),
+        "{err}"
+    );
+    assert!(
+        !std::path::Path::new("/run/netns")
+            .join(format!("{node}-shop-dup"))
+            .exists()
+    );
+    assert!(!dir.join("wep-shop-dup.yaml").exists());
 
     // The CNI plugin attaches a runtime-made namespace.
     assert!(
