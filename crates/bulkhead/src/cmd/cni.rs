@@ -80,13 +80,6 @@ mod code {
     pub const OPERATION_FAILED: u32 = 100;
 }
 
-/// The operations that take a network configuration.
-enum Operation {
-    Add,
-    Del,
-    Check,
-}
-
 /// A CNI error result: a code and the error with its causes.
 struct CniError {
     code: u32,
@@ -155,161 +148,188 @@ fn parse_conf(input: &str) -> Result<NetConf, CniError> {
     })
 }
 
-fn execute(command: &str, input: &str) -> Result<Option<serde_json::Value>, CniError> {
-    use code::{
-        INCOMPATIBLE_VERSION, INVALID_ENVIRONMENT, INVALID_NETWORK_CONFIG, OPERATION_FAILED,
-    };
-    let operation = match command {
-        "VERSION" => {
-            return Ok(Some(
-                json!({"cniVersion": "1.0.0", "supportedVersions": SUPPORTED}),
-            ));
-        }
-        "ADD" => Operation::Add,
-        "DEL" => Operation::Del,
-        "CHECK" => Operation::Check,
-        other => {
+/// One ADD, DEL or CHECK: the configuration and the container it is about.
+struct Request {
+    conf: NetConf,
+    subnets: Vec<IpNet>,
+    /// `CNI_ARGS`, `K=V;K2=V2`.
+    args: BTreeMap<String, String>,
+    container: String,
+    namespace: String,
+    name: String,
+    ipam_dir: PathBuf,
+}
+
+impl Request {
+    /// Reads and checks everything the operations share; nothing is changed yet.
+    fn parse(input: &str) -> Result<Request, CniError> {
+        let conf = parse_conf(input)?;
+        if !SUPPORTED.contains(&conf.cni_version.as_str()) {
             return Err(anyhow!(
-                "CNI_COMMAND {other:?}: expected ADD, DEL, CHECK or VERSION"
+                "unsupported CNI version {}: this plugin speaks {}",
+                conf.cni_version,
+                SUPPORTED.join(", ")
             ))
-            .code(INVALID_ENVIRONMENT);
+            .code(code::INCOMPATIBLE_VERSION);
         }
-    };
-    let conf = parse_conf(input)?;
-    if !SUPPORTED.contains(&conf.cni_version.as_str()) {
-        return Err(anyhow!(
-            "unsupported CNI version {}: this plugin speaks {}",
-            conf.cni_version,
-            SUPPORTED.join(", ")
+        let subnets = conf.ipam.subnets().code(code::INVALID_NETWORK_CONFIG)?;
+        let args: BTreeMap<String, String> = std::env::var("CNI_ARGS")
+            .unwrap_or_default()
+            .split(';')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let container = env("CNI_CONTAINERID")?;
+        let namespace = args
+            .get("K8S_POD_NAMESPACE")
+            .cloned()
+            .unwrap_or_else(|| "default".into());
+        let name = args
+            .get("K8S_POD_NAME")
+            .cloned()
+            .unwrap_or_else(|| container.clone());
+        let ipam_dir = conf.resource_dir.join(".ipam");
+        Ok(Request {
+            conf,
+            subnets,
+            args,
+            container,
+            namespace,
+            name,
+            ipam_dir,
+        })
+    }
+}
+
+fn execute(command: &str, input: &str) -> Result<Option<serde_json::Value>, CniError> {
+    match command {
+        "VERSION" => Ok(Some(
+            json!({"cniVersion": "1.0.0", "supportedVersions": SUPPORTED}),
+        )),
+        "ADD" => add(Request::parse(input)?).map(Some),
+        "DEL" => del(Request::parse(input)?).map(|()| None),
+        "CHECK" => check(Request::parse(input)?).map(|()| None),
+        other => Err(anyhow!(
+            "CNI_COMMAND {other:?}: expected ADD, DEL, CHECK or VERSION"
         ))
-        .code(INCOMPATIBLE_VERSION);
+        .code(code::INVALID_ENVIRONMENT),
     }
-    let subnets = conf.ipam.subnets().code(INVALID_NETWORK_CONFIG)?;
-    let args: BTreeMap<String, String> = std::env::var("CNI_ARGS")
-        .unwrap_or_default()
-        .split(';')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+}
+
+/// Leases addresses, plumbs the workload and registers it; returns the CNI result.
+fn add(request: Request) -> Result<serde_json::Value, CniError> {
+    let netns = env("CNI_NETNS")?;
+    let ifname = env("CNI_IFNAME")?;
+    let labels_arg = request.args.get("BULKHEAD_LABELS").cloned();
+    let labels = parse_labels(&[labels_arg.unwrap_or_default()])
+        .context("BULKHEAD_LABELS in CNI_ARGS")
+        .code(code::INVALID_ENVIRONMENT)?;
+    let (mut ipv4, mut ipv6) = (None, None);
+    for &subnet in &request.subnets {
+        let lease = Ipam::open(&request.ipam_dir, subnet)
+            .and_then(|mut ipam| ipam.lease(&request.container))
+            .code(code::OPERATION_FAILED)?;
+        match lease {
+            IpAddr::V4(a) => ipv4 = Some(a),
+            IpAddr::V6(a) => ipv6 = Some(a),
+        }
+    }
+    let spec = WorkloadSpec {
+        namespace: request.namespace,
+        name: request.name,
+        node: request.conf.node.clone(),
+        node_netns: request.conf.node_netns.clone(),
+        netns: netns.clone(),
+        ifname: ifname.clone(),
+        ipv4,
+        ipv6,
+        labels,
+    };
+    workload::add(&spec, &request.conf.resource_dir).code(code::OPERATION_FAILED)?;
+    let leased: Vec<IpAddr> = [ipv4.map(IpAddr::V4), ipv6.map(IpAddr::V6)]
+        .into_iter()
+        .flatten()
         .collect();
-    let container = env("CNI_CONTAINERID")?;
-    let namespace = args
-        .get("K8S_POD_NAMESPACE")
-        .cloned()
-        .unwrap_or_else(|| "default".into());
-    let name = args
-        .get("K8S_POD_NAME")
-        .cloned()
-        .unwrap_or_else(|| container.clone());
-    let ipam_dir = conf.resource_dir.join(".ipam");
-    match operation {
-        Operation::Add => {
-            let netns = env("CNI_NETNS")?;
-            let ifname = env("CNI_IFNAME")?;
-            let labels = parse_labels(&[args.get("BULKHEAD_LABELS").cloned().unwrap_or_default()])
-                .context("BULKHEAD_LABELS in CNI_ARGS")
-                .code(INVALID_ENVIRONMENT)?;
-            let mut ipv4 = None;
-            let mut ipv6 = None;
-            for &subnet in &subnets {
-                let lease = Ipam::open(&ipam_dir, subnet)
-                    .and_then(|mut ipam| ipam.lease(&container))
-                    .code(OPERATION_FAILED)?;
-                match lease {
-                    IpAddr::V4(a) => ipv4 = Some(a),
-                    IpAddr::V6(a) => ipv6 = Some(a),
-                }
-            }
-            let spec = WorkloadSpec {
-                namespace,
-                name,
-                node: conf.node.clone(),
-                node_netns: conf.node_netns.clone(),
-                netns: netns.clone(),
-                ifname: ifname.clone(),
-                ipv4,
-                ipv6,
-                labels,
-            };
-            workload::add(&spec, &conf.resource_dir).code(OPERATION_FAILED)?;
-            let gateway = |ip: &IpAddr| {
-                if ip.is_ipv4() {
-                    bulkhead_netns::GATEWAY_V4.to_string()
-                } else {
-                    bulkhead_netns::GATEWAY_V6.to_string()
-                }
-            };
-            let leased: Vec<IpAddr> = [ipv4.map(IpAddr::V4), ipv6.map(IpAddr::V6)]
-                .into_iter()
-                .flatten()
-                .collect();
-            let ips: Vec<serde_json::Value> = leased
-                .iter()
-                .map(|ip| json!({"address": IpNet::from(*ip).to_string(), "interface": 1, "gateway": gateway(ip)}))
-                .collect();
-            let routes: Vec<serde_json::Value> = leased
-                .iter()
-                .map(|ip| {
-                    let default = if ip.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
-                    json!({"dst": default, "gw": gateway(ip)})
-                })
-                .collect();
-            Ok(Some(json!({
-                "cniVersion": conf.cni_version,
-                "interfaces": [
-                    {"name": spec.host_ifname()},
-                    {"name": ifname, "sandbox": netns},
-                ],
-                "ips": ips,
-                "routes": routes,
-                "dns": {},
-            })))
-        }
-        Operation::Del => {
-            workload::del(&namespace, &name, &conf.node_netns, &conf.resource_dir)
-                .code(OPERATION_FAILED)?;
-            for &subnet in &subnets {
-                Ipam::open(&ipam_dir, subnet)
-                    .and_then(|mut ipam| ipam.release(&container))
-                    .code(OPERATION_FAILED)?;
-            }
-            Ok(None)
-        }
-        Operation::Check => {
-            // CHECK looks and never changes anything: no lease is taken here.
-            let netns = env("CNI_NETNS")?;
-            let ifname = env("CNI_IFNAME")?;
-            let mut want = Vec::new();
-            for &subnet in &subnets {
-                let leased = Ipam::open(&ipam_dir, subnet)
-                    .map(|ipam| ipam.leased(&container))
-                    .code(OPERATION_FAILED)?;
-                match leased {
-                    Some(ip) => want.push(ip),
-                    None => {
-                        return Err(anyhow!(
-                            "container {container} has no address in {subnet}: was it added?"
-                        ))
-                        .code(OPERATION_FAILED);
-                    }
-                }
-            }
-            let have = bulkhead_netns::persistent::addresses(&netns, &ifname)
-                .with_context(|| format!("reading the addresses of {ifname} in {netns}"))
-                .code(OPERATION_FAILED)?;
-            if let Some(missing) = want.iter().find(|ip| !have.contains(ip)) {
-                return Err(anyhow!(
-                    "{ifname} in {netns} does not have {missing} (it has {have:?})"
-                ))
-                .code(OPERATION_FAILED);
-            }
-            if !workload::registration_path(&conf.resource_dir, &namespace, &name).exists() {
-                return Err(anyhow!(
-                    "workload {namespace}/{name} of network {} is not registered",
-                    conf.name
-                ))
-                .code(OPERATION_FAILED);
-            }
-            Ok(None)
-        }
+    let gateway = |ip: &IpAddr| match ip {
+        IpAddr::V4(_) => bulkhead_netns::GATEWAY_V4.to_string(),
+        IpAddr::V6(_) => bulkhead_netns::GATEWAY_V6.to_string(),
+    };
+    let ips: Vec<serde_json::Value> = leased
+        .iter()
+        .map(|ip| json!({"address": IpNet::from(*ip).to_string(), "interface": 1, "gateway": gateway(ip)}))
+        .collect();
+    let routes: Vec<serde_json::Value> = leased
+        .iter()
+        .map(|ip| {
+            let default = if ip.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
+            json!({"dst": default, "gw": gateway(ip)})
+        })
+        .collect();
+    Ok(json!({
+        "cniVersion": request.conf.cni_version,
+        "interfaces": [
+            {"name": spec.host_ifname()},
+            {"name": ifname, "sandbox": netns},
+        ],
+        "ips": ips,
+        "routes": routes,
+        "dns": {},
+    }))
+}
+
+/// Unplumbs, unregisters and releases the leases; succeeds if they are already gone.
+fn del(request: Request) -> Result<(), CniError> {
+    let Request { conf, .. } = &request;
+    workload::del(
+        &request.namespace,
+        &request.name,
+        &conf.node_netns,
+        &conf.resource_dir,
+    )
+    .code(code::OPERATION_FAILED)?;
+    for &subnet in &request.subnets {
+        Ipam::open(&request.ipam_dir, subnet)
+            .and_then(|mut ipam| ipam.release(&request.container))
+            .code(code::OPERATION_FAILED)?;
     }
+    Ok(())
+}
+
+/// Checks that the container has its leased addresses and is registered. Looks only:
+/// no lease is taken and nothing is repaired.
+fn check(request: Request) -> Result<(), CniError> {
+    let netns = env("CNI_NETNS")?;
+    let ifname = env("CNI_IFNAME")?;
+    let mut want = Vec::new();
+    for &subnet in &request.subnets {
+        let leased = Ipam::open(&request.ipam_dir, subnet)
+            .map(|ipam| ipam.leased(&request.container))
+            .code(code::OPERATION_FAILED)?;
+        let Some(ip) = leased else {
+            return Err(anyhow!(
+                "container {} has no address in {subnet}: was it added?",
+                request.container
+            ))
+            .code(code::OPERATION_FAILED);
+        };
+        want.push(ip);
+    }
+    let have = bulkhead_netns::persistent::addresses(&netns, &ifname)
+        .with_context(|| format!("reading the addresses of {ifname} in {netns}"))
+        .code(code::OPERATION_FAILED)?;
+    if let Some(missing) = want.iter().find(|ip| !have.contains(ip)) {
+        return Err(anyhow!(
+            "{ifname} in {netns} does not have {missing} (it has {have:?})"
+        ))
+        .code(code::OPERATION_FAILED);
+    }
+    let (namespace, name) = (&request.namespace, &request.name);
+    if !workload::registration_path(&request.conf.resource_dir, namespace, name).exists() {
+        return Err(anyhow!(
+            "workload {namespace}/{name} of network {} is not registered",
+            request.conf.name
+        ))
+        .code(code::OPERATION_FAILED);
+    }
+    Ok(())
 }
