@@ -162,24 +162,33 @@ pub fn service_account_profile(name: &str) -> Profile {
     }
 }
 
-/// The tier a policy resource must find, or `None` (not a policy, or a staged `Delete`,
-/// which names no tier the model checks).
+/// Whether `r` is a staged policy with `stagedAction: Delete`: it compiles to nothing and
+/// only removes the enforced policy of the same name from pending verdicts.
+pub fn is_staged_delete(r: &Resource) -> bool {
+    let action = match r {
+        Resource::StagedGlobalNetworkPolicy(o) => o.spec.staged_action,
+        Resource::StagedNetworkPolicy(o) => o.spec.staged_action,
+        Resource::StagedKubernetesNetworkPolicy(o) => o.spec.staged_action,
+        _ => None,
+    };
+    action == Some(StagedAction::Delete)
+}
+
+/// The tier a policy resource must find, or `None` (not a Calico policy, or a staged
+/// `Delete`, which names no tier the model checks).
 pub fn required_tier(r: &Resource) -> Option<&str> {
+    if is_staged_delete(r) {
+        return None;
+    }
     match r {
         Resource::GlobalNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o) => {
-            (!staged_delete(r.kind(), o.spec.staged_action))
-                .then(|| o.spec.tier.as_deref().unwrap_or(DEFAULT_TIER))
+            Some(o.spec.tier.as_deref().unwrap_or(DEFAULT_TIER))
         }
         Resource::NetworkPolicy(o) | Resource::StagedNetworkPolicy(o) => {
-            (!staged_delete(r.kind(), o.spec.staged_action))
-                .then(|| o.spec.tier.as_deref().unwrap_or(DEFAULT_TIER))
+            Some(o.spec.tier.as_deref().unwrap_or(DEFAULT_TIER))
         }
         _ => None,
     }
-}
-
-fn staged_delete(kind: Kind, action: Option<StagedAction>) -> bool {
-    kind.is_staged() && action == Some(StagedAction::Delete)
 }
 
 /// A policy resource compiled. `None` for resources that are not policies and for staged
@@ -187,7 +196,7 @@ fn staged_delete(kind: Kind, action: Option<StagedAction>) -> bool {
 /// is not checked: see [`required_tier`].
 pub fn policy(r: &Resource) -> Result<Option<Policy>, ModelError> {
     let kind = r.kind();
-    if !kind.is_policy() {
+    if !kind.is_policy() || is_staged_delete(r) {
         return Ok(None);
     }
     let meta = r.meta();
@@ -209,9 +218,6 @@ pub fn policy(r: &Resource) -> Result<Option<Policy>, ModelError> {
     };
     let compiled = match r {
         Resource::GlobalNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o) => {
-            if staged_delete(kind, o.spec.staged_action) {
-                return Ok(None);
-            }
             let s = &o.spec;
             let class = if s.do_not_track {
                 PolicyClass::Untracked
@@ -237,9 +243,6 @@ pub fn policy(r: &Resource) -> Result<Option<Policy>, ModelError> {
             })?
         }
         Resource::NetworkPolicy(o) | Resource::StagedNetworkPolicy(o) => {
-            if staged_delete(kind, o.spec.staged_action) {
-                return Ok(None);
-            }
             let s = &o.spec;
             compile_policy(PolicyInput {
                 tier: s.tier.as_deref().unwrap_or(DEFAULT_TIER),
@@ -256,9 +259,6 @@ pub fn policy(r: &Resource) -> Result<Option<Policy>, ModelError> {
             })?
         }
         Resource::KubernetesNetworkPolicy(o) | Resource::StagedKubernetesNetworkPolicy(o) => {
-            if staged_delete(kind, o.spec.staged_action) {
-                return Ok(None);
-            }
             let converted = k8s_to_calico(&o.spec);
             compile_policy(PolicyInput {
                 order: Some(K8S_POLICY_ORDER),

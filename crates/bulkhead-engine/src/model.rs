@@ -18,8 +18,7 @@ use bulkhead_api::{DEFAULT_TIER, LabelMap, Resource};
 use bulkhead_selector::Selector;
 
 use crate::compile::{
-    Entity, NO_SELECTOR_ID, Policy, PolicyClass, PolicyInput, Profile, Rule, allow_all_profile,
-    compile_policy, compile_profile,
+    Entity, NO_SELECTOR_ID, Policy, PolicyClass, Profile, Rule, allow_all_profile, compile_profile,
 };
 use crate::decision::{EndpointKind, Name, PolicyRef};
 use crate::endpoint::{
@@ -28,7 +27,6 @@ use crate::endpoint::{
     service_account_profile_name,
 };
 use crate::index::{FastMap, FlatLabels, SelectorIndex};
-use crate::k8s_convert::{K8S_POLICY_ORDER, k8s_to_calico};
 use crate::net_index::NetIndex;
 
 /// Why a set of resources does not form a usable model.
@@ -727,7 +725,8 @@ fn enforced_ref(id: &PolicyRef) -> PolicyRef {
 }
 
 /// Compiles every policy resource; returns the policies and the enforced policies that
-/// staged `Delete` policies would remove.
+/// staged `Delete` policies would remove. Each policy is compiled as the incremental
+/// model compiles it ([`crate::incremental::policy`]); this adds the check that its tier exists.
 fn compile_policies(
     resources: &[&Resource],
     tiers: &HashSet<&str>,
@@ -740,113 +739,28 @@ fn compile_policies(
             continue;
         }
         let meta = r.meta();
-        let namespace = meta.namespace.as_deref().filter(|_| kind.is_namespaced());
         let id = PolicyRef {
             kind,
-            namespace: namespace.map(Name::from),
+            namespace: meta
+                .namespace
+                .as_deref()
+                .filter(|_| kind.is_namespaced())
+                .map(Name::from),
             name: meta.name.as_str().into(),
         };
-        let check_tier = |tier: &str| {
-            if tiers.contains(tier) {
-                Ok(())
-            } else {
-                Err(ModelError::MissingTier {
-                    policy: format!("{} {}", kind.kind_name(), id_path(&id)),
-                    tier: tier.to_string(),
-                })
-            }
-        };
-        let base = |tier: &'static str| PolicyInput {
-            kind,
-            namespace,
-            name: &meta.name,
-            tier,
-            order: None,
-            selector: None,
-            namespace_selector: None,
-            service_account_selector: None,
-            types: &[],
-            ingress: &[],
-            egress: &[],
-            staged: None,
-            class: PolicyClass::Normal,
-        };
-        let staged_delete =
-            |action: Option<StagedAction>| kind.is_staged() && action == Some(StagedAction::Delete);
-        match r {
-            Resource::GlobalNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o) => {
-                if staged_delete(o.spec.staged_action) {
-                    deletions.push(enforced_ref(&id));
-                    continue;
-                }
-                let s = &o.spec;
-                let tier = s.tier.as_deref().unwrap_or(DEFAULT_TIER);
-                check_tier(tier)?;
-                let class = if s.do_not_track {
-                    PolicyClass::Untracked
-                } else if s.pre_dnat {
-                    PolicyClass::PreDnat
-                } else {
-                    PolicyClass::Normal
-                };
-                policies.push(compile_policy(PolicyInput {
-                    tier,
-                    order: s.order,
-                    selector: s.selector.as_deref(),
-                    namespace_selector: s.namespace_selector.as_deref(),
-                    service_account_selector: s.service_account_selector.as_deref(),
-                    types: &s.types,
-                    ingress: &s.ingress,
-                    egress: &s.egress,
-                    staged: kind
-                        .is_staged()
-                        .then(|| s.staged_action.unwrap_or_default()),
-                    class,
-                    ..base("")
-                })?);
-            }
-            Resource::NetworkPolicy(o) | Resource::StagedNetworkPolicy(o) => {
-                if staged_delete(o.spec.staged_action) {
-                    deletions.push(enforced_ref(&id));
-                    continue;
-                }
-                let s = &o.spec;
-                let tier = s.tier.as_deref().unwrap_or(DEFAULT_TIER);
-                check_tier(tier)?;
-                policies.push(compile_policy(PolicyInput {
-                    tier,
-                    order: s.order,
-                    selector: s.selector.as_deref(),
-                    service_account_selector: s.service_account_selector.as_deref(),
-                    types: &s.types,
-                    ingress: &s.ingress,
-                    egress: &s.egress,
-                    staged: kind
-                        .is_staged()
-                        .then(|| s.staged_action.unwrap_or_default()),
-                    ..base("")
-                })?);
-            }
-            Resource::KubernetesNetworkPolicy(o) | Resource::StagedKubernetesNetworkPolicy(o) => {
-                if staged_delete(o.spec.staged_action) {
-                    deletions.push(enforced_ref(&id));
-                    continue;
-                }
-                let converted = k8s_to_calico(&o.spec);
-                policies.push(compile_policy(PolicyInput {
-                    order: Some(K8S_POLICY_ORDER),
-                    selector: converted.selector.as_deref(),
-                    types: &converted.types,
-                    ingress: &converted.ingress,
-                    egress: &converted.egress,
-                    staged: kind
-                        .is_staged()
-                        .then(|| o.spec.staged_action.unwrap_or_default()),
-                    ..base(DEFAULT_TIER)
-                })?);
-            }
-            _ => {}
+        if crate::incremental::is_staged_delete(r) {
+            deletions.push(enforced_ref(&id));
+            continue;
         }
+        if let Some(tier) = crate::incremental::required_tier(r)
+            && !tiers.contains(tier)
+        {
+            return Err(ModelError::MissingTier {
+                policy: format!("{} {}", kind.kind_name(), id_path(&id)),
+                tier: tier.to_string(),
+            });
+        }
+        policies.extend(crate::incremental::policy(r)?);
     }
     Ok((policies, deletions))
 }
