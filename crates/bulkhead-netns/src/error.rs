@@ -48,6 +48,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Something this machine must provide is missing (a tool, a privilege).
+    #[error("{what}: {reason}")]
+    Unmet {
+        /// What is needed.
+        what: &'static str,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
     /// An argument was rejected before anything was changed.
     #[error("invalid {what}: {reason}")]
     Invalid {

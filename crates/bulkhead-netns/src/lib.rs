@@ -50,7 +50,9 @@ mod server;
 mod topology;
 
 pub use error::{Error, Result};
-pub use netns::{Netns, NsThread, kernel_tests_can_run, preflight, process_prefix, unique_name};
+pub use netns::{
+    Netns, NsThread, kernel_tests_can_run, nft_preflight, preflight, process_prefix, unique_name,
+};
 pub use probe::{
     BatchOptions, MAX_PROBE_TIMEOUT, Outcome, Probe, Protocol, icmp_echo, probe, run_batch,
     run_batch_outcomes, sctp_supported, tcp_connect, udp_request,

@@ -71,25 +71,41 @@ pub fn preflight() -> Result<()> {
     Ok(())
 }
 
+/// [`preflight`], and `nft` runs: what programming nftables in a namespace needs.
+pub fn nft_preflight() -> Result<()> {
+    preflight()?;
+    let runs = std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if runs {
+        Ok(())
+    } else {
+        Err(Error::Unmet {
+            what: "nftables",
+            reason: "the nft command does not run: install Debian's nftables package \
+                     (apt-get install nftables)"
+                .into(),
+        })
+    }
+}
+
 /// For kernel tests: whether this process can make network namespaces (and, with
 /// `needs_nft`, run `nft`). When it cannot, prints `skipped: <why>` to stdout, so the
 /// test that returns early says so.
 pub fn kernel_tests_can_run(needs_nft: bool) -> bool {
-    if let Err(e) = preflight() {
-        println!("skipped: needs root and ip netns ({e})");
-        return false;
-    }
-    let nft = || {
-        std::process::Command::new("nft")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
+    let ready = if needs_nft {
+        nft_preflight()
+    } else {
+        preflight()
     };
-    if needs_nft && !nft() {
-        println!("skipped: needs nft");
-        return false;
+    match ready {
+        Ok(()) => true,
+        Err(e) => {
+            println!("skipped: {e}");
+            false
+        }
     }
-    true
 }
 
 fn effective_uid_is_root() -> bool {

@@ -112,7 +112,7 @@ impl Backend for DataplaneBackend {
     }
 
     fn skip_reason(&self, case: &NetpolCase) -> Option<String> {
-        if let Err(e) = bulkhead_netns::preflight() {
+        if let Err(e) = bulkhead_netns::nft_preflight() {
             return Some(format!("needs root, iproute2 and nftables: {e}"));
         }
         case.tags

@@ -72,7 +72,7 @@ pub struct Changes {
 
 /// Runs a benchmark and prints its table.
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
-    bulkhead_netns::preflight().context("benchmarks need root, iproute2 and nftables")?;
+    bulkhead_netns::nft_preflight().context("benchmarks need root, iproute2 and nftables")?;
     match command {
         Command::Packets {
             policies,

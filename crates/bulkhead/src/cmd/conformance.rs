@@ -56,8 +56,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     };
     let stdout = std::io::stdout();
     let report = bulkhead_conformance::run(&args.paths, backend, &options, &mut stdout.lock())?;
-    let (passed, failed, _) = report.counts();
+    let (passed, failed, skipped) = report.counts();
     if passed + failed == 0 {
+        if skipped > 0 {
+            anyhow::bail!("every case was skipped: see the reasons above");
+        }
         anyhow::bail!("no case matched: check the paths, --tag and --filter");
     }
     Ok(if failed == 0 {

@@ -45,7 +45,7 @@ pub struct Args {
 
 /// Runs the demo.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    bulkhead_netns::preflight().context("the demo needs root, iproute2 and nftables")?;
+    bulkhead_netns::nft_preflight().context("the demo needs root, iproute2 and nftables")?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
