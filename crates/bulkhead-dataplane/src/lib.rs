@@ -1,6 +1,6 @@
 //! Bulkhead's kernel side: the engine's model rendered to nftables and applied atomically.
 //!
-//! [`render`] turns a compiled [`bulkhead_engine::Cluster`] and the endpoints local to a
+//! [`render()`] turns a compiled [`bulkhead_engine::Cluster`] and the endpoints local to a
 //! node into a [`Table`]: plain data (sets, verdict maps, chains). [`table::diff`] computes
 //! the smallest nft transaction from the table in the kernel to the intended one, and
 //! [`Dataplane`] applies it with `nft -f -` (one kernel transaction: all or nothing), or,

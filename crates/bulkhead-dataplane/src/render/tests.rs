@@ -1,0 +1,128 @@
+use super::*;
+use std::collections::BTreeMap;
+
+use crate::tag::RuleTag;
+use crate::test_policy::gnp;
+
+/// A profile's ingress rules, compiled from YAML flow.
+fn ingress(rules: &str) -> Vec<Rule> {
+    let text = format!(
+        "apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata: {{name: p}}\nspec:\n  ingress: {rules}\n"
+    );
+    let loaded = bulkhead_api::load_str("test.yaml", &text).expect("valid profile");
+    let bulkhead_api::Resource::Profile(p) = &loaded[0].resource else {
+        panic!("not a profile");
+    };
+    bulkhead_engine::incremental::profile(p)
+        .expect("compiles")
+        .ingress
+}
+
+#[test]
+fn only_an_unconditional_allow_first_allows_everything() {
+    assert!(allows_everything(&ingress("[{action: Allow}]")));
+    assert!(allows_everything(&ingress(
+        "[{action: Allow}, {action: Deny, protocol: TCP}]"
+    )));
+    for rules in [
+        "[]",
+        "[{action: Allow, protocol: TCP}]",
+        "[{action: Allow, source: {nets: [10.0.0.0/8]}}]",
+        "[{action: Allow, destination: {selector: app == 'x'}}]",
+        "[{action: Allow, ipVersion: 4}]",
+        "[{action: Log}, {action: Allow}]",
+        "[{action: Deny}]",
+    ] {
+        assert!(!allows_everything(&ingress(rules)), "{rules}");
+    }
+}
+
+#[test]
+fn untracked_and_pre_dnat_allows_mark_and_accept_in_their_hook() {
+    let rule = "ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]";
+    let allow = |extra: &str| {
+        let chain = policy_chain(&gnp(extra), true, Tagging::On, &mut SetRequests::new());
+        // One rule for both address families: it matches no address.
+        assert_eq!(chain.rules.len(), 1, "{:?}", chain.rules);
+        chain.rules[0].clone()
+    };
+    let untracked = allow(&format!("doNotTrack: true, applyOnForward: true, {rule}"));
+    assert!(
+        untracked.contains("notrack meta mark set meta mark | 0x10000 accept"),
+        "{untracked}"
+    );
+    let pre_dnat = allow(&format!("preDNAT: true, applyOnForward: true, {rule}"));
+    assert!(
+        pre_dnat.contains("meta mark set meta mark | 0x10000 accept"),
+        "{pre_dnat}"
+    );
+    assert!(!pre_dnat.contains("notrack"), "{pre_dnat}");
+    let normal = allow(rule);
+    assert!(
+        normal.contains("group 1 accept") && !normal.contains("mark"),
+        "{normal}"
+    );
+}
+
+#[test]
+fn early_chains_end_every_tier_in_pass_and_have_no_profiles() {
+    let tier = |name, policies: &[&str]| TierChains {
+        tier: name,
+        default_action: TierDefaultAction::Deny,
+        policies: policies
+            .iter()
+            .map(|p| (p.to_string(), Reach::of(&[])))
+            .collect(),
+    };
+    let tiers = [tier("a", &["p.1", "p.2"]), tier("b", &["p.3"])];
+    let rules = early_chain(&tiers, false, Tagging::On);
+    // Each tier ends by logging its Pass (egress group), never by dropping; no accept
+    // mark tests after the jumps (early policy chains accept by themselves).
+    let pass = |t: &str| {
+        let eot = TaggedRule::EndOfTier { tier: t.into() };
+        let tag = RuleTag::new(&eot, TagVerdict::Pass, false);
+        format!("meta mark & 0x20000 == 0x0 {}", tag.statement())
+    };
+    assert_eq!(
+        rules,
+        [
+            "meta mark set meta mark & 0xfffcffff".to_string(),
+            "jump p.1".into(),
+            "meta mark & 0x20000 == 0x0 jump p.2".into(),
+            pass("a"),
+            "meta mark set meta mark & 0xfffdffff".into(),
+            "jump p.3".into(),
+            pass("b"),
+            "meta mark set meta mark & 0xfffdffff".into(),
+        ]
+    );
+    assert!(pass("a").contains("group 2"));
+}
+
+#[test]
+fn host_base_chains_run_each_class_in_its_hook() {
+    let host = LocalEndpoint {
+        kind: EndpointKind::Host,
+        namespace: None,
+        name: "h".into(),
+        interface: "*".into(),
+    };
+    let chains: BTreeMap<String, Chain> = host_base_chains(&[&host]).into_iter().collect();
+    let last = |name: &str| chains[name].rules.last().cloned().unwrap_or_default();
+    assert_eq!(chains["raw_prerouting"].hook, Some(Hook::RawPrerouting));
+    assert_eq!(last("raw_prerouting"), "jump h.h.untracked.in");
+    assert_eq!(last("raw_output"), "jump h.h.untracked.out");
+    assert_eq!(last("mangle_prerouting"), "jump h.h.prednat.in");
+    assert_eq!(last("input"), "jump h.h.in");
+    assert_eq!(last("output"), "jump h.h.out");
+    // The filter hooks honour an earlier Allow before the host's own chains.
+    for name in ["mangle_prerouting", "input", "output"] {
+        assert!(
+            chains[name]
+                .rules
+                .contains(&"meta mark & 0x10000 == 0x10000 accept".to_string()),
+            "{name}"
+        );
+    }
+    assert_eq!(chains.len(), HOST_BASE_CHAINS.len());
+}
