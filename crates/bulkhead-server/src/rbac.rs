@@ -286,7 +286,7 @@ impl Rbac {
         Ok(rbac)
     }
 
-    /// The identity that holds `token`, with its index for [`Rbac::allows`].
+    /// The identity that holds `token`, with its index for [`Rbac::rules`].
     pub fn authenticate(&self, token: &str) -> Option<(usize, &Identity)> {
         let i = *self.tokens.get(&sha256_hex(token.as_bytes()))?;
         Some((i, &self.users[i]))
