@@ -1,8 +1,8 @@
 //! Errors: [`ApiError`] is what a request can fail with, and is itself the response (a
 //! Kubernetes `Status`); [`ServerError`] is what starting the server can fail with.
 
-use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{ALLOW, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -25,10 +25,13 @@ pub struct ApiError {
     pub reason: &'static str,
     /// Human-readable message.
     pub message: String,
-    /// `details.kind` and `details.name`, when the error is about one object.
-    pub subject: Option<(String, String)>,
+    /// `details.kind` and `details.name`, when the error is about one object (boxed: most
+    /// errors have none, and every `Result` carries the size of this one).
+    pub subject: Option<Box<(String, String)>>,
     /// `details.causes`.
     pub causes: Vec<Cause>,
+    /// The methods the path supports, sent as `Allow` with a 405 (RFC 9110 §15.5.6).
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -39,6 +42,7 @@ impl ApiError {
             message: message.into(),
             subject: None,
             causes: Vec::new(),
+            allow: None,
         }
     }
 
@@ -62,9 +66,12 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NotFound", message)
     }
 
-    /// 405 `MethodNotAllowed`.
-    pub fn method_not_allowed(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message)
+    /// 405 `MethodNotAllowed`; `allow` lists the methods the path does support.
+    pub fn method_not_allowed(message: impl Into<String>, allow: &'static str) -> Self {
+        ApiError {
+            allow: Some(allow),
+            ..Self::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message)
+        }
     }
 
     /// 409 `AlreadyExists`.
@@ -116,8 +123,9 @@ impl ApiError {
             code: StatusCode::UNPROCESSABLE_ENTITY,
             reason: "Invalid",
             message: format!("{kind} {name:?} is invalid: {}", summary.join("; ")),
-            subject: Some((kind.to_string(), name.to_string())),
+            subject: Some(Box::new((kind.to_string(), name.to_string()))),
             causes,
+            allow: None,
         }
     }
 
@@ -140,7 +148,7 @@ impl ApiError {
 
     /// Sets `details.kind` and `details.name`.
     pub fn about(mut self, kind: &str, name: &str) -> Self {
-        self.subject = Some((kind.to_string(), name.to_string()));
+        self.subject = Some(Box::new((kind.to_string(), name.to_string())));
         self
     }
 
@@ -157,7 +165,7 @@ impl ApiError {
         });
         if self.subject.is_some() || !self.causes.is_empty() {
             let mut details = serde_json::Map::new();
-            if let Some((kind, name)) = &self.subject {
+            if let Some((kind, name)) = self.subject.as_deref() {
                 details.insert("kind".into(), kind.clone().into());
                 details.insert("name".into(), name.clone().into());
             }
@@ -179,6 +187,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = self.status().to_string();
         let mut response = (self.code, [(CONTENT_TYPE, "application/json")], body).into_response();
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+        }
         response.extensions_mut().insert(self);
         response
     }

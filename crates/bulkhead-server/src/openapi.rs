@@ -16,12 +16,16 @@ fn reference(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
-fn responses(ok: &str, schema: Value, errors: &[u16]) -> Value {
+/// `oks`: the success codes, each answering with `schema`; `errors`: codes answering with
+/// a `Status`.
+fn responses(oks: &[&str], schema: Value, errors: &[u16]) -> Value {
     let mut r = Map::new();
-    r.insert(
-        ok.into(),
-        json!({"description": "OK", "content": {"application/json": {"schema": schema}}}),
-    );
+    for ok in oks {
+        r.insert(
+            ok.to_string(),
+            json!({"description": "OK", "content": {"application/json": {"schema": schema}}}),
+        );
+    }
     for code in errors {
         r.insert(
             code.to_string(),
@@ -109,7 +113,7 @@ pub fn document() -> Value {
                 "operationId": format!("list{name}{scope}"),
                 "tags": [name],
                 "parameters": list_params,
-                "responses": responses("200", reference(&format!("{name}List")), &[400, 401, 403]),
+                "responses": responses(&["200"], reference(&format!("{name}List")), &[400, 401, 403]),
             })
         };
         if kind.is_namespaced() {
@@ -137,7 +141,7 @@ pub fn document() -> Value {
                     "operationId": format!("create{name}"),
                     "tags": [name],
                     "requestBody": body(kind),
-                    "responses": responses("201", reference(&name), &[400, 401, 403, 409, 413, 422]),
+                    "responses": responses(&["201"], reference(&name), &[400, 401, 403, 409, 413, 422]),
                 },
             }),
         );
@@ -148,16 +152,16 @@ pub fn document() -> Value {
             json!({
                 "parameters": object_params,
                 "get": {"operationId": format!("read{name}"), "tags": [name],
-                    "responses": responses("200", reference(&name), &[401, 403, 404])},
+                    "responses": responses(&["200"], reference(&name), &[401, 403, 404])},
                 "put": {"operationId": format!("replace{name}"), "tags": [name],
-                    "description": "replace, or create if absent; 409 if metadata.resourceVersion is set and stale",
+                    "description": "replace (200), or create if absent (201); 409 if metadata.resourceVersion is set and stale",
                     "requestBody": body(kind),
-                    "responses": responses("200", reference(&name), &[400, 401, 403, 409, 413, 422])},
+                    "responses": responses(&["200", "201"], reference(&name), &[400, 401, 403, 409, 413, 422])},
                 "patch": {"operationId": format!("patch{name}"), "tags": [name],
                     "requestBody": {"required": true, "content": {"application/merge-patch+json": {"schema": {"type": "object"}}}},
-                    "responses": responses("200", reference(&name), &[400, 401, 403, 404, 409, 413, 422])},
+                    "responses": responses(&["200"], reference(&name), &[400, 401, 403, 404, 409, 413, 422])},
                 "delete": {"operationId": format!("delete{name}"), "tags": [name],
-                    "responses": responses("200", reference(&name), &[401, 403, 404])},
+                    "responses": responses(&["200"], reference(&name), &[401, 403, 404])},
             }),
         );
     }
@@ -201,12 +205,12 @@ pub fn document() -> Value {
                 param("type", "query", "change, denied or alert"),
                 param("limit", "query", "at most this many records (default 1000)"),
             ],
-            "responses": responses("200", json!({"type": "object"}), &[400, 401, 403]),
+            "responses": responses(&["200"], json!({"type": "object"}), &[400, 401, 403]),
         }}),
     );
     paths.insert(
         "/bulkhead/v1/whoami".into(),
-        json!({"get": {"operationId": "whoAmI", "responses": responses("200", json!({"type": "object"}), &[401])}}),
+        json!({"get": {"operationId": "whoAmI", "responses": responses(&["200"], json!({"type": "object"}), &[401])}}),
     );
     paths.insert(
         "/healthz".into(),

@@ -435,9 +435,7 @@ async fn audit_query(
         }
         return Err(error);
     }
-    let params = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
-        .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?
-        .0;
+    let params = crate::handlers::query_pairs(uri)?;
     let mut q = Query {
         limit: 1000,
         ..Query::default()

@@ -400,3 +400,59 @@ fn objects_survive_a_restart() {
     );
     assert_eq!(got, created);
 }
+
+#[test]
+fn http_details_follow_the_standards() {
+    let t = TestServer::start();
+    let c = t.admin();
+    // A 405 names the methods the path supports (RFC 9110 §15.5.6).
+    let tiers = collection(Kind::Tier);
+    for (method, path, allow) in [
+        ("TRACE", tiers.clone(), "GET, POST"),
+        ("PUT", tiers.clone(), "GET, POST"),
+        ("TRACE", object(Kind::Tier, "t"), "GET, PUT, PATCH, DELETE"),
+        // Across namespaces there is only the list, whatever the body.
+        ("POST", "/api/v1/pods".to_string(), "GET"),
+        ("TRACE", "/api/v1/pods".to_string(), "GET"),
+    ] {
+        let r = c.request(method, &path, None, b"").expect("request");
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_eq!(r.header("allow"), Some(allow), "{method} {path}");
+    }
+    // An empty query value counts as absent, as in Kubernetes.
+    expect(
+        c.get(&format!(
+            "{tiers}?timeoutSeconds=&resourceVersion=&labelSelector="
+        ))
+        .expect("list"),
+        200,
+    );
+    // A PUT body names its object, as in Kubernetes.
+    let mut unnamed = sample(Kind::Tier, "t");
+    unnamed["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("name");
+    let r = c
+        .send_json("PUT", &object(Kind::Tier, "t"), &unnamed)
+        .expect("put");
+    let status = expect(r, 400);
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("metadata.name is missing")),
+        "{status}"
+    );
+    // PUT creates what is absent, with 201, and the OpenAPI document says so.
+    let created = c
+        .send_json("PUT", &object(Kind::Tier, "t"), &sample(Kind::Tier, "t"))
+        .expect("put");
+    expect(created, 201);
+    let replaced = c
+        .send_json("PUT", &object(Kind::Tier, "t"), &sample(Kind::Tier, "t"))
+        .expect("put");
+    expect(replaced, 200);
+    let api = expect(c.get("/openapi.json").expect("openapi"), 200);
+    let put = &api["paths"]["/apis/projectcalico.org/v3/tiers/{name}"]["put"]["responses"];
+    assert!(put["200"].is_object() && put["201"].is_object(), "{put}");
+}

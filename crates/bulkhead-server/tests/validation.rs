@@ -350,3 +350,25 @@ fn nothing_is_stored_for_any_rejected_request() {
     }
     assert_eq!(revision(&c), before);
 }
+
+#[test]
+fn json_strings_round_trip_even_where_yaml_cannot_hold_the_characters() {
+    let t = TestServer::start();
+    let c = t.admin();
+    // DEL, C1 controls, NEL and U+FFFF are valid in JSON strings; the loader reads YAML.
+    let note = "a\u{7f}b\u{8d}c\u{85}d\u{ffff}e";
+    let mut doc = gnp("odd-annotation", "default");
+    doc["metadata"]["annotations"] = json!({ "note": note });
+    let created = expect(
+        c.send_json("POST", &collection(Kind::GlobalNetworkPolicy), &doc)
+            .expect("post"),
+        201,
+    );
+    assert_eq!(created["metadata"]["annotations"]["note"], note);
+    let read = expect(
+        c.get(&object(Kind::GlobalNetworkPolicy, "odd-annotation"))
+            .expect("get"),
+        200,
+    );
+    assert_eq!(read["metadata"]["annotations"]["note"], note);
+}

@@ -218,16 +218,22 @@ pub struct Params {
     pub timeout_seconds: Option<u64>,
 }
 
+/// The query's parameters in order; one with an empty value counts as absent (as in
+/// Kubernetes: `?timeoutSeconds=` is no timeout, not a malformed number).
+pub(crate) fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
+    let query = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?;
+    Ok(query.0.into_iter().filter(|(_, v)| !v.is_empty()).collect())
+}
+
 impl Params {
     fn parse(uri: &Uri) -> Result<Params, ApiError> {
-        let query = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
-            .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?;
         let mut p = Params::default();
         let flag = |v: &str| matches!(v, "1" | "true" | "True" | "TRUE");
-        for (k, v) in query.0 {
+        for (k, v) in query_pairs(uri)? {
             match k.as_str() {
                 "watch" => p.watch = flag(&v),
-                "resourceVersion" => p.resource_version = Some(v).filter(|v| !v.is_empty()),
+                "resourceVersion" => p.resource_version = Some(v),
                 "labelSelector" => p.label_selector = Some(v),
                 "allowWatchBookmarks" => p.bookmarks = flag(&v),
                 "timeoutSeconds" => {
@@ -315,12 +321,32 @@ async fn dispatch(
         Err(e) => return ("other", Err(e)),
     };
     let is_object = call.target.name.is_some();
+    let info = call.target.info;
+    let across_namespaces = info.kind.is_namespaced() && call.target.namespace.is_none();
+    // What the path supports, for the `Allow` of a 405.
+    let allow = match (is_object, across_namespaces) {
+        (true, _) => "GET, PUT, PATCH, DELETE",
+        (false, true) => "GET",
+        (false, false) => "GET, POST",
+    };
     let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let limit = call.state.config.body_limit;
     match (method.as_str(), is_object) {
         ("GET", false) if params.watch => ("watch", crate::watch::watch(call, &params).await),
         ("GET", false) => ("list", list(call, &params).await),
         ("GET", true) => ("get", get(call).await),
+        // Across namespaces there is only the list (before the body is read).
+        ("POST", false) if across_namespaces => (
+            "create",
+            Err(ApiError::method_not_allowed(
+                format!(
+                    "create {} in a namespace: POST to {}",
+                    info.kind.kind_name(),
+                    info.collection_path(Some("<namespace>"))
+                ),
+                allow,
+            )),
+        ),
         ("POST", false) => (
             "create",
             async {
@@ -348,10 +374,10 @@ async fn dispatch(
         ("DELETE", true) => ("delete", delete(call).await),
         (m, _) => (
             "other",
-            Err(ApiError::method_not_allowed(format!(
-                "{m} is not supported on {}",
-                uri.path()
-            ))),
+            Err(ApiError::method_not_allowed(
+                format!("{m} is not supported on {}", uri.path()),
+                allow,
+            )),
         ),
     }
 }

@@ -34,13 +34,6 @@ fn encode(doc: &Value) -> Result<Vec<u8>, ApiError> {
 pub(super) async fn create(call: &Call, value: Value) -> Result<Response, ApiError> {
     call.authorize_some(Verb::Create).await?;
     let info = call.target.info;
-    if info.kind.is_namespaced() && call.target.namespace.is_none() {
-        return Err(ApiError::method_not_allowed(format!(
-            "create {} in a namespace: POST to {}",
-            info.kind.kind_name(),
-            info.collection_path(Some("<namespace>"))
-        )));
-    }
     let resource = admit(&call.target, value)?;
     let ns = namespace_of(&resource);
     let name = resource.meta().name.clone();
