@@ -21,7 +21,7 @@ pub mod validate;
 pub mod values;
 pub mod yaml;
 
-pub use load::{LoadError, LoadErrors, Loaded, Origin, load_paths, load_str};
+pub use load::{LoadError, LoadErrors, Loaded, Origin, load_paths, load_str, yaml_readable_json};
 pub use meta::{LabelMap, ObjectMeta};
 pub use resource::{Kind, Object, PodObject, Resource, ResourceKey};
 pub use validate::{DEFAULT_TIER, NAMESPACE_LABEL, parse_cidr};

@@ -141,6 +141,27 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Loaded>, LoadErrors
     }
 }
 
+/// JSON text that this loader (a YAML reader) reads as the same document. YAML may not
+/// hold some characters JSON strings may (DEL, the C1 controls but NEL, U+FFFE, U+FFFF);
+/// they are written as `\uXXXX` escapes, which both read alike. In valid JSON such
+/// characters only stand inside strings, so the text stays the same JSON.
+pub fn yaml_readable_json(json: &str) -> std::borrow::Cow<'_, str> {
+    let unprintable =
+        |c: char| matches!(c, '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}');
+    if !json.contains(unprintable) {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if unprintable(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn read_sources(path: &Path) -> Result<Vec<(String, String)>, String> {
     if path == Path::new("-") {
         let mut text = String::new();
@@ -170,9 +191,14 @@ fn read_sources(path: &Path) -> Result<Vec<(String, String)>, String> {
     files
         .into_iter()
         .map(|f| {
-            std::fs::read_to_string(&f)
-                .map(|t| (f.display().to_string(), t))
-                .map_err(|e| format!("{}: cannot read: {e}", f.display()))
+            let text = std::fs::read_to_string(&f)
+                .map_err(|e| format!("{}: cannot read: {e}", f.display()))?;
+            let text = if f.extension().is_some_and(|e| e == "json") {
+                yaml_readable_json(&text).into_owned()
+            } else {
+                text
+            };
+            Ok((f.display().to_string(), text))
         })
         .collect()
 }

@@ -244,3 +244,31 @@ fn non_namespaced_kinds_reject_a_namespace() {
     );
     assert_eq!(e.0[0].field.as_deref(), Some("metadata.namespace"));
 }
+
+#[test]
+fn json_files_load_strings_yaml_cannot_hold_raw() {
+    // DEL, C1 controls, NEL and U+FFFF are valid in JSON strings; the loader reads YAML.
+    let note = "a\u{7f}b\u{8d}c\u{85}d\u{ffff}e";
+    let doc = serde_json::json!({
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "GlobalNetworkSet",
+        "metadata": {"name": "odd", "annotations": {"note": note}},
+        "spec": {"nets": ["198.18.0.0/24"]},
+    });
+    let dir = std::env::temp_dir().join(format!("bulkhead-api-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("odd.json");
+    std::fs::write(&file, serde_json::to_string(&doc).expect("json")).expect("write");
+    let loaded = bulkhead_api::load_paths(&[&file]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let loaded = loaded.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        loaded[0]
+            .resource
+            .meta()
+            .annotations
+            .get("note")
+            .map(String::as_str),
+        Some(note)
+    );
+}

@@ -175,8 +175,8 @@ pub fn admit(target: &Target, mut value: Value) -> Result<Resource, ApiError> {
         .to_string();
     // Re-serialising costs a few microseconds and buys the exact loader the CLI uses.
     let text = serde_json::to_string(&value)
-        .map(yaml_safe)
         .map_err(|e| ApiError::internal(format!("re-encoding the body: {e}")))?;
+    let text = bulkhead_api::yaml_readable_json(&text);
     let mut loaded = bulkhead_api::load_str("body", &text).map_err(|errors| {
         let causes = errors
             .0
@@ -194,27 +194,6 @@ pub fn admit(target: &Target, mut value: Value) -> Result<Resource, ApiError> {
             "the body must hold exactly one object",
         )),
     }
-}
-
-/// JSON text that the loader (a YAML reader) reads as the same document. YAML may not hold
-/// some characters JSON strings may (DEL, the C1 controls but NEL, U+FFFE, U+FFFF); they
-/// are written as `\uXXXX` escapes, which both read alike. Such characters only stand
-/// inside strings, so the text stays the same JSON.
-fn yaml_safe(json: String) -> String {
-    let unprintable =
-        |c: char| matches!(c, '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}');
-    if !json.contains(unprintable) {
-        return json;
-    }
-    let mut out = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
-        if unprintable(c) {
-            out.push_str(&format!("\\u{:04x}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The tier a resource belongs to, for RBAC and alerts: a policy's `spec.tier` (defaulted
