@@ -171,3 +171,14 @@ fn tempdir(name: &str) -> TempDir {
     std::fs::create_dir_all(&dir).expect("create temp dir");
     TempDir(dir)
 }
+
+#[test]
+fn node_del_of_an_unknown_node_says_so() {
+    let o = bulkhead(&["node", "del", "bh-no-such-node-sandbox"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("there is no node sandbox bh-no-such-node-sandbox"),
+        "{err}"
+    );
+}

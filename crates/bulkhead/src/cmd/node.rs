@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use bulkhead_netns::persistent::{attached_workloads, create_node, delete_node};
+use bulkhead_netns::persistent::{attached_workloads, create_node, delete_node, netns_exists};
 
 /// Node subcommands.
 #[derive(clap::Subcommand)]
@@ -39,6 +39,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("node {name} created");
         }
         Command::Del { name, force } => {
+            if !netns_exists(&name) {
+                anyhow::bail!("there is no node sandbox {name} (`ip netns list` shows them)");
+            }
             let attached = attached_workloads(&name)?;
             if !attached.is_empty() && !force {
                 anyhow::bail!(
