@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod advisories;
 pub mod calico;
 pub mod k8s;
 pub mod load;
@@ -21,6 +22,7 @@ pub mod validate;
 pub mod values;
 pub mod yaml;
 
+pub use advisories::{Advisory, advisories};
 pub use load::{LoadError, LoadErrors, Loaded, Origin, load_paths, load_str, yaml_readable_json};
 pub use meta::{LabelMap, ObjectMeta};
 pub use resource::{Kind, Object, PodObject, Resource, ResourceKey};

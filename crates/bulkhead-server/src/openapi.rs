@@ -35,6 +35,22 @@ fn responses(oks: &[&str], schema: Value, errors: &[u16]) -> Value {
     Value::Object(r)
 }
 
+/// A write's `responses`, whose successes also declare the `Warning` header: one per
+/// field accepted but not enforced (`bulkhead_api::advisories`).
+fn warned(mut responses: Value) -> Value {
+    if let Some(map) = responses.as_object_mut() {
+        for (code, response) in map.iter_mut() {
+            if code.starts_with('2') {
+                response["headers"] = json!({"Warning": {
+                    "description": "299 - \"<field path>: <what is not enforced>\", once per such field",
+                    "schema": {"type": "string"},
+                }});
+            }
+        }
+    }
+    responses
+}
+
 fn body(kind: Kind) -> Value {
     let schema = reference(&schema_name(kind));
     json!({"required": true, "content": {
@@ -141,7 +157,7 @@ pub fn document() -> Value {
                     "operationId": format!("create{name}"),
                     "tags": [name],
                     "requestBody": body(kind),
-                    "responses": responses(&["201"], reference(&name), &[400, 401, 403, 409, 413, 422]),
+                    "responses": warned(responses(&["201"], reference(&name), &[400, 401, 403, 409, 413, 422])),
                 },
             }),
         );
@@ -156,10 +172,10 @@ pub fn document() -> Value {
                 "put": {"operationId": format!("replace{name}"), "tags": [name],
                     "description": "replace (200), or create if absent (201); 409 if metadata.resourceVersion is set and stale",
                     "requestBody": body(kind),
-                    "responses": responses(&["200", "201"], reference(&name), &[400, 401, 403, 409, 413, 422])},
+                    "responses": warned(responses(&["200", "201"], reference(&name), &[400, 401, 403, 409, 413, 422]))},
                 "patch": {"operationId": format!("patch{name}"), "tags": [name],
                     "requestBody": {"required": true, "content": {"application/merge-patch+json": {"schema": {"type": "object"}}}},
-                    "responses": responses(&["200"], reference(&name), &[400, 401, 403, 404, 409, 413, 422])},
+                    "responses": warned(responses(&["200"], reference(&name), &[400, 401, 403, 404, 409, 413, 422]))},
                 "delete": {"operationId": format!("delete{name}"), "tags": [name],
                     "responses": responses(&["200"], reference(&name), &[401, 403, 404])},
             }),

@@ -372,3 +372,48 @@ fn json_strings_round_trip_even_where_yaml_cannot_hold_the_characters() {
     );
     assert_eq!(read["metadata"]["annotations"]["note"], note);
 }
+
+#[test]
+fn writes_warn_of_fields_that_are_accepted_but_not_enforced() {
+    let t = TestServer::start();
+    let c = t.admin();
+    let warnings = |r: &bulkhead_server::client::Response| -> Vec<String> {
+        r.headers
+            .iter()
+            .filter(|(k, _)| k == "warning")
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let path = collection(Kind::GlobalNetworkPolicy);
+    let mut doc = gnp("gateway", "default");
+    doc["spec"]["applyOnForward"] = json!(true);
+    doc["spec"]["ingress"] =
+        json!([{"action": "Allow", "protocol": "TCP", "http": {"methods": ["GET"]}}]);
+    let body = serde_json::to_vec(&doc).expect("json");
+    let r = c
+        .request("POST", &path, Some("application/json"), &body)
+        .expect("post");
+    let got = warnings(&r);
+    expect(r, 201);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("299 - \"spec.applyOnForward: traffic that a host forwards"),
+        "{got:?}"
+    );
+    assert!(
+        got[1].starts_with("299 - \"spec.ingress[0].http: HTTP matches are not enforced"),
+        "{got:?}"
+    );
+    // A merge patch that clears both fields leaves nothing to warn of.
+    let patch = br#"{"spec": {"applyOnForward": false, "ingress": [{"action": "Allow"}]}}"#;
+    let r = c
+        .request(
+            "PATCH",
+            &object(Kind::GlobalNetworkPolicy, "gateway"),
+            Some("application/merge-patch+json"),
+            patch,
+        )
+        .expect("patch");
+    assert_eq!(warnings(&r), Vec::<String>::new());
+    expect(r, 200);
+}

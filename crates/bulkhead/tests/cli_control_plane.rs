@@ -549,6 +549,30 @@ fn a_bad_file_applies_nothing() {
 }
 
 #[test]
+fn apply_warns_of_fields_that_are_accepted_but_not_enforced() {
+    let server = ServerProc::start();
+    let file = server.file(
+        "gateway.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: gateway}\nspec:\n  selector: has(gateway)\n  applyOnForward: true\n  ingress: [{action: Allow, source: {nets: [198.18.0.0/16]}}]\n---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: plain}\nspec:\n  selector: has(gateway)\n  ingress: [{action: Allow}]\n",
+    );
+    let o = server.cli(&["apply", "-f", p(&file)]);
+    let out = ok(o.clone());
+    assert!(out.contains("globalnetworkpolicy/gateway created"), "{out}");
+    let err = stderr(&o);
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "one warning, for gateway only: {err}"
+    );
+    assert!(
+        err.starts_with("Warning: globalnetworkpolicy/gateway (")
+            && err.contains("gateway.yaml: document 1")
+            && err.contains("spec.applyOnForward: traffic that a host forwards"),
+        "{err}"
+    );
+}
+
+#[test]
 fn login_saves_the_server_and_errors_come_from_status() {
     let server = ServerProc::start();
     let config = server.data.path().join("home/.config/bulkhead/config");

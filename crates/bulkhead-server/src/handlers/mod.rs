@@ -6,8 +6,8 @@
 //! concurrent change, so the last writer wins without ever losing the uid or creation time.
 
 use axum::body::{Body, Bytes};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::header::{CONTENT_TYPE, WARNING};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bulkhead_api::Kind;
 use bulkhead_selector::Selector;
@@ -416,6 +416,23 @@ fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
 fn value_response(code: StatusCode, value: &Value) -> Result<Response, ApiError> {
     let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(json_response(code, body))
+}
+
+/// A write's answer: the stored object, with a `Warning: 299 - "<advisory>"` header for
+/// each thing `resource` asks for that is not enforced ([`bulkhead_api::advisories`]), as
+/// Kubernetes warns of deprecated fields.
+fn written(
+    code: StatusCode,
+    served: &Value,
+    resource: &bulkhead_api::Resource,
+) -> Result<Response, ApiError> {
+    let mut response = value_response(code, served)?;
+    for advisory in bulkhead_api::advisories(resource) {
+        let value = HeaderValue::from_str(&format!("299 - \"{advisory}\""))
+            .map_err(|e| ApiError::internal(format!("warning header: {e}")))?;
+        response.headers_mut().append(WARNING, value);
+    }
+    Ok(response)
 }
 
 /// The namespace a write lands in: the path's, else the body's (defaulted).

@@ -9,7 +9,7 @@ use bulkhead_store::{Expect, KeyValue, Store, StoreError};
 use serde_json::Value;
 
 use super::read::not_found;
-use super::{Call, Change, MAX_RETRIES, display_name, namespace_of, value_response};
+use super::{Call, Change, MAX_RETRIES, display_name, namespace_of, value_response, written};
 use crate::error::ApiError;
 use crate::kinds::KindInfo;
 use crate::objects::{
@@ -76,7 +76,7 @@ pub(super) async fn create(call: &Call, value: Value) -> Result<Response, ApiErr
         after: Some(&served),
     })
     .await?;
-    value_response(StatusCode::CREATED, &served)
+    written(StatusCode::CREATED, &served, &resource)
 }
 
 /// The `metadata.resourceVersion` a body asks for, as a precondition.
@@ -185,7 +185,7 @@ pub(super) async fn replace(call: &Call, value: Value) -> Result<Response, ApiEr
             after: Some(&served),
         })
         .await?;
-        return value_response(code, &served);
+        return written(code, &served, &resource);
     }
     Err(ApiError::conflict(format!(
         "{} {:?} changed {MAX_RETRIES} times while it was being replaced: retry",
@@ -262,7 +262,7 @@ pub(super) async fn patch(call: &Call, patch: Value) -> Result<Response, ApiErro
             after: Some(&served),
         })
         .await?;
-        return value_response(StatusCode::OK, &served);
+        return written(StatusCode::OK, &served, &resource);
     }
     Err(ApiError::conflict(format!(
         "{} {:?} changed {MAX_RETRIES} times while it was being patched: retry",

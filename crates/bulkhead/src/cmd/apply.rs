@@ -33,7 +33,8 @@ pub struct FileArgs {
 #[command(
     after_help = "Every document is validated before anything is sent: one invalid document\n\
 and nothing is applied (exit code 1). Then each object prints\n\
-<kind>/<name> created|configured|unchanged.\n\
+<kind>/<name> created|configured|unchanged, and a warning (on standard\n\
+error) for each field that is accepted but not enforced, such as applyOnForward.\n\
 Namespaces and tiers are applied first, the rest in file order.\n\n\
 Examples:\n  bulkhead apply -f policy.yaml\n  bulkhead apply -f ./policies/\n  \
 bulkhead get gnp -o yaml | bulkhead apply -f -"
@@ -78,7 +79,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let r = &l.resource;
         let label = format!("{}/{}", kind_word(r.kind()), r.meta().name);
         match apply_one(&client, r) {
-            Ok(outcome) => emit(&format!("{label} {}\n", outcome.word())),
+            Ok(outcome) => {
+                emit(&format!("{label} {}\n", outcome.word()));
+                for advisory in bulkhead_api::advisories(r) {
+                    eprintln!("Warning: {label} ({}): {advisory}", l.origin);
+                }
+            }
             // The server is unreachable: the rest would fail the same way.
             Err(e @ Error::Transport { .. }) => return Err(e.into()),
             Err(e) => {

@@ -1,0 +1,115 @@
+//! Advisories: what a valid resource asks for that Bulkhead accepts but does not enforce
+//! (yet), so that nobody relies on it without knowing. They never reject anything: the
+//! server sends them as `Warning` headers on a write, and `bulkhead apply` prints them.
+
+use std::fmt;
+
+use crate::calico::Rule;
+use crate::resource::Resource;
+
+/// One advisory: the field it is about and what is not enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advisory {
+    /// Field path, written as validation errors write it (`spec.ingress[0].http`).
+    pub path: String,
+    /// What Bulkhead does not enforce, and what it does instead.
+    pub message: &'static str,
+}
+
+impl fmt::Display for Advisory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// `applyOnForward` (which `doNotTrack` and `preDNAT` require): the selected host
+/// endpoints' own traffic is policed, traffic the host forwards is not.
+pub const APPLY_ON_FORWARD: &str = "traffic that a host forwards through its host endpoints is not policed yet; this policy governs the selected hosts' own traffic only";
+
+/// An HTTP match: the L3/L4 dataplane enforces the rule's other fields only.
+pub const HTTP_MATCH: &str = "HTTP matches are not enforced (no application-layer dataplane); the rule matches on its other fields alone";
+
+/// The advisories for `resource`, in field order; empty for most resources.
+pub fn advisories(resource: &Resource) -> Vec<Advisory> {
+    let mut out = Vec::new();
+    let (ingress, egress): (&[Rule], &[Rule]) = match resource {
+        Resource::GlobalNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o) => {
+            if o.spec.apply_on_forward {
+                out.push(Advisory {
+                    path: "spec.applyOnForward".into(),
+                    message: APPLY_ON_FORWARD,
+                });
+            }
+            (&o.spec.ingress, &o.spec.egress)
+        }
+        Resource::NetworkPolicy(o) | Resource::StagedNetworkPolicy(o) => {
+            (&o.spec.ingress, &o.spec.egress)
+        }
+        Resource::Profile(o) => (&o.spec.ingress, &o.spec.egress),
+        _ => return out,
+    };
+    for (direction, rules) in [("ingress", ingress), ("egress", egress)] {
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.http.is_some() {
+                out.push(Advisory {
+                    path: format!("spec.{direction}[{i}].http"),
+                    message: HTTP_MATCH,
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load_str;
+
+    fn of(yaml: &str) -> Vec<String> {
+        let loaded = load_str("test.yaml", yaml).expect("valid");
+        assert_eq!(loaded.len(), 1);
+        advisories(&loaded[0].resource)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn apply_on_forward_and_the_policies_that_require_it() {
+        for flags in [
+            "applyOnForward: true",
+            "applyOnForward: true\n  preDNAT: true",
+            "applyOnForward: true\n  doNotTrack: true",
+        ] {
+            let got = of(&format!(
+                "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: p}}\nspec:\n  selector: has(host)\n  {flags}\n  ingress: [{{action: Allow}}]\n"
+            ));
+            assert_eq!(
+                got,
+                [format!("spec.applyOnForward: {APPLY_ON_FORWARD}")],
+                "{flags}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_matches_are_named_by_rule() {
+        let got = of(
+            "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  ingress:\n  - action: Deny\n    protocol: UDP\n  - action: Allow\n    protocol: TCP\n    http: {methods: [GET]}\n",
+        );
+        assert_eq!(got, [format!("spec.ingress[1].http: {HTTP_MATCH}")]);
+    }
+
+    #[test]
+    fn ordinary_resources_have_none() {
+        assert!(
+            of("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec:\n  selector: has(host)\n  ingress: [{action: Allow}]\n")
+                .is_empty()
+        );
+        assert!(
+            of("apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t}\nspec: {order: 10}\n")
+                .is_empty()
+        );
+    }
+}
