@@ -22,9 +22,9 @@ impl fmt::Display for Advisory {
     }
 }
 
-/// `applyOnForward` (which `doNotTrack` and `preDNAT` require): the selected host
-/// endpoints' own traffic is policed, traffic the host forwards is not.
-pub const APPLY_ON_FORWARD: &str = "traffic that a host forwards through its host endpoints is not policed yet; this policy governs the selected hosts' own traffic only";
+/// `doNotTrack`: untracked policies govern the selected host endpoints' own traffic; the
+/// traffic their host forwards meets the `applyOnForward` and pre-DNAT policies only.
+pub const UNTRACKED_FORWARD: &str = "untracked policies are not applied to traffic that a host forwards yet; this policy governs the selected hosts' own traffic only";
 
 /// An HTTP match: the L3/L4 dataplane enforces the rule's other fields only.
 pub const HTTP_MATCH: &str = "HTTP matches are not enforced (no application-layer dataplane); the rule matches on its other fields alone";
@@ -34,10 +34,10 @@ pub fn advisories(resource: &Resource) -> Vec<Advisory> {
     let mut out = Vec::new();
     let (ingress, egress): (&[Rule], &[Rule]) = match resource {
         Resource::GlobalNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o) => {
-            if o.spec.apply_on_forward {
+            if o.spec.do_not_track {
                 out.push(Advisory {
-                    path: "spec.applyOnForward".into(),
-                    message: APPLY_ON_FORWARD,
+                    path: "spec.doNotTrack".into(),
+                    message: UNTRACKED_FORWARD,
                 });
             }
             (&o.spec.ingress, &o.spec.egress)
@@ -76,21 +76,18 @@ mod tests {
     }
 
     #[test]
-    fn apply_on_forward_and_the_policies_that_require_it() {
-        for flags in [
-            "applyOnForward: true",
-            "applyOnForward: true\n  preDNAT: true",
-            "applyOnForward: true\n  doNotTrack: true",
-        ] {
-            let got = of(&format!(
+    fn untracked_policies_but_not_the_other_forwarded_ones() {
+        let policy = |flags: &str| {
+            of(&format!(
                 "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: p}}\nspec:\n  selector: has(host)\n  {flags}\n  ingress: [{{action: Allow}}]\n"
-            ));
-            assert_eq!(
-                got,
-                [format!("spec.applyOnForward: {APPLY_ON_FORWARD}")],
-                "{flags}"
-            );
-        }
+            ))
+        };
+        assert_eq!(
+            policy("applyOnForward: true\n  doNotTrack: true"),
+            [format!("spec.doNotTrack: {UNTRACKED_FORWARD}")]
+        );
+        assert!(policy("applyOnForward: true").is_empty());
+        assert!(policy("applyOnForward: true\n  preDNAT: true").is_empty());
     }
 
     #[test]

@@ -312,7 +312,7 @@ impl ActiveRulesCalculator {
             .matches
             .iter()
             .filter_map(|id| self.entries.get(id))
-            .filter(|e| e.policy.class == class)
+            .filter(|e| e.policy.applies_in(class))
             .filter(|e| {
                 if ingress {
                     e.policy.ingress_type

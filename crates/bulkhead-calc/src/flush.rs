@@ -4,8 +4,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use bulkhead_dataplane::render::{
     EARLY_CLASSES, HOST_BASE_CHAINS, LocalEndpoint, ProfileChain, TierChains, WL_FROM, WL_TO,
-    WorkloadChains, allow_verdict, early_chain, endpoint_chains, endpoint_profiles,
-    host_base_chains, host_chain_name, policy_chain, policy_chain_name, profile_chain,
+    WorkloadChains, allow_verdict, early_chain, endpoint_chains, endpoint_profiles, forward_chains,
+    forwarded_chain, host_base_chains, host_chain_name, policy_chain, policy_chain_name,
+    profile_chain,
 };
 use bulkhead_dataplane::rules::{SetRequest, SetRequests};
 use bulkhead_dataplane::table::Chain;
@@ -62,7 +63,7 @@ impl CalcGraph {
                     let name = host_chain_name(&state.local.name, PolicyClass::Normal, ingress);
                     self.seq.remove_chain(&name);
                 }
-                for (name, _) in &state.rendered.early {
+                for (name, _) in &state.rendered.phases {
                     self.seq.remove_chain(name);
                 }
             }
@@ -84,11 +85,18 @@ impl CalcGraph {
         let kind = endpoint.kind;
         let mut rendered = Rendered::default();
         if kind == EndpointKind::Host {
+            let tagging = self.config.render.tagging;
             for (class, ingress) in EARLY_CLASSES {
                 let tiers = self.tier_chains(id, class, ingress, &mut rendered);
                 let name = host_chain_name(&state.local.name, class, ingress);
-                let rules = early_chain(&tiers, ingress, self.config.render.tagging);
-                rendered.early.push((name, rules));
+                let rules = early_chain(&tiers, ingress, tagging);
+                rendered.phases.push((name, rules));
+            }
+            for ingress in [true, false] {
+                let tiers = self.tier_chains(id, PolicyClass::Forward, ingress, &mut rendered);
+                let name = host_chain_name(&state.local.name, PolicyClass::Forward, ingress);
+                let rules = forwarded_chain(&tiers, ingress, tagging);
+                rendered.phases.push((name, rules));
             }
         }
         for ingress in [true, false] {
@@ -138,7 +146,7 @@ impl CalcGraph {
                         let name = host_chain_name(&local.name, PolicyClass::Normal, ingress);
                         self.seq.put_chain(&name, regular(rules));
                     }
-                    for (name, rules) in &rendered.early {
+                    for (name, rules) in &rendered.phases {
                         self.seq.put_chain(name, regular(rules));
                     }
                 }
@@ -160,11 +168,12 @@ impl CalcGraph {
             .into_iter()
             .map(|list| {
                 for (key, policy) in &list.policies {
-                    let name = policy_chain_name(&policy.id, ingress);
-                    let source = ChainSource::Policy((*key).clone(), ingress);
+                    let name = policy_chain_name(&policy.id, class, ingress);
+                    let source = ChainSource::Policy((*key).clone(), class, ingress);
                     rendered.chains.push((name, source));
                 }
-                TierChains::of(list.tier, list.policies.iter().map(|(_, p)| *p), ingress)
+                let policies = list.policies.iter().map(|(_, p)| *p);
+                TierChains::of(list.tier, policies, class, ingress)
             })
             .collect()
     }
@@ -210,8 +219,11 @@ impl CalcGraph {
             }
             let mut requests = SetRequests::new();
             let chain = match &state.source {
-                ChainSource::Policy(key, ingress) => match self.rules.policy(key) {
-                    Some(p) => policy_chain(p, *ingress, self.config.render.tagging, &mut requests),
+                ChainSource::Policy(key, class, ingress) => match self.rules.policy(key) {
+                    Some(p) => {
+                        let tagging = self.config.render.tagging;
+                        policy_chain(p, *class, *ingress, tagging, &mut requests)
+                    }
                     None => {
                         debug_assert!(false, "BUG: chain {name} of a policy that is gone");
                         regular(&[])
@@ -344,12 +356,16 @@ impl CalcGraph {
                 .filter_map(|id| self.locals.get(id))
                 .map(|s| &s.local)
                 .collect();
+            let render = &self.config.render;
+            for (name, chain) in forward_chains(render, !hosts.is_empty()) {
+                self.seq.put_chain(&name, chain);
+            }
             if hosts.is_empty() {
                 for name in HOST_BASE_CHAINS {
                     self.seq.remove_chain(name);
                 }
             } else {
-                for (name, chain) in host_base_chains(&hosts) {
+                for (name, chain) in host_base_chains(&hosts, &render.workload_prefix) {
                     self.seq.put_chain(&name, chain);
                 }
             }

@@ -11,12 +11,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bulkhead_api::{Kind, ObjectMeta, Resource, ResourceKey};
 use bulkhead_dataplane::render::{
-    LocalEndpoint, RenderConfig, WL_FROM, WL_TO, forward_chains, policy_chain_name,
+    LocalEndpoint, RenderConfig, WL_FROM, WL_TO, forward_chains, policy_chain_names,
     profile_chain_name,
 };
 use bulkhead_dataplane::rules::SetRequest;
 use bulkhead_dataplane::table::Table;
 use bulkhead_engine::EndpointKind;
+use bulkhead_engine::compile::PolicyClass;
 use bulkhead_engine::endpoint::{Endpoint, NetworkSet};
 use bulkhead_engine::incremental;
 use ipnet::IpNet;
@@ -132,8 +133,8 @@ pub(crate) fn order_key(l: &LocalEndpoint) -> OrderKey {
 /// What a chain that endpoint chains jump to renders.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ChainSource {
-    /// Enforced policy (by key), ingress?
-    Policy(ResourceKey, bool),
+    /// Enforced policy (by key), as an endpoint's list of this class uses it, ingress?
+    Policy(ResourceKey, PolicyClass, bool),
     /// Profile (by name), ingress?
     Profile(String, bool),
     /// A dispatch class chain: its rules (its name is their hash, so they never change).
@@ -145,8 +146,8 @@ pub(crate) enum ChainSource {
 pub(crate) struct Rendered {
     pub(crate) ingress: Vec<String>,
     pub(crate) egress: Vec<String>,
-    /// A host endpoint's untracked and pre-DNAT chains, by name.
-    pub(crate) early: Vec<(String, Vec<String>)>,
+    /// A host endpoint's untracked, pre-DNAT and forwarded-traffic chains, by name.
+    pub(crate) phases: Vec<(String, Vec<String>)>,
     pub(crate) chains: Vec<(String, ChainSource)>,
 }
 
@@ -235,7 +236,7 @@ impl CalcGraph {
     /// ```
     pub fn new(config: NodeConfig) -> CalcGraph {
         let mut seq = TableSequencer::default();
-        for (name, chain) in forward_chains(&config.render) {
+        for (name, chain) in forward_chains(&config.render, false) {
             seq.put_chain(&name, chain);
         }
         seq.put_map(WL_FROM);
@@ -431,8 +432,7 @@ impl CalcGraph {
         self.errors.remove(&key);
         match compiled {
             Some(p) => {
-                for ingress in [true, false] {
-                    let name = policy_chain_name(&p.id, ingress);
+                for name in policy_chain_names(&p.id) {
                     if self.chains.contains_key(&name) {
                         self.dirty_chains.insert(name);
                     }

@@ -21,7 +21,8 @@ use crate::decision::{Name, PolicyRef};
 use crate::endpoint::{NAMESPACE_PREFIX, SERVICE_ACCOUNT_LABEL, SERVICE_ACCOUNT_PREFIX};
 use crate::model::{Cluster, ModelError};
 
-/// Which dataplane phase a policy runs in (host endpoints only have the first two).
+/// Which dataplane phase a policy runs in. Workloads only have `Normal`; host endpoints
+/// have all four.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PolicyClass {
     /// `doNotTrack`: before connection tracking; tiers end in Pass; no profiles.
@@ -30,6 +31,11 @@ pub enum PolicyClass {
     PreDnat,
     /// Every other policy.
     Normal,
+    /// The `Normal` policies with `applyOnForward`, as a host endpoint applies them to the
+    /// traffic its host forwards: tiers keep their default action, no profiles, and with
+    /// no such policy at all the traffic is allowed. A policy's own `class` is never this;
+    /// [`Policy::applies_in`] says which lists a policy joins.
+    Forward,
 }
 
 /// A compiled policy.
@@ -53,8 +59,21 @@ pub struct Policy {
     pub egress: Vec<Rule>,
     /// `Some` for staged policies.
     pub staged: Option<StagedAction>,
-    /// Dataplane phase.
+    /// Dataplane phase (never [`PolicyClass::Forward`]).
     pub class: PolicyClass,
+    /// `applyOnForward`: also governs traffic that a selected host endpoint forwards.
+    pub apply_on_forward: bool,
+}
+
+impl Policy {
+    /// Whether the policy is in an endpoint's `class` list (when it selects it): its own
+    /// class, and [`PolicyClass::Forward`] too for a normal policy with `applyOnForward`.
+    pub fn applies_in(&self, class: PolicyClass) -> bool {
+        match class {
+            PolicyClass::Forward => self.class == PolicyClass::Normal && self.apply_on_forward,
+            class => self.class == class,
+        }
+    }
 }
 
 /// A compiled rule.
@@ -218,6 +237,8 @@ pub struct PolicyInput<'a> {
     pub staged: Option<StagedAction>,
     /// Dataplane phase.
     pub class: PolicyClass,
+    /// `applyOnForward`.
+    pub apply_on_forward: bool,
 }
 
 /// Compiles one policy.
@@ -273,6 +294,7 @@ pub fn compile_policy(p: PolicyInput<'_>) -> Result<Policy, ModelError> {
         egress: rules(p.egress, "spec.egress")?,
         staged: p.staged,
         class: p.class,
+        apply_on_forward: p.apply_on_forward,
         id,
     })
 }

@@ -201,25 +201,41 @@ impl SideOutcome {
 /// The result of one evaluation mode (enforced, or with staged policies as if enforced).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Outcome {
-    /// Allowed only if the source's egress and the destination's ingress both allow.
+    /// Allowed only if every side present allows.
     pub verdict: Verdict,
+    /// For a forwarded flow, the host endpoint it came in through (its pre-DNAT and
+    /// `applyOnForward` policies, ingress); `None` unless evaluated with a `Via`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_in: Option<SideOutcome>,
     /// The source endpoint's egress evaluation (`None`: the source is external).
     pub egress: Option<SideOutcome>,
     /// The destination endpoint's ingress evaluation (`None`: the destination is external).
     pub ingress: Option<SideOutcome>,
+    /// For a forwarded flow, the host endpoint it leaves through (its `applyOnForward`
+    /// policies, egress); `None` unless evaluated with a `Via`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_out: Option<SideOutcome>,
 }
 
 impl Outcome {
-    /// The side that settled the verdict: the first side that denied (the source's egress
-    /// is checked first), or, for an allowed flow, the last side that was checked.
+    /// The sides present, in the order a packet meets them.
+    pub fn sides(&self) -> impl Iterator<Item = &SideOutcome> {
+        [
+            self.forwarded_in.as_ref(),
+            self.egress.as_ref(),
+            self.ingress.as_ref(),
+            self.forwarded_out.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// The side that settled the verdict: the first side that denied (in
+    /// [`Outcome::sides`] order), or, for an allowed flow, the last side that was checked.
     pub fn deciding_side(&self) -> Option<&SideOutcome> {
-        let sides = [self.egress.as_ref(), self.ingress.as_ref()];
         match self.verdict {
-            Verdict::Deny => sides
-                .into_iter()
-                .flatten()
-                .find(|s| s.verdict == Verdict::Deny),
-            Verdict::Allow => sides.into_iter().flatten().last(),
+            Verdict::Deny => self.sides().find(|s| s.verdict == Verdict::Deny),
+            Verdict::Allow => self.sides().last(),
         }
     }
 
@@ -228,11 +244,9 @@ impl Outcome {
         self.deciding_side().and_then(SideOutcome::decided_by)
     }
 
-    /// Calico-style trace strings of both sides (egress first).
+    /// Calico-style trace strings of every side, in [`Outcome::sides`] order.
     pub fn trace_strings(&self) -> Vec<String> {
-        [self.egress.as_ref(), self.ingress.as_ref()]
-            .into_iter()
-            .flatten()
+        self.sides()
             .flat_map(|s| s.trace.iter())
             .enumerate()
             .map(|(i, h)| h.trace_string(i))

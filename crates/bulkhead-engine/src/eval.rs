@@ -7,7 +7,9 @@
 //! profiles decide; nothing matching there denies. Host endpoints first let their failsafe
 //! ports through, then run untracked and pre-DNAT policies (whose tiers end in Pass). An
 //! untracked packet's reply is not tracked either: the connection needs the reply allowed
-//! too (see [`Flow::reply`] for what the model knows of it).
+//! too (see [`Flow::reply`] for what the model knows of it). A flow that a host forwards
+//! through its host endpoints ([`Via`]) also meets their pre-DNAT (coming in) and
+//! `applyOnForward` tiers, before and after the two ends.
 //!
 //! There is one walk. It reports what it does to a [`Sink`]: `evaluate` records the tiers
 //! and hits of the trace, while verdict-only callers ([`Cluster::verdict`], the
@@ -84,15 +86,47 @@ impl Sink for Traced {
     }
 }
 
+/// The host endpoints that a forwarded flow crosses on the node forwarding it: it came in
+/// through `inbound` and/or leaves through `outbound` (made by [`Cluster::via`]). Their
+/// `applyOnForward` policies (and the inbound one's pre-DNAT policies) then apply too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Via {
+    inbound: Option<usize>,
+    outbound: Option<usize>,
+}
+
 impl Cluster {
+    /// The [`Via`] of a flow forwarded in through the HostEndpoint named `inbound` and out
+    /// through the one named `outbound` (either may be absent); an error names a
+    /// HostEndpoint that does not exist.
+    pub fn via(&self, inbound: Option<&str>, outbound: Option<&str>) -> Result<Via, String> {
+        let find = |name: Option<&str>| {
+            name.map(|n| {
+                self.endpoint_index(EndpointKind::Host, None, n)
+                    .ok_or_else(|| format!("no HostEndpoint is named {n:?}"))
+            })
+            .transpose()
+        };
+        Ok(Via {
+            inbound: find(inbound)?,
+            outbound: find(outbound)?,
+        })
+    }
+
     /// Evaluates a flow: the enforced verdict and the pending one (staged policies as if
     /// enforced), each with both sides' verdicts and traces.
     pub fn evaluate(&self, flow: &Flow) -> Decision {
+        self.evaluate_via(flow, Via::default())
+    }
+
+    /// [`Cluster::evaluate`] for a flow that a host forwards through the host endpoints of
+    /// `via`: their sides come first (inbound) and last (outbound).
+    pub fn evaluate_via(&self, flow: &Flow, via: Via) -> Decision {
         let (src, dst) = self.ends(flow);
-        let enforced = self.outcome(Mode::Enforced, flow, &src, &dst);
+        let enforced = self.outcome(Mode::Enforced, flow, &src, &dst, via);
         let pending = self
             .has_staged
-            .then(|| self.outcome(Mode::Pending, flow, &src, &dst));
+            .then(|| self.outcome(Mode::Pending, flow, &src, &dst, via));
         Decision::new(enforced, pending)
     }
 
@@ -138,36 +172,45 @@ impl Cluster {
         }
     }
 
-    fn outcome(&self, mode: Mode, flow: &Flow, src: &Address<'_>, dst: &Address<'_>) -> Outcome {
+    fn outcome(
+        &self,
+        mode: Mode,
+        flow: &Flow,
+        src: &Address<'_>,
+        dst: &Address<'_>,
+        via: Via,
+    ) -> Outcome {
         let packet = Packet { flow, src, dst };
-        let egress = src
-            .endpoints
-            .first()
-            .map(|&ep| self.traced_side(mode, ep, Direction::Egress, packet));
-        let ingress = dst
-            .endpoints
-            .first()
-            .map(|&ep| self.traced_side(mode, ep, Direction::Ingress, packet));
-        let denied = [&egress, &ingress]
-            .into_iter()
-            .flatten()
-            .any(|s| s.verdict == Verdict::Deny);
-        Outcome {
-            verdict: if denied {
-                Verdict::Deny
-            } else {
-                Verdict::Allow
-            },
-            egress,
-            ingress,
+        let side = |ep: usize, direction, forwarded| {
+            self.traced_side(mode, ep, direction, forwarded, packet)
+        };
+        let mut outcome = Outcome {
+            verdict: Verdict::Allow,
+            forwarded_in: via.inbound.map(|ep| side(ep, Direction::Ingress, true)),
+            egress: src
+                .endpoints
+                .first()
+                .map(|&ep| side(ep, Direction::Egress, false)),
+            ingress: dst
+                .endpoints
+                .first()
+                .map(|&ep| side(ep, Direction::Ingress, false)),
+            forwarded_out: via.outbound.map(|ep| side(ep, Direction::Egress, true)),
+        };
+        if outcome.sides().any(|s| s.verdict == Verdict::Deny) {
+            outcome.verdict = Verdict::Deny;
         }
+        outcome
     }
 
+    /// One side, traced; `forwarded`: host endpoint `ep`'s side of a flow its host
+    /// forwards ([`Cluster::forwarded`]).
     fn traced_side(
         &self,
         mode: Mode,
         ep: usize,
         direction: Direction,
+        forwarded: bool,
         packet: Packet<'_>,
     ) -> SideOutcome {
         let ingress = direction == Direction::Ingress;
@@ -180,7 +223,11 @@ impl Cluster {
             tiers: Vec::with_capacity(tiers),
             trace: Vec::with_capacity(tiers + 1),
         };
-        let verdict = self.side(mode, ep, ingress, packet, &mut sink);
+        let verdict = if forwarded {
+            self.forwarded(mode, ep, ingress, packet, &mut sink)
+        } else {
+            self.side(mode, ep, ingress, packet, &mut sink)
+        };
         SideOutcome {
             endpoint: self.endpoints[ep].to_ref(),
             direction,
@@ -252,6 +299,37 @@ impl Cluster {
             sink.hit(|| self.host_hit(ep, HitAction::Deny, RuleRef::UntrackedReply));
         }
         verdict
+    }
+
+    /// Host endpoint `ep`'s side of a flow that its host forwards (Calico's "apply on
+    /// forwarded traffic"): coming in, the pre-DNAT tiers first (ending in Pass; an Allow
+    /// there skips the rest); then the [`PolicyClass::Forward`] tiers with their default
+    /// actions. With no such policy the traffic is allowed; when every tier passed, it
+    /// is denied (there are no profiles). No failsafe ports: they protect the host itself.
+    fn forwarded(
+        &self,
+        mode: Mode,
+        ep: usize,
+        ingress: bool,
+        packet: Packet<'_>,
+        sink: &mut impl Sink,
+    ) -> Verdict {
+        let lists = self.endpoint_policies(ep);
+        if ingress {
+            let tiers = lists.get(mode, PolicyClass::PreDnat, true);
+            if let Some(v) = self.walk_tiers(tiers, true, true, packet, sink) {
+                return v;
+            }
+        }
+        let tiers = lists.get(mode, PolicyClass::Forward, ingress);
+        if tiers.is_empty() {
+            return Verdict::Allow;
+        }
+        if let Some(v) = self.walk_tiers(tiers, false, ingress, packet, sink) {
+            return v;
+        }
+        sink.hit(|| self.host_hit(ep, HitAction::Deny, RuleRef::NoProfile));
+        Verdict::Deny
     }
 
     /// A host endpoint's untracked tiers for one packet: `Some` if one decided.

@@ -6,6 +6,7 @@
 
 use std::fmt::Write;
 
+use bulkhead_api::Kind;
 use bulkhead_api::values::{Action, Port};
 
 use crate::compile::{Entity, Policy, PolicyClass, Rule};
@@ -33,6 +34,9 @@ pub fn explain(
         "Flow: {from} ({}) -> {to} ({}) {}{port}",
         flow.src, flow.dst, flow.protocol
     );
+    if let Some(via) = via_line(&decision.enforced) {
+        let _ = writeln!(out, "{via}");
+    }
     let _ = writeln!(
         out,
         "Verdict: {}",
@@ -40,36 +44,17 @@ pub fn explain(
     );
     let deciding = decision.enforced.deciding_side();
     if let (Some(side), Some(hit)) = (deciding, decision.enforced.decided_by()) {
-        let dir = match side.direction {
-            Direction::Egress => "egress of",
-            Direction::Ingress => "ingress of",
-        };
         let _ = writeln!(
             out,
-            "Decided by: {dir} {}: {}",
+            "Decided by: {} {}: {}",
+            side_role(side, &decision.enforced),
             side.endpoint,
             hit_summary(hit)
         );
     }
     let _ = writeln!(out);
-    side(
-        &mut out,
-        cluster,
-        flow,
-        &decision.enforced,
-        Direction::Egress,
-        from,
-        Mode::Enforced,
-    );
-    side(
-        &mut out,
-        cluster,
-        flow,
-        &decision.enforced,
-        Direction::Ingress,
-        to,
-        Mode::Enforced,
-    );
+    let ends = Ends { flow, from, to };
+    sides(&mut out, cluster, &ends, &decision.enforced, Mode::Enforced);
     let _ = writeln!(out);
     if *decision.pending() == decision.enforced {
         let _ = writeln!(
@@ -84,48 +69,133 @@ pub fn explain(
             decision.pending_verdict().to_string().to_uppercase(),
             decision.verdict()
         );
-        side(
-            &mut out,
-            cluster,
-            flow,
-            decision.pending(),
-            Direction::Egress,
-            from,
-            Mode::Pending,
-        );
-        side(
-            &mut out,
-            cluster,
-            flow,
-            decision.pending(),
-            Direction::Ingress,
-            to,
-            Mode::Pending,
-        );
+        sides(&mut out, cluster, &ends, decision.pending(), Mode::Pending);
     }
     out
 }
 
-fn side(
-    out: &mut String,
-    cluster: &Cluster,
-    flow: &Flow,
-    outcome: &Outcome,
-    direction: Direction,
-    name: &str,
-    mode: Mode,
-) {
-    let (s, ip, label) = match direction {
-        Direction::Egress => (&outcome.egress, flow.src, "Egress from"),
-        Direction::Ingress => (&outcome.ingress, flow.dst, "Ingress to"),
+/// One class's tiers on one side, each with its policies that apply, in order.
+type ClassTiers<'a> = (PolicyClass, Vec<(&'a Tier, Vec<&'a Policy>)>);
+
+/// The flow and the names of its two ends.
+struct Ends<'a> {
+    flow: &'a Flow,
+    from: &'a str,
+    to: &'a str,
+}
+
+/// `Forwarded: in through host/a, out through host/b`, for a forwarded flow.
+fn via_line(outcome: &Outcome) -> Option<String> {
+    let through = |s: &Option<SideOutcome>, word: &str| {
+        s.as_ref().map(|s| format!("{word} through {}", s.endpoint))
     };
-    let Some(s) = s else {
+    let parts: Vec<String> = [
+        through(&outcome.forwarded_in, "in"),
+        through(&outcome.forwarded_out, "out"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| format!("Forwarded: {}", parts.join(", ")))
+}
+
+/// How `side` takes part in `outcome`, for "Decided by".
+fn side_role(side: &SideOutcome, outcome: &Outcome) -> &'static str {
+    let is = |s: &Option<SideOutcome>| s.as_ref().is_some_and(|s| std::ptr::eq(s, side));
+    if is(&outcome.forwarded_in) {
+        "forwarding in through"
+    } else if is(&outcome.forwarded_out) {
+        "forwarding out through"
+    } else if side.direction == Direction::Egress {
+        "egress of"
+    } else {
+        "ingress of"
+    }
+}
+
+/// Every side of `outcome`, in the order a packet meets them.
+fn sides(out: &mut String, cluster: &Cluster, ends: &Ends<'_>, outcome: &Outcome, mode: Mode) {
+    if let Some(s) = &outcome.forwarded_in {
+        forwarded_side(out, cluster, s, "Forwarded in through", mode);
+    }
+    let flow = ends.flow;
+    for (s, ip, label, name, ingress) in [
+        (&outcome.egress, flow.src, "Egress from", ends.from, false),
+        (&outcome.ingress, flow.dst, "Ingress to", ends.to, true),
+    ] {
+        let Some(s) = s else {
+            let _ = writeln!(
+                out,
+                "{label} {name}: not a Bulkhead endpoint, no policy applies (allow)."
+            );
+            continue;
+        };
+        // A host endpoint's untracked and pre-DNAT tiers come first (eval.rs).
+        let classes: &[PolicyClass] = match (s.endpoint.kind, ingress) {
+            (EndpointKind::Host, true) => &[
+                PolicyClass::Untracked,
+                PolicyClass::PreDnat,
+                PolicyClass::Normal,
+            ],
+            (EndpointKind::Host, false) => &[PolicyClass::Untracked, PolicyClass::Normal],
+            (EndpointKind::Workload, _) => &[PolicyClass::Normal],
+        };
+        let groups: Vec<_> = classes
+            .iter()
+            .map(|&class| (class, cluster.applicable(ip, class, ingress, mode)))
+            .collect();
+        side_lines(out, s, label, name, &groups);
+    }
+    if let Some(s) = &outcome.forwarded_out {
+        forwarded_side(out, cluster, s, "Forwarded out through", mode);
+    }
+}
+
+/// A host endpoint's side of a forwarded flow: its pre-DNAT (coming in) and
+/// `applyOnForward` tiers.
+fn forwarded_side(out: &mut String, cluster: &Cluster, s: &SideOutcome, label: &str, mode: Mode) {
+    let ingress = s.direction == Direction::Ingress;
+    let classes: &[PolicyClass] = if ingress {
+        &[PolicyClass::PreDnat, PolicyClass::Forward]
+    } else {
+        &[PolicyClass::Forward]
+    };
+    let index = cluster.endpoint_index(EndpointKind::Host, None, &s.endpoint.name);
+    let groups: Vec<_> = classes
+        .iter()
+        .map(|&class| {
+            let tiers = index
+                .map(|i| cluster.endpoint_tiers(i, mode, class, ingress))
+                .unwrap_or_default();
+            let tiers = tiers.into_iter().map(|t| (t.tier, t.policies)).collect();
+            (class, tiers)
+        })
+        .collect();
+    let name = s.endpoint.to_string();
+    if groups
+        .iter()
+        .all(|(_, tiers): &(_, Vec<_>)| tiers.is_empty())
+    {
+        let verdict = s.verdict.to_string().to_uppercase();
         let _ = writeln!(
             out,
-            "{label} {name}: not a Bulkhead endpoint, no policy applies (allow)."
+            "{label} {name}: {verdict}\n  no applyOnForward policy selects it for {}; forwarded traffic is allowed.",
+            if ingress { "ingress" } else { "egress" }
         );
         return;
-    };
+    }
+    side_lines(out, s, label, &name, &groups);
+}
+
+/// One side: its verdict, then each class's tiers and what each did, then the profiles
+/// (or the drop that ends a forwarded side).
+fn side_lines(
+    out: &mut String,
+    s: &SideOutcome,
+    label: &str,
+    name: &str,
+    groups: &[ClassTiers<'_>],
+) {
     let who = s.endpoint.to_string();
     let aka = if who == name {
         String::new()
@@ -134,21 +204,7 @@ fn side(
     };
     let verdict = s.verdict.to_string().to_uppercase();
     let _ = writeln!(out, "{label} {who}{aka}: {verdict}");
-    let ingress = direction == Direction::Ingress;
-    // A host endpoint's untracked and pre-DNAT tiers come first (eval.rs).
-    let classes: &[PolicyClass] = match (s.endpoint.kind, ingress) {
-        (EndpointKind::Host, true) => &[
-            PolicyClass::Untracked,
-            PolicyClass::PreDnat,
-            PolicyClass::Normal,
-        ],
-        (EndpointKind::Host, false) => &[PolicyClass::Untracked, PolicyClass::Normal],
-        (EndpointKind::Workload, _) => &[PolicyClass::Normal],
-    };
-    let groups: Vec<_> = classes
-        .iter()
-        .map(|&class| (class, cluster.applicable(ip, class, ingress, mode)))
-        .collect();
+    let ingress = s.direction == Direction::Ingress;
     let none = groups.iter().all(|(_, tiers)| tiers.is_empty());
     if none && !s.trace.iter().any(|h| h.rule == RuleRef::Failsafe) {
         let dir = if ingress { "ingress" } else { "egress" };
@@ -157,7 +213,7 @@ fn side(
             "  no policy selects this endpoint for {dir}; its profiles decide."
         );
     }
-    for (class, tiers) in &groups {
+    for (class, tiers) in groups {
         for (tier, policies) in tiers {
             tier_lines(out, s, *class, tier, policies, ingress);
         }
@@ -195,6 +251,7 @@ fn tier_lines(
         PolicyClass::Normal => "",
         PolicyClass::Untracked => "untracked ",
         PolicyClass::PreDnat => "pre-DNAT ",
+        PolicyClass::Forward => "applyOnForward ",
     };
     let _ = writeln!(out, "  {kind}tier {} ({count}):", tier.name);
     for p in policies {
@@ -255,6 +312,10 @@ fn profile_hit(h: &Hit, s: &SideOutcome) -> String {
         RuleRef::NoProfile if h.policy.name.is_empty() => {
             "no profile rule matched (or the endpoint has no profiles) -> DENY".to_string()
         }
+        RuleRef::NoProfile if h.policy.kind == Kind::HostEndpoint => {
+            "every applyOnForward tier passed, and forwarded traffic has no profiles -> DENY"
+                .to_string()
+        }
         RuleRef::NoProfile => format!("profile {} does not exist -> DENY", h.policy.name),
         RuleRef::Index(i) => format!(
             "profile {} rule {i} -> {} ({} reached the profiles: every tier passed or none applied)",
@@ -280,6 +341,9 @@ fn hit_summary(h: &Hit) -> String {
             return format!("reply blocked at host endpoint {name} ({})", h.action);
         }
         RuleRef::NoProfile if name.is_empty() => return "no profile rule matched (deny)".into(),
+        RuleRef::NoProfile if h.policy.kind == Kind::HostEndpoint => {
+            return "every applyOnForward tier passed (deny)".into();
+        }
         RuleRef::NoProfile => return format!("profile {name} does not exist (deny)"),
         RuleRef::EndOfTier => format!("end of tier, first policy {} {name}", h.policy.kind),
         RuleRef::Index(i) => format!("{} {name}, rule {i}", h.policy.kind),

@@ -215,6 +215,7 @@ pub fn policy(r: &Resource) -> Result<Option<Policy>, ModelError> {
         egress: &[],
         staged: None,
         class: PolicyClass::Normal,
+        apply_on_forward: false,
     };
     let compiled = match r {
         Resource::GlobalNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o) => {
@@ -239,6 +240,7 @@ pub fn policy(r: &Resource) -> Result<Option<Policy>, ModelError> {
                     .is_staged()
                     .then(|| s.staged_action.unwrap_or_default()),
                 class,
+                apply_on_forward: s.apply_on_forward,
                 ..base("")
             })?
         }

@@ -141,7 +141,7 @@ pub struct TierSlice {
 /// Per endpoint: tier lists for every (mode, class, direction).
 #[derive(Debug, Default)]
 pub(crate) struct EndpointPolicies {
-    lists: [Vec<TierSlice>; 12],
+    lists: [Vec<TierSlice>; 16],
     /// No staged policy exists: the pending lists are the enforced ones (not stored twice).
     pending_is_enforced: bool,
 }
@@ -156,8 +156,9 @@ impl EndpointPolicies {
             PolicyClass::Untracked => 0,
             PolicyClass::PreDnat => 1,
             PolicyClass::Normal => 2,
+            PolicyClass::Forward => 3,
         };
-        (m * 3 + c) * 2 + usize::from(ingress)
+        (m * 4 + c) * 2 + usize::from(ingress)
     }
 
     pub(crate) fn get(&self, mode: Mode, class: PolicyClass, ingress: bool) -> &[TierSlice] {
@@ -386,6 +387,7 @@ impl Cluster {
                 PolicyClass::Untracked,
                 PolicyClass::PreDnat,
                 PolicyClass::Normal,
+                PolicyClass::Forward,
             ],
             EndpointKind::Workload => &[PolicyClass::Normal],
         };
@@ -401,7 +403,7 @@ impl Cluster {
                         } else {
                             p.egress_type
                         };
-                        if !active[i] || p.class != class || !governs {
+                        if !active[i] || !p.applies_in(class) || !governs {
                             continue;
                         }
                         let tier = self.policy_tier[i];

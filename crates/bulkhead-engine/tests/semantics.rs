@@ -316,3 +316,150 @@ spec: {node: n2, interfaceName: "*", expectedIPs: [10.66.0.2], profiles: [projec
     assert_eq!(c.evaluate(&tcp80).verdict(), Verdict::Allow);
     assert_eq!(c.evaluate(&udp).verdict(), Verdict::Deny);
 }
+
+/// A gateway host with two host endpoints: `eth0` (outside) and `eth1` (inside).
+const GATEWAY: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: gw-eth0, labels: {side: outside}}
+spec: {node: gw, interfaceName: eth0, expectedIPs: [10.66.0.9]}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: gw-eth1, labels: {side: inside}}
+spec: {node: gw, interfaceName: eth1, expectedIPs: [10.66.1.9]}
+"#;
+
+#[test]
+fn forwarded_traffic_is_governed_by_apply_on_forward_policies_only() {
+    // Policies without applyOnForward govern the host's own traffic, not what it forwards.
+    let c = cluster(&format!(
+        "{GATEWAY}---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: host-only}}\nspec:\n  selector: has(side)\n  ingress: [{{action: Deny}}]\n  egress: [{{action: Deny}}]\n"
+    ));
+    let through = c.via(Some("gw-eth0"), Some("gw-eth1")).expect("both exist");
+    let flow = tcp("198.18.0.1", "198.19.0.1", 443);
+    let d = c.evaluate_via(&flow, through);
+    assert_eq!(d.verdict(), Verdict::Allow, "{d:?}");
+    assert_eq!(d.enforced.sides().count(), 2);
+    // The host itself is denied by the same policy.
+    assert_eq!(
+        c.evaluate(&tcp("198.18.0.1", "10.66.0.9", 443)).verdict(),
+        Verdict::Deny
+    );
+    assert_eq!(
+        c.via(Some("nope"), None).expect_err("unknown"),
+        "no HostEndpoint is named \"nope\""
+    );
+
+    // With applyOnForward, ingress through eth0 is limited to HTTPS from 198.18.0.0/16;
+    // egress through eth1 has no such policy and stays open.
+    let c = cluster(&format!(
+        r#"{GATEWAY}---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: outside-in}}
+spec:
+  selector: side == 'outside'
+  applyOnForward: true
+  types: [Ingress]
+  ingress:
+    - {{action: Allow, protocol: TCP, source: {{nets: [198.18.0.0/16]}}, destination: {{ports: [443]}}}}
+"#
+    ));
+    let through = c.via(Some("gw-eth0"), Some("gw-eth1")).expect("both exist");
+    assert_eq!(c.evaluate_via(&flow, through).verdict(), Verdict::Allow);
+    let ssh = tcp("198.18.0.1", "198.19.0.1", 22);
+    let d = c.evaluate_via(&ssh, through);
+    assert_eq!(
+        d.verdict(),
+        Verdict::Deny,
+        "no failsafe for forwarded traffic"
+    );
+    let hit = d.enforced.decided_by().expect("a deciding hit");
+    assert_eq!(
+        (hit.rule, &*hit.policy.name),
+        (RuleRef::EndOfTier, "outside-in")
+    );
+    let text = bulkhead_engine::explain::explain(&c, &ssh, &d, "client", "server");
+    assert!(
+        text.contains("Forwarded: in through host/gw-eth0, out through host/gw-eth1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Decided by: forwarding in through host/gw-eth0"),
+        "{text}"
+    );
+    assert!(text.contains("applyOnForward tier default"), "{text}");
+    assert!(
+        text.contains("Forwarded out through host/gw-eth1: ALLOW"),
+        "{text}"
+    );
+    // The same flow into a local workload also needs the workload's ingress.
+    let to_pod = tcp("198.18.0.1", "10.65.0.1", 443);
+    let into = c.via(Some("gw-eth0"), None).expect("exists");
+    let d = c.evaluate_via(&to_pod, into);
+    assert_eq!(d.verdict(), Verdict::Allow);
+    assert_eq!(d.enforced.sides().count(), 2);
+
+    // A tier that passes everything leaves no profile to decide: denied.
+    let c = cluster(&format!(
+        "{GATEWAY}---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: pass}}\nspec:\n  selector: side == 'inside'\n  applyOnForward: true\n  egress: [{{action: Pass}}]\n"
+    ));
+    let out = c.via(None, Some("gw-eth1")).expect("exists");
+    let d = c.evaluate_via(&flow, out);
+    assert_eq!(d.verdict(), Verdict::Deny);
+    assert_eq!(
+        d.enforced.decided_by().map(|h| (h.rule, h.action)),
+        Some((RuleRef::NoProfile, HitAction::Deny))
+    );
+}
+
+#[test]
+fn a_pre_dnat_allow_skips_the_forward_policies_of_its_host_endpoint_only() {
+    let c = cluster(&format!(
+        r#"{GATEWAY}---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: prednat}}
+spec:
+  selector: side == 'outside'
+  preDNAT: true
+  applyOnForward: true
+  ingress:
+    - {{action: Allow, protocol: TCP, destination: {{ports: [8080, 7070]}}}}
+    - {{action: Deny, protocol: TCP, destination: {{ports: [9090]}}}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: forward-deny}}
+spec:
+  selector: side == 'outside'
+  applyOnForward: true
+  ingress: [{{action: Deny}}]
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {{name: a-8080-only, namespace: x}}
+spec:
+  selector: app == 'a'
+  ingress: [{{action: Allow, protocol: TCP, destination: {{ports: [8080]}}}}]
+"#
+    ));
+    let into = c.via(Some("gw-eth0"), None).expect("exists");
+    let verdict = |port| {
+        c.evaluate_via(&tcp("198.18.0.1", "10.65.0.1", port), into)
+            .verdict()
+    };
+    assert_eq!(verdict(8080), Verdict::Allow, "pre-DNAT allow, pod allows");
+    assert_eq!(verdict(9090), Verdict::Deny, "pre-DNAT deny");
+    assert_eq!(verdict(80), Verdict::Deny, "the forward policy denies");
+    // The pre-DNAT allow does not skip the workload's own ingress, which allows 8080 only.
+    let d = c.evaluate_via(&tcp("198.18.0.1", "10.65.0.1", 7070), into);
+    assert_eq!(d.verdict(), Verdict::Deny);
+    let side = d.enforced.deciding_side().expect("a deciding side");
+    assert_eq!(side.endpoint.to_string(), "x/a");
+    assert_eq!(
+        d.enforced.forwarded_in.as_ref().map(|s| s.verdict),
+        Some(Verdict::Allow)
+    );
+}

@@ -387,6 +387,7 @@ fn writes_warn_of_fields_that_are_accepted_but_not_enforced() {
     let path = collection(Kind::GlobalNetworkPolicy);
     let mut doc = gnp("gateway", "default");
     doc["spec"]["applyOnForward"] = json!(true);
+    doc["spec"]["doNotTrack"] = json!(true);
     doc["spec"]["ingress"] =
         json!([{"action": "Allow", "protocol": "TCP", "http": {"methods": ["GET"]}}]);
     let body = serde_json::to_vec(&doc).expect("json");
@@ -397,7 +398,7 @@ fn writes_warn_of_fields_that_are_accepted_but_not_enforced() {
     expect(r, 201);
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(
-        got[0].starts_with("299 - \"spec.applyOnForward: traffic that a host forwards"),
+        got[0].starts_with("299 - \"spec.doNotTrack: untracked policies are not applied"),
         "{got:?}"
     );
     assert!(
@@ -405,7 +406,7 @@ fn writes_warn_of_fields_that_are_accepted_but_not_enforced() {
         "{got:?}"
     );
     // A merge patch that clears both fields leaves nothing to warn of.
-    let patch = br#"{"spec": {"applyOnForward": false, "ingress": [{"action": "Allow"}]}}"#;
+    let patch = br#"{"spec": {"doNotTrack": false, "ingress": [{"action": "Allow"}]}}"#;
     let r = c
         .request(
             "PATCH",

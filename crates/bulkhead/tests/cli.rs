@@ -130,6 +130,57 @@ fn check_rejects_unknown_endpoints() {
 }
 
 #[test]
+fn check_follows_a_forwarded_flow_through_host_endpoints() {
+    let dir = tempdir("forwarded");
+    let file = dir.join("gateway.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: gw-eth0, labels: {side: outside}}\nspec: {node: gw, interfaceName: eth0}\n---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: outside-in}\nspec:\n  selector: side == 'outside'\n  applyOnForward: true\n  ingress: [{action: Allow, protocol: TCP, destination: {ports: [443]}}]\n",
+    )
+    .expect("write temp file");
+    let path = file.to_str().expect("utf-8 path");
+    let check = |port: &str, via: &[&str]| {
+        let mut args = vec![
+            "check",
+            "-f",
+            path,
+            "--from",
+            "198.18.0.1",
+            "--to",
+            "198.19.0.1",
+            "--port",
+            port,
+        ];
+        args.extend(via);
+        bulkhead(&args)
+    };
+    let o = check("22", &["--in-via", "gw-eth0"]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("Forwarded: in through host/gw-eth0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Decided by: forwarding in through host/gw-eth0: tier default, end of tier"),
+        "{text}"
+    );
+    assert_eq!(
+        check("443", &["--in-via", "gw-eth0"]).status.code(),
+        Some(0)
+    );
+    // Not forwarded through it: neither end is an endpoint, nothing applies.
+    assert_eq!(check("22", &[]).status.code(), Some(0));
+    let o = check("22", &["--out-via", "gw-eth9"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no HostEndpoint is named \"gw-eth9\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn conformance_run_passes_and_fails_own_cases() {
     let dir = tempdir("cases");
     let case = |verdict: &str| {

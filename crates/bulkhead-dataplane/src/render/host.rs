@@ -18,18 +18,28 @@ pub const EARLY_CLASSES: [(PolicyClass, bool); 3] = [
 ];
 
 /// A host endpoint's chain for one class and direction: `h.<name>.in|out` (normal),
-/// `h.<name>.untracked.in|out`, `h.<name>.prednat.in`.
+/// `h.<name>.untracked.in|out`, `h.<name>.prednat.in`, `h.<name>.fwd.in|out` (forwarded
+/// traffic, [`forwarded_chain`](super::forwarded_chain)).
 pub fn host_chain_name(name: &str, class: PolicyClass, ingress: bool) -> String {
     let dir = direction(ingress);
     match class {
         PolicyClass::Normal => format!("h.{name}.{dir}"),
         PolicyClass::Untracked => format!("h.{name}.untracked.{dir}"),
         PolicyClass::PreDnat => format!("h.{name}.prednat.{dir}"),
+        PolicyClass::Forward => format!("h.{name}.fwd.{dir}"),
     }
 }
 
-/// The names of the base chains [`host_base_chains`] makes, and of the failsafe chains.
-pub const HOST_BASE_CHAINS: [&str; 7] = [
+/// The chain `forward` jumps to first on a node with host endpoints: the `applyOnForward`
+/// chain of the host endpoint a forwarded packet came in through.
+pub const FROM_HOST: &str = "from_host";
+/// The chain `to_workload` goes to last on a node with host endpoints: the
+/// `applyOnForward` chain of the host endpoint a forwarded packet leaves through.
+pub const TO_HOST: &str = "to_host";
+
+/// The names of the chains [`host_base_chains`] makes: the failsafe chains, the base
+/// chains, and the dispatch of forwarded traffic.
+pub const HOST_BASE_CHAINS: [&str; 10] = [
     "failsafe.in",
     "failsafe.out",
     "raw_prerouting",
@@ -37,6 +47,9 @@ pub const HOST_BASE_CHAINS: [&str; 7] = [
     "mangle_prerouting",
     "input",
     "output",
+    "mangle_forwarded",
+    FROM_HOST,
+    TO_HOST,
 ];
 
 /// The base chains of a node with host endpoints, each running the failsafe chain of its
@@ -47,11 +60,14 @@ pub const HOST_BASE_CHAINS: [&str; 7] = [
 /// - `input` / `output`: the normal policies and profiles.
 ///
 /// A packet an untracked or pre-DNAT policy allowed carries the accept mark, which the
-/// later hooks honour. Host endpoint policy governs traffic to and from this host: the
-/// prerouting chains let forwarded packets by (`fib daddr type != local`), as `input`
-/// never sees them. The raw chains also let the replies of failsafe connections by
-/// (source port), which conntrack would have accepted as established.
-pub fn host_base_chains(hosts: &[&LocalEndpoint]) -> Vec<(String, Chain)> {
+/// later hooks honour. Forwarded packets (`fib daddr type != local`) skip the untracked
+/// policies and the failsafe ports; `mangle_forwarded` runs the pre-DNAT policies of the
+/// host endpoint they came in through, and [`FROM_HOST`] and [`TO_HOST`] dispatch them to
+/// the `applyOnForward` chains of the host endpoints they cross (a `*` endpoint: any
+/// interface but a workload's, `workload_prefix`). The raw chains also let the replies of
+/// failsafe connections by (source port), which conntrack would have accepted as
+/// established.
+pub fn host_base_chains(hosts: &[&LocalEndpoint], workload_prefix: &str) -> Vec<(String, Chain)> {
     let ports = |ports: &[(bulkhead_api::values::Protocol, u16)], field: &str| -> Vec<String> {
         ports
             .iter()
@@ -80,9 +96,12 @@ pub fn host_base_chains(hosts: &[&LocalEndpoint]) -> Vec<(String, Chain)> {
         accepted.clone(),
         "iifname \"lo\" accept".into(),
         nd.into(),
-        local_only,
+        "fib daddr type != local goto mangle_forwarded".into(),
         "jump failsafe.in".into(),
     ];
+    let mut mangle_forwarded = Vec::new();
+    let mut from_host = Vec::new();
+    let mut to_host = Vec::new();
     let mut input: Vec<String> = ct().collect();
     input.extend([
         accepted.clone(),
@@ -115,6 +134,20 @@ pub fn host_base_chains(hosts: &[&LocalEndpoint]) -> Vec<(String, Chain)> {
         mangle_in.push(jump(true, PolicyClass::PreDnat));
         input.push(jump(true, PolicyClass::Normal));
         output.push(jump(false, PolicyClass::Normal));
+        // Forwarded traffic: a `*` endpoint stands for every host interface, which a
+        // workload's is not.
+        let crossing = |ingress: bool, verb: &str, class: PolicyClass| {
+            let chain = host_chain_name(&h.name, class, ingress);
+            let field = if ingress { "iifname" } else { "oifname" };
+            if any {
+                format!("{field} != \"{workload_prefix}*\" {verb} {chain}")
+            } else {
+                format!("{field} \"{}\" {verb} {chain}", h.interface)
+            }
+        };
+        mangle_forwarded.push(crossing(true, "jump", PolicyClass::PreDnat));
+        from_host.push(crossing(true, "goto", PolicyClass::Forward));
+        to_host.push(crossing(false, "goto", PolicyClass::Forward));
     }
     let base = |hook: Hook, rules: Vec<String>| Chain {
         hook: Some(hook),
@@ -128,6 +161,9 @@ pub fn host_base_chains(hosts: &[&LocalEndpoint]) -> Vec<(String, Chain)> {
         mangle_pre,
         input_name,
         output_name,
+        mangle_fwd,
+        from_host_name,
+        to_host_name,
     ] = HOST_BASE_CHAINS;
     vec![
         (fs_in.into(), regular(ports(FAILSAFE_INBOUND, "dport"))),
@@ -137,5 +173,8 @@ pub fn host_base_chains(hosts: &[&LocalEndpoint]) -> Vec<(String, Chain)> {
         (mangle_pre.into(), base(Hook::ManglePrerouting, mangle_in)),
         (input_name.into(), base(Hook::Input, input)),
         (output_name.into(), base(Hook::Output, output)),
+        (mangle_fwd.into(), regular(mangle_forwarded)),
+        (from_host_name.into(), regular(from_host)),
+        (to_host_name.into(), regular(to_host)),
     ]
 }

@@ -42,9 +42,12 @@ mod policy;
 #[cfg(test)]
 mod tests;
 
-pub use host::{EARLY_CLASSES, HOST_BASE_CHAINS, host_base_chains, host_chain_name};
+pub use host::{
+    EARLY_CLASSES, FROM_HOST, HOST_BASE_CHAINS, TO_HOST, host_base_chains, host_chain_name,
+};
 pub use policy::{
-    policy_chain, policy_chain_name, policy_reach, profile_chain, profile_chain_name,
+    policy_chain, policy_chain_name, policy_chain_names, policy_reach, profile_chain,
+    profile_chain_name,
 };
 
 /// An endpoint enforced on this node.
@@ -176,7 +179,6 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
         .filter(|e| e.kind == EndpointKind::Host)
         .collect();
 
-    b.table.chains.extend(forward_chains(config));
     let mut from = VerdictMap::default();
     let mut to = VerdictMap::default();
     for w in &workloads {
@@ -204,6 +206,7 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
     b.table.maps.insert(WL_FROM.into(), from);
     b.table.maps.insert(WL_TO.into(), to);
 
+    let mut hosts_present = false;
     if !hosts.is_empty() {
         let mut present = Vec::new();
         for h in &hosts {
@@ -221,10 +224,21 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
                 let name = host_chain_name(&h.name, class, ingress);
                 b.table.chains.insert(name, regular(rules));
             }
+            for ingress in [true, false] {
+                let tiers = b.tiers(index, PolicyClass::Forward, ingress);
+                let rules = forwarded_chain(&tiers, ingress, b.tagging);
+                let name = host_chain_name(&h.name, PolicyClass::Forward, ingress);
+                b.table.chains.insert(name, regular(rules));
+            }
             present.push(*h);
         }
-        b.table.chains.extend(host_base_chains(&present));
+        if !present.is_empty() {
+            let chains = host_base_chains(&present, &config.workload_prefix);
+            b.table.chains.extend(chains);
+            hosts_present = true;
+        }
     }
+    b.table.chains.extend(forward_chains(config, hosts_present));
     let TableBuilder {
         mut table, sets, ..
     } = b;
@@ -248,16 +262,29 @@ pub const TO_WORKLOAD: &str = "to_workload";
 /// egress, then the destination's ingress. A known workload interface is found by its map
 /// lookup alone; a workload-prefixed interface that no map holds is dropped after it
 /// (fail closed), so the check costs nothing on the path of a known workload.
-pub fn forward_chains(config: &RenderConfig) -> [(String, Chain); 2] {
+///
+/// On a node with host endpoints (`hosts`), forwarded traffic also meets the
+/// `applyOnForward` chains of the host endpoint it came in through ([`FROM_HOST`], first,
+/// unless a pre-DNAT policy accepted it) and of the one it leaves through ([`TO_HOST`],
+/// last, when the destination is not a workload here).
+pub fn forward_chains(config: &RenderConfig, hosts: bool) -> [(String, Chain); 2] {
     let prefix = &config.workload_prefix;
     let mut forward: Vec<String> = CT.iter().map(|s| s.to_string()).collect();
+    if hosts {
+        forward.push(format!(
+            "meta mark & {MARK_ACCEPT:#x} == 0x0 jump {FROM_HOST}"
+        ));
+    }
     forward.push(format!("iifname vmap @{WL_FROM}"));
     forward.push(format!("iifname \"{prefix}*\" drop"));
     forward.push(format!("goto {TO_WORKLOAD}"));
-    let to = vec![
+    let mut to = vec![
         format!("oifname vmap @{WL_TO}"),
         format!("oifname \"{prefix}*\" drop"),
     ];
+    if hosts {
+        to.push(format!("goto {TO_HOST}"));
+    }
     [
         (
             "forward".to_string(),
@@ -326,11 +353,12 @@ pub struct TierChains<'a> {
 }
 
 impl<'a> TierChains<'a> {
-    /// `tier` with its `policies` (those that apply, in evaluation order) for one
-    /// direction.
+    /// `tier` with its `policies` (those of an endpoint's `class` list, in evaluation
+    /// order) for one direction.
     pub fn of<'p>(
         tier: &'a Tier,
         policies: impl IntoIterator<Item = &'p Policy>,
+        class: PolicyClass,
         ingress: bool,
     ) -> TierChains<'a> {
         TierChains {
@@ -338,7 +366,10 @@ impl<'a> TierChains<'a> {
             default_action: tier.default_action,
             policies: policies
                 .into_iter()
-                .map(|p| (policy_chain_name(&p.id, ingress), policy_reach(p, ingress)))
+                .map(|p| {
+                    let name = policy_chain_name(&p.id, class, ingress);
+                    (name, policy_reach(p, ingress))
+                })
                 .collect(),
         }
     }
@@ -503,6 +534,31 @@ pub fn early_chain(tiers: &[TierChains<'_>], ingress: bool, tagging: Tagging) ->
     rules
 }
 
+/// A host endpoint's chain for the traffic its host forwards, in one direction
+/// (`h.<name>.fwd.in|out`): its [`PolicyClass::Forward`] tiers with their default actions,
+/// then drop, as there are no profiles. Allowed traffic returns (coming in: the
+/// destination's checks follow) or is accepted (going out: the last check). With no such
+/// policy the chain is empty and the traffic goes on: forwarded traffic is allowed by
+/// default.
+pub fn forwarded_chain(tiers: &[TierChains<'_>], ingress: bool, tagging: Tagging) -> Vec<String> {
+    if tiers.is_empty() {
+        return Vec::new();
+    }
+    let walk = TierWalk {
+        allow: if ingress { "return" } else { "accept" },
+        ingress,
+        policies_accept: false,
+        tagging,
+    };
+    let mut rules = vec![clear_marks()];
+    rules.extend(walk.rules(tiers, None, None));
+    rules.push(format!(
+        "{} comment \"no applyOnForward policy allowed it\"",
+        walk.drop(&TaggedRule::NoProfile)
+    ));
+    rules
+}
+
 /// How an endpoint chain walks its tiers: `allow` is [`allow_verdict`];
 /// `policies_accept`: an allowed packet never comes back from a policy chain (ingress and
 /// early chains, see [`policy_chain`]), so there is no accept mark to test after each jump.
@@ -658,13 +714,14 @@ impl<'a> TableBuilder<'a> {
             .into_iter()
             .map(|view| {
                 for &policy in &view.policies {
-                    let name = policy_chain_name(&policy.id, ingress);
+                    let name = policy_chain_name(&policy.id, class, ingress);
                     if !self.table.chains.contains_key(&name) {
-                        let chain = policy_chain(policy, ingress, self.tagging, &mut self.sets);
+                        let chain =
+                            policy_chain(policy, class, ingress, self.tagging, &mut self.sets);
                         self.table.chains.insert(name, chain);
                     }
                 }
-                TierChains::of(view.tier, view.policies, ingress)
+                TierChains::of(view.tier, view.policies, class, ingress)
             })
             .collect()
     }

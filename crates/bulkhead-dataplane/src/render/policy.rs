@@ -20,28 +20,47 @@ pub fn policy_reach(policy: &Policy, ingress: bool) -> Reach {
     })
 }
 
-/// `p.<kind>.<ns>/<name>.in|out`: the chain of a policy's rules for one direction.
-pub fn policy_chain_name(id: &PolicyRef, ingress: bool) -> String {
-    format!("p.{}.{}", chain_id(id), direction(ingress))
+/// `p.<kind>.<ns>/<name>.in|out`: the chain of a policy's rules for one direction, as an
+/// endpoint's `class` list uses it; `p.<kind>.<ns>/<name>.fwd.in` for the ingress rules of
+/// an `applyOnForward` policy as a host endpoint applies them to forwarded traffic (its
+/// egress rules use the `.out` chain, which does the same either way).
+pub fn policy_chain_name(id: &PolicyRef, class: PolicyClass, ingress: bool) -> String {
+    match (class, ingress) {
+        (PolicyClass::Forward, true) => format!("p.{}.fwd.in", chain_id(id)),
+        _ => format!("p.{}.{}", chain_id(id), direction(ingress)),
+    }
 }
 
-/// A policy's chain for one direction; the sets its rules refer to are added to `sets`.
+/// Every chain name [`policy_chain_name`] can give policy `id`.
+pub fn policy_chain_names(id: &PolicyRef) -> [String; 3] {
+    [
+        policy_chain_name(id, PolicyClass::Normal, true),
+        policy_chain_name(id, PolicyClass::Normal, false),
+        policy_chain_name(id, PolicyClass::Forward, true),
+    ]
+}
+
+/// A policy's chain for one direction, as an endpoint's `class` list uses it (the
+/// policy's own class, or [`PolicyClass::Forward`]); the sets its rules refer to are added
+/// to `sets`.
 ///
 /// An ingress Allow accepts on the spot: ingress is the last check of every path (a
 /// workload's ingress comes after the source's egress in the forward pass; a host's is
 /// the input hook), so nothing after it could deny, and the endpoint chain saves a mark
 /// test per policy. Egress chains are shared by workloads, whose allowed packets must go
-/// on to the destination's ingress, and hosts: they mark and return. Untracked and
+/// on to the destination's ingress, and hosts: they mark and return. So do the ingress
+/// chains of forwarded traffic, which the destination's ingress follows. Untracked and
 /// pre-DNAT policies (host endpoints' [`early_chain`](super::early_chain)s) mark and accept.
 pub fn policy_chain(
     policy: &Policy,
+    class: PolicyClass,
     ingress: bool,
     tagging: Tagging,
     sets: &mut SetRequests,
 ) -> Chain {
-    let allow = match (policy.class, ingress) {
+    let allow = match (class, ingress) {
         (PolicyClass::Normal, true) => "accept".to_string(),
-        (PolicyClass::Normal, false) => {
+        (PolicyClass::Normal | PolicyClass::Forward, _) => {
             format!("meta mark set meta mark | {MARK_ACCEPT:#x} return")
         }
         // Before conntrack: the packet is not tracked, and the filter hooks let it

@@ -41,7 +41,14 @@ fn only_an_unconditional_allow_first_allows_everything() {
 fn untracked_and_pre_dnat_allows_mark_and_accept_in_their_hook() {
     let rule = "ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]";
     let allow = |extra: &str| {
-        let chain = policy_chain(&gnp(extra), true, Tagging::On, &mut SetRequests::new());
+        let policy = gnp(extra);
+        let chain = policy_chain(
+            &policy,
+            policy.class,
+            true,
+            Tagging::On,
+            &mut SetRequests::new(),
+        );
         // One rule for both address families: it matches no address.
         assert_eq!(chain.rules.len(), 1, "{:?}", chain.rules);
         chain.rules[0].clone()
@@ -62,6 +69,54 @@ fn untracked_and_pre_dnat_allows_mark_and_accept_in_their_hook() {
         normal.contains("group 1 accept") && !normal.contains("mark"),
         "{normal}"
     );
+    // An applyOnForward policy's ingress rules, as forwarded traffic meets them, mark and
+    // return (the destination's ingress follows), in a chain of their own.
+    let policy = gnp(&format!("applyOnForward: true, {rule}"));
+    let forwarded = policy_chain(
+        &policy,
+        PolicyClass::Forward,
+        true,
+        Tagging::Off,
+        &mut SetRequests::new(),
+    );
+    assert!(
+        forwarded.rules[0].contains("meta mark set meta mark | 0x10000 return"),
+        "{:?}",
+        forwarded.rules
+    );
+    let names = policy_chain_names(&policy.id);
+    assert_eq!(
+        policy_chain_name(&policy.id, PolicyClass::Forward, true),
+        names[2]
+    );
+    assert_eq!(names[2], "p.gnp.g.fwd.in");
+    assert_eq!(
+        policy_chain_name(&policy.id, PolicyClass::Forward, false),
+        policy_chain_name(&policy.id, PolicyClass::Normal, false),
+        "egress chains are the same for both"
+    );
+}
+
+#[test]
+fn forwarded_chains_allow_by_default_and_drop_when_every_tier_passed() {
+    assert!(forwarded_chain(&[], true, Tagging::Off).is_empty());
+    let tiers = [TierChains {
+        tier: "t",
+        default_action: TierDefaultAction::Pass,
+        policies: vec![("p.1".to_string(), Reach::of(&[]))],
+    }];
+    assert_eq!(
+        forwarded_chain(&tiers, true, Tagging::Off),
+        [
+            "meta mark set meta mark & 0xfffcffff",
+            "jump p.1",
+            "meta mark & 0x10000 == 0x10000 return",
+            "meta mark set meta mark & 0xfffdffff",
+            "drop comment \"no applyOnForward policy allowed it\"",
+        ]
+    );
+    let out = forwarded_chain(&tiers, false, Tagging::Off);
+    assert_eq!(out[2], "meta mark & 0x10000 == 0x10000 accept");
 }
 
 #[test]
@@ -107,7 +162,14 @@ fn host_base_chains_run_each_class_in_its_hook() {
         name: "h".into(),
         interface: "*".into(),
     };
-    let chains: BTreeMap<String, Chain> = host_base_chains(&[&host]).into_iter().collect();
+    let named = LocalEndpoint {
+        name: "g".into(),
+        interface: "eth1".into(),
+        ..host.clone()
+    };
+    let chains: BTreeMap<String, Chain> = host_base_chains(&[&host, &named], "bh")
+        .into_iter()
+        .collect();
     let last = |name: &str| chains[name].rules.last().cloned().unwrap_or_default();
     assert_eq!(chains["raw_prerouting"].hook, Some(Hook::RawPrerouting));
     assert_eq!(last("raw_prerouting"), "jump h.h.untracked.in");
@@ -125,4 +187,29 @@ fn host_base_chains_run_each_class_in_its_hook() {
         );
     }
     assert_eq!(chains.len(), HOST_BASE_CHAINS.len());
+    // Forwarded traffic: pre-DNAT, then applyOnForward in and out; named interfaces first,
+    // and `*` stands for any interface but a workload's.
+    assert_eq!(
+        chains["mangle_forwarded"].rules,
+        [
+            "iifname \"eth1\" jump h.g.prednat.in",
+            "iifname != \"bh*\" jump h.h.prednat.in"
+        ]
+    );
+    assert_eq!(
+        chains[FROM_HOST].rules,
+        [
+            "iifname \"eth1\" goto h.g.fwd.in",
+            "iifname != \"bh*\" goto h.h.fwd.in"
+        ]
+    );
+    assert_eq!(
+        chains[TO_HOST].rules[0],
+        "oifname \"eth1\" goto h.g.fwd.out"
+    );
+    assert!(
+        chains["mangle_prerouting"]
+            .rules
+            .contains(&"fib daddr type != local goto mangle_forwarded".to_string())
+    );
 }

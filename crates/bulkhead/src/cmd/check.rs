@@ -13,9 +13,12 @@ use bulkhead_engine::{Cluster, Flow, Verdict, explain::explain};
 #[derive(clap::Args)]
 #[command(
     after_help = "Endpoints are NAMESPACE/POD, host/HOSTENDPOINT, or an IP address (anything that is \
-not an endpoint is external).\n\nExit status: 0 if the flow is allowed, 1 if it is denied, 2 on error.\n\n\
+not an endpoint is external).\n\nA flow that a host forwards (routes) through its host endpoints also meets their\n\
+applyOnForward policies (and, coming in, their pre-DNAT policies): name them with\n\
+--in-via and --out-via.\n\nExit status: 0 if the flow is allowed, 1 if it is denied, 2 on error.\n\n\
 Examples:\n  bulkhead check -f policies/ -f estate.yaml --from default/frontend --to kube-system/kube-dns --port 53 --protocol UDP\n  \
-bulkhead check -f examples/ --from 198.18.0.10 --to prod/db --port 5432 -o json"
+bulkhead check -f examples/ --from 198.18.0.10 --to prod/db --port 5432 -o json\n  \
+bulkhead check -f gateway/ --from 198.18.0.10 --to 10.65.0.7 --port 443 --in-via gw-eth0"
 )]
 pub struct Args {
     /// Resource files or directories (YAML or JSON, multi-document; `-` for stdin).
@@ -33,6 +36,12 @@ pub struct Args {
     /// Protocol: TCP, UDP, SCTP, ICMP, ICMPv6 or a number.
     #[arg(long, default_value = "TCP")]
     protocol: String,
+    /// The flow is forwarded in through this HostEndpoint (by name).
+    #[arg(long, value_name = "HOSTENDPOINT")]
+    in_via: Option<String>,
+    /// The flow is forwarded out through this HostEndpoint (by name).
+    #[arg(long, value_name = "HOSTENDPOINT")]
+    out_via: Option<String>,
     /// Address family to use for endpoints with both (4 or 6).
     #[arg(long, default_value_t = 4)]
     family: u8,
@@ -79,7 +88,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             icmp: None,
         },
     };
-    let decision = cluster.evaluate(&flow);
+    let via = cluster
+        .via(args.in_via.as_deref(), args.out_via.as_deref())
+        .map_err(|e| anyhow!("--in-via/--out-via: {e} in the loaded resources"))?;
+    let decision = cluster.evaluate_via(&flow, via);
     match args.output {
         Output::Text => print!(
             "{}",
@@ -91,6 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "from": args.from, "to": args.to,
                     "src": flow.src.to_string(), "dst": flow.dst.to_string(),
                     "protocol": flow.protocol.to_string(), "port": flow.dst_port,
+                    "inVia": args.in_via, "outVia": args.out_via,
                 },
                 "verdict": decision.verdict(),
                 "pending": decision.pending_verdict(),
