@@ -4,9 +4,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use bulkhead_dataplane::render::{
     EARLY_CLASSES, HOST_BASE_CHAINS, LocalEndpoint, ProfileChain, TierChains, WL_FROM, WL_TO,
-    WorkloadChains, allow_verdict, early_chain, endpoint_chains, endpoint_profiles, forward_chains,
-    forwarded_chain, host_base_chains, host_chain_name, policy_chain, policy_chain_name,
-    profile_chain,
+    WorkloadChains, allow_verdict, dispatch_chains, early_chain, endpoint_chains,
+    endpoint_profiles, forwarded_chain, host_base_chains, host_chain_name, policy_chain,
+    policy_chain_name, profile_chain,
 };
 use bulkhead_dataplane::rules::{SetRequest, SetRequests};
 use bulkhead_dataplane::table::Chain;
@@ -357,7 +357,7 @@ impl CalcGraph {
                 .map(|s| &s.local)
                 .collect();
             let render = &self.config.render;
-            for (name, chain) in forward_chains(render, !hosts.is_empty()) {
+            for (name, chain) in dispatch_chains(render, !hosts.is_empty()) {
                 self.seq.put_chain(&name, chain);
             }
             if hosts.is_empty() {

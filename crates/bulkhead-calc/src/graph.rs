@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bulkhead_api::{Kind, ObjectMeta, Resource, ResourceKey};
 use bulkhead_dataplane::render::{
-    LocalEndpoint, RenderConfig, WL_FROM, WL_TO, forward_chains, policy_chain_names,
+    LocalEndpoint, RenderConfig, WL_FROM, WL_TO, dispatch_chains, policy_chain_names,
     profile_chain_name,
 };
 use bulkhead_dataplane::rules::SetRequest;
@@ -236,7 +236,7 @@ impl CalcGraph {
     /// ```
     pub fn new(config: NodeConfig) -> CalcGraph {
         let mut seq = TableSequencer::default();
-        for (name, chain) in forward_chains(&config.render, false) {
+        for (name, chain) in dispatch_chains(&config.render, false) {
             seq.put_chain(&name, chain);
         }
         seq.put_map(WL_FROM);

@@ -74,6 +74,9 @@ pub enum Hook {
     Forward,
     /// Traffic to this namespace.
     Input,
+    /// Traffic to this namespace, before [`Hook::Input`]: a second base chain on the
+    /// input hook, for traffic from local workloads.
+    WorkloadInput,
     /// Traffic from this namespace.
     Output,
     /// Every arriving packet, before connection tracking (untracked policies).
@@ -91,6 +94,7 @@ impl Hook {
         match self {
             Hook::Forward => ("forward", "filter"),
             Hook::Input => ("input", "filter"),
+            Hook::WorkloadInput => ("input", "filter - 10"),
             Hook::Output => ("output", "filter"),
             Hook::RawPrerouting => ("prerouting", "raw"),
             Hook::RawOutput => ("output", "raw"),

@@ -207,9 +207,11 @@ pub struct Outcome {
     /// `applyOnForward` policies, ingress); `None` unless evaluated with a `Via`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forwarded_in: Option<SideOutcome>,
-    /// The source endpoint's egress evaluation (`None`: the source is external).
+    /// The source endpoint's egress evaluation (`None`: the source is external, or a host
+    /// sending to one of its own workloads, which is not policed).
     pub egress: Option<SideOutcome>,
-    /// The destination endpoint's ingress evaluation (`None`: the destination is external).
+    /// The destination endpoint's ingress evaluation (`None`: the destination is external,
+    /// or a host that one of its own workloads sends to, whose policy does not apply).
     pub ingress: Option<SideOutcome>,
     /// For a forwarded flow, the host endpoint it leaves through (its `applyOnForward`
     /// policies, egress); `None` unless evaluated with a `Via`.

@@ -61,9 +61,20 @@ pub struct Endpoint {
     pub ips: Vec<IpAddr>,
     /// Named ports.
     pub ports: Vec<NamedPort>,
+    /// The node it is on, when known (a pod's `spec.nodeName`, an endpoint's
+    /// `spec.node`).
+    pub node: Option<Name>,
 }
 
 impl Endpoint {
+    /// Whether traffic between `self` and `other` is between a host and one of its own
+    /// workloads: one of each kind, on the same known node. Calico's dataplane polices
+    /// such traffic only by the workload's egress (workload to host) or not at all (host
+    /// to workload); the host's policies do not apply.
+    pub fn is_own_workload_of(&self, other: &Endpoint) -> bool {
+        self.kind != other.kind && self.node.is_some() && self.node == other.node
+    }
+
     /// A report reference to this endpoint.
     pub fn to_ref(&self) -> EndpointRef {
         EndpointRef {

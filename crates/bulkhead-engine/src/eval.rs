@@ -152,8 +152,8 @@ impl Cluster {
         let deny = |ep: Option<usize>, ingress| {
             ep.is_some_and(|ep| self.side(mode, ep, ingress, packet, &mut ()) == Verdict::Deny)
         };
-        if deny(src.endpoints.first().copied(), false) || deny(dst.endpoints.first().copied(), true)
-        {
+        let (from, to) = self.policed_ends(src, dst);
+        if deny(from, false) || deny(to, true) {
             Verdict::Deny
         } else {
             Verdict::Allow
@@ -172,6 +172,27 @@ impl Cluster {
         }
     }
 
+    /// The endpoints whose policy a flow between `src` and `dst` meets: the source's
+    /// (egress) and the destination's (ingress), except between a host and its own
+    /// workloads ([`Endpoint::is_own_workload_of`]): a workload's traffic to its host
+    /// meets the workload's egress only, as Calico's `DefaultEndpointToHostAction:
+    /// ACCEPT` has it, and a host's traffic to its workloads is not policed.
+    fn policed_ends(&self, src: &Address<'_>, dst: &Address<'_>) -> (Option<usize>, Option<usize>) {
+        let ends = (
+            src.endpoints.first().copied(),
+            dst.endpoints.first().copied(),
+        );
+        match ends {
+            (Some(a), Some(b)) if self.endpoints[a].is_own_workload_of(&self.endpoints[b]) => {
+                match self.endpoints[a].kind {
+                    EndpointKind::Workload => (Some(a), None),
+                    EndpointKind::Host => (None, None),
+                }
+            }
+            ends => ends,
+        }
+    }
+
     fn outcome(
         &self,
         mode: Mode,
@@ -184,17 +205,12 @@ impl Cluster {
         let side = |ep: usize, direction, forwarded| {
             self.traced_side(mode, ep, direction, forwarded, packet)
         };
+        let (from, to) = self.policed_ends(src, dst);
         let mut outcome = Outcome {
             verdict: Verdict::Allow,
             forwarded_in: via.inbound.map(|ep| side(ep, Direction::Ingress, true)),
-            egress: src
-                .endpoints
-                .first()
-                .map(|&ep| side(ep, Direction::Egress, false)),
-            ingress: dst
-                .endpoints
-                .first()
-                .map(|&ep| side(ep, Direction::Ingress, false)),
+            egress: from.map(|ep| side(ep, Direction::Egress, false)),
+            ingress: to.map(|ep| side(ep, Direction::Ingress, false)),
             forwarded_out: via.outbound.map(|ep| side(ep, Direction::Egress, true)),
         };
         if outcome.sides().any(|s| s.verdict == Verdict::Deny) {

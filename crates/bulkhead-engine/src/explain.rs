@@ -124,10 +124,12 @@ fn sides(out: &mut String, cluster: &Cluster, ends: &Ends<'_>, outcome: &Outcome
         (&outcome.ingress, flow.dst, "Ingress to", ends.to, true),
     ] {
         let Some(s) = s else {
-            let _ = writeln!(
-                out,
-                "{label} {name}: not a Bulkhead endpoint, no policy applies (allow)."
-            );
+            let why = if cluster.endpoint_at(ip).is_some() {
+                "traffic between a host and its own workloads, not policed on this side"
+            } else {
+                "not a Bulkhead endpoint, no policy applies"
+            };
+            let _ = writeln!(out, "{label} {name}: {why} (allow).");
             continue;
         };
         // A host endpoint's untracked and pre-DNAT tiers come first (eval.rs).

@@ -339,6 +339,7 @@ pub fn endpoint<'a>(
                 profiles,
                 ips,
                 ports,
+                node: p.spec.node_name.as_deref().map(Name::from),
             }
         }
         Resource::WorkloadEndpoint(w) => {
@@ -373,6 +374,7 @@ pub fn endpoint<'a>(
                 profiles,
                 ips,
                 ports: named_ports(&w.spec.ports),
+                node: (!w.spec.node.is_empty()).then(|| Name::from(w.spec.node.as_str())),
             }
         }
         Resource::HostEndpoint(h) => {
@@ -393,6 +395,7 @@ pub fn endpoint<'a>(
                 profiles,
                 ips,
                 ports: named_ports(&h.spec.ports),
+                node: (!h.spec.node.is_empty()).then(|| Name::from(h.spec.node.as_str())),
             }
         }
         _ => return Ok(None),

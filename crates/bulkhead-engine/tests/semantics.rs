@@ -463,3 +463,57 @@ spec:
         Some(Verdict::Allow)
     );
 }
+
+#[test]
+fn a_host_and_its_own_workloads_meet_only_the_workloads_egress() {
+    let c = cluster(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: local, namespace: x, labels: {app: local}}
+spec: {nodeName: n1}
+status: {podIP: 10.65.1.1}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: lockdown}
+spec:
+  selector: role == 'host' || app == 'local' || app == 'a'
+  types: [Ingress, Egress]
+  egress: [{action: Allow, protocol: TCP, destination: {ports: [443]}}]
+"#,
+    );
+    // The pod on n1 reaches its host when its own egress allows; the host's ingress
+    // (nothing allowed) does not apply.
+    assert_eq!(
+        c.evaluate(&tcp("10.65.1.1", "10.66.0.1", 443)).verdict(),
+        Verdict::Allow
+    );
+    let d = c.evaluate(&tcp("10.65.1.1", "10.66.0.1", 80));
+    assert_eq!(d.verdict(), Verdict::Deny);
+    assert!(d.enforced.ingress.is_none(), "{d:?}");
+    // The host reaches its own pod whatever either policy says.
+    let d = c.evaluate(&tcp("10.66.0.1", "10.65.1.1", 80));
+    assert_eq!(d.verdict(), Verdict::Allow);
+    assert_eq!(d.enforced.sides().count(), 0);
+    let text = bulkhead_engine::explain::explain(
+        &c,
+        &tcp("10.66.0.1", "10.65.1.1", 80),
+        &d,
+        "host/h",
+        "x/local",
+    );
+    assert!(
+        text.contains("Ingress to x/local: traffic between a host and its own workloads"),
+        "{text}"
+    );
+    // A pod whose node is unknown (x/a) meets both sides, as any other pair.
+    assert_eq!(
+        c.evaluate(&tcp("10.65.0.1", "10.66.0.1", 443)).verdict(),
+        Verdict::Deny
+    );
+    assert_eq!(
+        c.evaluate(&tcp("10.66.0.1", "10.65.0.1", 443)).verdict(),
+        Verdict::Deny
+    );
+}

@@ -4,7 +4,7 @@
 use bulkhead_engine::compile::PolicyClass;
 use bulkhead_engine::eval::{FAILSAFE_INBOUND, FAILSAFE_OUTBOUND};
 
-use super::{CT, LocalEndpoint, clear_marks, direction, regular};
+use super::{CT, LocalEndpoint, ND_ACCEPT, clear_marks, direction, regular};
 use crate::rules::{MARK_ACCEPT, proto_name};
 use crate::table::{Chain, Hook};
 
@@ -60,7 +60,10 @@ pub const HOST_BASE_CHAINS: [&str; 10] = [
 /// - `input` / `output`: the normal policies and profiles.
 ///
 /// A packet an untracked or pre-DNAT policy allowed carries the accept mark, which the
-/// later hooks honour. Forwarded packets (`fib daddr type != local`) skip the untracked
+/// later hooks honour. Traffic between the host and its own workloads (a workload-prefixed
+/// interface) skips every host endpoint chain, as in Calico: a workload's egress policy
+/// alone judges its traffic to the host (`workload_input`), and the host's traffic to its
+/// workloads is not policed. Forwarded packets (`fib daddr type != local`) skip the untracked
 /// policies and the failsafe ports; `mangle_forwarded` runs the pre-DNAT policies of the
 /// host endpoint they came in through, and [`FROM_HOST`] and [`TO_HOST`] dispatch them to
 /// the `applyOnForward` chains of the host endpoints they cross (a `*` endpoint: any
@@ -75,45 +78,56 @@ pub fn host_base_chains(hosts: &[&LocalEndpoint], workload_prefix: &str) -> Vec<
             .collect()
     };
     let accepted = format!("meta mark & {MARK_ACCEPT:#x} == {MARK_ACCEPT:#x} accept");
-    let local_only = "fib daddr type != local accept".to_string();
-    // Neighbour discovery keeps IPv6 working whatever the policy says.
-    let nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept";
+    // Traffic between the host and its own workloads: the host's policies do not apply
+    // (`workload_input` runs the workload's egress on the way in).
+    let from_workload = format!("iifname \"{workload_prefix}*\" accept");
+    let to_workload = format!("oifname \"{workload_prefix}*\" accept");
     let ct = || CT.iter().map(|s| s.to_string());
 
     let mut raw_in = vec![
         clear_marks(),
         "iifname \"lo\" accept".into(),
-        nd.into(),
-        local_only.clone(),
+        ND_ACCEPT.into(),
+        "fib daddr type != local accept".into(),
+        from_workload.clone(),
     ];
     raw_in.extend(ports(FAILSAFE_OUTBOUND, "sport"));
     raw_in.push("jump failsafe.in".into());
-    let mut raw_out = vec![clear_marks(), "oifname \"lo\" accept".into(), nd.into()];
+    let mut raw_out = vec![
+        clear_marks(),
+        "oifname \"lo\" accept".into(),
+        ND_ACCEPT.into(),
+        to_workload.clone(),
+    ];
     raw_out.extend(ports(FAILSAFE_INBOUND, "sport"));
     raw_out.push("jump failsafe.out".into());
     let mut mangle_in = vec![
         CT[0].to_string(),
         accepted.clone(),
         "iifname \"lo\" accept".into(),
-        nd.into(),
+        ND_ACCEPT.into(),
         "fib daddr type != local goto mangle_forwarded".into(),
+        from_workload.clone(),
         "jump failsafe.in".into(),
     ];
     let mut mangle_forwarded = Vec::new();
     let mut from_host = Vec::new();
-    let mut to_host = Vec::new();
+    // From `workload_input` there is no output interface: nothing to do here.
+    let mut to_host = vec!["oif 0 return".to_string()];
     let mut input: Vec<String> = ct().collect();
     input.extend([
         accepted.clone(),
         "iifname \"lo\" accept".to_string(),
-        nd.to_string(),
+        ND_ACCEPT.to_string(),
+        from_workload,
         "jump failsafe.in".to_string(),
     ]);
     let mut output: Vec<String> = ct().collect();
     output.extend([
         accepted,
         "oifname \"lo\" accept".to_string(),
-        nd.to_string(),
+        ND_ACCEPT.to_string(),
+        to_workload,
         "jump failsafe.out".to_string(),
     ]);
     // Named interfaces first, then the catch-all `*` endpoint.

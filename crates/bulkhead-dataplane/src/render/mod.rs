@@ -20,7 +20,7 @@
 //!
 //! [`render`] computes the table from scratch. Its pieces are public so that
 //! `bulkhead-calc` maintains the same table incrementally with the same code: every
-//! chain's text comes from [`forward_chains`], [`endpoint_chains`], [`policy_chain`],
+//! chain's text comes from [`dispatch_chains`], [`endpoint_chains`], [`policy_chain`],
 //! [`profile_chain`] and [`host_base_chains`]; set members from the rule renderer's
 //! formatting functions. Only *which* pieces exist and the members of sets are computed
 //! differently (here by scanning the [`Cluster`]).
@@ -157,6 +157,9 @@ pub fn local_endpoints<'a>(
     out
 }
 
+/// IPv6 neighbour discovery keeps IPv6 working whatever the policy says.
+const ND_ACCEPT: &str = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept";
+
 const CT: [&str; 2] = [
     "ct state established,related accept",
     "ct state invalid drop",
@@ -238,7 +241,9 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
             hosts_present = true;
         }
     }
-    b.table.chains.extend(forward_chains(config, hosts_present));
+    b.table
+        .chains
+        .extend(dispatch_chains(config, hosts_present));
     let TableBuilder {
         mut table, sets, ..
     } = b;
@@ -257,17 +262,22 @@ pub const WL_TO: &str = "wl_to";
 /// The chain a forwarded packet goes on in once its source allowed it (or has none):
 /// the destination workload's ingress.
 pub const TO_WORKLOAD: &str = "to_workload";
+/// The base chain of traffic from local workloads to this host: their egress policy.
+pub const WORKLOAD_INPUT: &str = "workload_input";
 
-/// The `forward` base chain and [`TO_WORKLOAD`]: conntrack, then the source workload's
-/// egress, then the destination's ingress. A known workload interface is found by its map
-/// lookup alone; a workload-prefixed interface that no map holds is dropped after it
+/// The chains that dispatch workload traffic, whatever the node's endpoints: the
+/// `forward` base chain and [`TO_WORKLOAD`] (conntrack, then the source workload's
+/// egress, then the destination's ingress), and [`WORKLOAD_INPUT`] (a workload's traffic
+/// to this host: its egress alone, as Calico's `DefaultEndpointToHostAction: ACCEPT` has
+/// it; the host endpoints' chains let it by). A known workload interface is found by its
+/// map lookup alone; a workload-prefixed interface that no map holds is dropped after it
 /// (fail closed), so the check costs nothing on the path of a known workload.
 ///
 /// On a node with host endpoints (`hosts`), forwarded traffic also meets the
 /// `applyOnForward` chains of the host endpoint it came in through ([`FROM_HOST`], first,
 /// unless a pre-DNAT policy accepted it) and of the one it leaves through ([`TO_HOST`],
 /// last, when the destination is not a workload here).
-pub fn forward_chains(config: &RenderConfig, hosts: bool) -> [(String, Chain); 2] {
+pub fn dispatch_chains(config: &RenderConfig, hosts: bool) -> [(String, Chain); 3] {
     let prefix = &config.workload_prefix;
     let mut forward: Vec<String> = CT.iter().map(|s| s.to_string()).collect();
     if hosts {
@@ -285,6 +295,15 @@ pub fn forward_chains(config: &RenderConfig, hosts: bool) -> [(String, Chain); 2
     if hosts {
         to.push(format!("goto {TO_HOST}"));
     }
+    // From `workload_input`, the egress chain's allow also comes through `to_workload`,
+    // where no output interface matches.
+    let input = vec![
+        CT[0].to_string(),
+        CT[1].to_string(),
+        ND_ACCEPT.to_string(),
+        format!("iifname vmap @{WL_FROM}"),
+        format!("iifname \"{prefix}*\" drop"),
+    ];
     [
         (
             "forward".to_string(),
@@ -294,6 +313,13 @@ pub fn forward_chains(config: &RenderConfig, hosts: bool) -> [(String, Chain); 2
             },
         ),
         (TO_WORKLOAD.to_string(), regular(to)),
+        (
+            WORKLOAD_INPUT.to_string(),
+            Chain {
+                hook: Some(Hook::WorkloadInput),
+                rules: input,
+            },
+        ),
     ]
 }
 

@@ -204,9 +204,19 @@ fn host_base_chains_run_each_class_in_its_hook() {
         ]
     );
     assert_eq!(
-        chains[TO_HOST].rules[0],
-        "oifname \"eth1\" goto h.g.fwd.out"
+        chains[TO_HOST].rules[..2],
+        ["oif 0 return", "oifname \"eth1\" goto h.g.fwd.out"]
     );
+    // Traffic between the host and its own workloads skips the host's chains.
+    for (name, skip) in [
+        ("raw_prerouting", "iifname \"bh*\" accept"),
+        ("raw_output", "oifname \"bh*\" accept"),
+        ("mangle_prerouting", "iifname \"bh*\" accept"),
+        ("input", "iifname \"bh*\" accept"),
+        ("output", "oifname \"bh*\" accept"),
+    ] {
+        assert!(chains[name].rules.contains(&skip.to_string()), "{name}");
+    }
     assert!(
         chains["mangle_prerouting"]
             .rules
