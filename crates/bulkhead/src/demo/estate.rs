@@ -41,6 +41,12 @@ pub const POLICY_FILES: [(&str, &str); 6] = [
 /// The database host's address (the HostEndpoint's expectedIPs in 05-estate.yaml).
 pub const DBHOST_IP: Ipv4Addr = Ipv4Addr::new(10, 66, 0, 3);
 
+/// Node n1's own address, where its "kubelet" listens.
+pub const N1_IP: Ipv4Addr = Ipv4Addr::new(10, 66, 1, 1);
+
+/// The port node n1's "kubelet" listens on.
+pub const KUBELET_PORT: u16 = 10250;
+
 /// One workload of the estate.
 pub struct WorkloadDef {
     /// Node (`n1` or `n2`).
@@ -132,6 +138,14 @@ impl Estate {
             _ => self.workloads.iter().find(|(w, _)| w == id).map(|(_, e)| e),
         }
     }
+
+    /// The address of `id`: an endpoint's, or node `n1`'s own.
+    pub fn address(&self, id: &str) -> Option<Ipv4Addr> {
+        match id {
+            "n1" => Some(N1_IP),
+            _ => self.endpoint(id).map(Endpoint::ipv4),
+        }
+    }
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -190,6 +204,13 @@ pub fn build(dir: &Path) -> anyhow::Result<Estate> {
     dbhost
         .netns()
         .serve(&[Service::Tcp(5432), Service::Tcp(22)])?;
+    // Node n1's own address and a "kubelet" on it: its pods reach it as their egress
+    // policy says.
+    n1.add_local_address(N1_IP.into())
+        .context("node n1's address")?;
+    n1.netns()
+        .serve(&[Service::Tcp(KUBELET_PORT)])
+        .context("node n1's kubelet")?;
     let internet = n1
         .add_peer(
             EndpointKind::External,

@@ -10,13 +10,13 @@ use bulkhead_client::Client;
 use bulkhead_engine::{Cluster, Flow, Hit, RuleRef, Verdict};
 use bulkhead_netns::{BatchOptions, Probe};
 
-use super::estate::Estate;
+use super::estate::{Estate, KUBELET_PORT};
 
 /// One connection the generator tries.
 pub struct Connection {
     /// Source id (`ns/name`, `internet`, `dbhost`).
     pub from: &'static str,
-    /// Destination id.
+    /// Destination id (as the source, or `n1`: node n1 itself).
     pub to: &'static str,
     /// Protocol.
     pub protocol: Protocol,
@@ -25,7 +25,7 @@ pub struct Connection {
 }
 
 /// The connections, chosen to show every tier at work.
-pub const CONNECTIONS: [Connection; 12] = [
+pub const CONNECTIONS: [Connection; 13] = [
     Connection {
         from: "internet",
         to: "web-prod/frontend",
@@ -67,6 +67,13 @@ pub const CONNECTIONS: [Connection; 12] = [
         to: "kube-system/coredns",
         protocol: Protocol::UDP,
         port: 53,
+    },
+    // Its own node's kubelet: a workload's egress policy covers its node too.
+    Connection {
+        from: "web-prod/frontend",
+        to: "n1",
+        protocol: Protocol::TCP,
+        port: KUBELET_PORT,
     },
     Connection {
         from: "shop-prod/checkout",
@@ -126,9 +133,9 @@ pub fn round(estate: &Estate, client: &Client) -> anyhow::Result<Vec<Row>> {
             .endpoint(c.from)
             .ok_or_else(|| anyhow!("no endpoint {}", c.from))?;
         let to = estate
-            .endpoint(c.to)
+            .address(c.to)
             .ok_or_else(|| anyhow!("no endpoint {}", c.to))?;
-        let (src, dst): (IpAddr, IpAddr) = (from.ipv4().into(), to.ipv4().into());
+        let (src, dst): (IpAddr, IpAddr) = (from.ipv4().into(), to.into());
         let kind = if c.protocol == Protocol::UDP {
             bulkhead_netns::Protocol::Udp
         } else {
