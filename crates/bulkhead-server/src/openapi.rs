@@ -59,9 +59,15 @@ fn body(kind: Kind) -> Value {
     }})
 }
 
+/// A string parameter.
 fn param(name: &str, location: &str, description: &str) -> Value {
+    typed_param(name, location, description, json!({"type": "string"}))
+}
+
+/// A parameter whose values `schema` describes.
+fn typed_param(name: &str, location: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": location, "required": location == "path",
-        "description": description, "schema": {"type": "string"}})
+        "description": description, "schema": schema})
 }
 
 /// The document.
@@ -103,25 +109,28 @@ pub fn document() -> Value {
                 "query",
                 "Calico selector, e.g. app == 'web'",
             ),
-            param(
+            typed_param(
                 "watch",
                 "query",
-                "1: stream changes as newline-delimited JSON events",
+                "true (or 1): stream changes as newline-delimited JSON events",
+                json!({"type": "boolean"}),
             ),
             param(
                 "resourceVersion",
                 "query",
                 "watch: deliver changes after this revision",
             ),
-            param(
+            typed_param(
                 "allowWatchBookmarks",
                 "query",
                 "watch: send BOOKMARK events",
+                json!({"type": "boolean"}),
             ),
-            param(
+            typed_param(
                 "timeoutSeconds",
                 "query",
                 "watch: end the stream after this long",
+                json!({"type": "integer", "minimum": 0}),
             ),
         ];
         let list_op = |scope: &str| {
@@ -219,7 +228,12 @@ pub fn document() -> Value {
                 param("kind", "query", "kind"),
                 param("tier", "query", "tier"),
                 param("type", "query", "change, denied or alert"),
-                param("limit", "query", "at most this many records (default 1000)"),
+                typed_param(
+                    "limit",
+                    "query",
+                    "at most this many records (default 1000)",
+                    json!({"type": "integer", "minimum": 0}),
+                ),
             ],
             "responses": responses(&["200"], json!({"type": "object"}), &[400, 401, 403]),
         }}),

@@ -418,3 +418,28 @@ fn writes_warn_of_fields_that_are_accepted_but_not_enforced() {
     assert_eq!(warnings(&r), Vec::<String>::new());
     expect(r, 200);
 }
+
+#[test]
+fn boolean_query_parameters_take_only_booleans() {
+    let t = TestServer::start();
+    let c = t.admin();
+    let path = collection(Kind::GlobalNetworkPolicy);
+    for bad in ["watch=null", "allowWatchBookmarks=yes&watch=1"] {
+        let s = rejected(
+            &c,
+            "GET",
+            &format!("{path}?{bad}"),
+            None,
+            b"",
+            400,
+            "BadRequest",
+        );
+        assert!(message(&s).contains("is not a boolean"), "{s}");
+    }
+    let list = expect(
+        c.request("GET", &format!("{path}?watch=false"), None, b"")
+            .expect("list"),
+        200,
+    );
+    assert_eq!(list["kind"], "GlobalNetworkPolicyList");
+}

@@ -229,13 +229,20 @@ pub(crate) fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> 
 impl Params {
     fn parse(uri: &Uri) -> Result<Params, ApiError> {
         let mut p = Params::default();
-        let flag = |v: &str| matches!(v, "1" | "true" | "True" | "TRUE");
+        // The booleans Kubernetes accepts (Go's strconv.ParseBool); anything else is 400.
+        let flag = |k: &str, v: &str| match v {
+            "1" | "t" | "T" | "true" | "True" | "TRUE" => Ok(true),
+            "0" | "f" | "F" | "false" | "False" | "FALSE" => Ok(false),
+            _ => Err(ApiError::bad_request(format!(
+                "{k} {v:?} is not a boolean: expected true or false"
+            ))),
+        };
         for (k, v) in query_pairs(uri)? {
             match k.as_str() {
-                "watch" => p.watch = flag(&v),
+                "watch" => p.watch = flag(&k, &v)?,
                 "resourceVersion" => p.resource_version = Some(v),
                 "labelSelector" => p.label_selector = Some(v),
-                "allowWatchBookmarks" => p.bookmarks = flag(&v),
+                "allowWatchBookmarks" => p.bookmarks = flag(&k, &v)?,
                 "timeoutSeconds" => {
                     p.timeout_seconds = Some(v.parse().map_err(|_| {
                         ApiError::bad_request(format!("timeoutSeconds {v:?} is not a number"))
