@@ -200,6 +200,7 @@ impl SideOutcome {
 
 /// The result of one evaluation mode (enforced, or with staged policies as if enforced).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Outcome {
     /// Allowed only if every side present allows.
     pub verdict: Verdict,

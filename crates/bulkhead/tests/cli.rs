@@ -169,6 +169,14 @@ fn check_follows_a_forwarded_flow_through_host_endpoints() {
         check("443", &["--in-via", "gw-eth0"]).status.code(),
         Some(0)
     );
+    let o = check("22", &["--in-via", "gw-eth0", "-o", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON output");
+    assert_eq!(doc["flow"]["inVia"], "gw-eth0");
+    assert_eq!(
+        doc["decision"]["enforced"]["forwardedIn"]["verdict"], "deny",
+        "{doc}"
+    );
+    assert_eq!(doc["trace"][0], "0|default|gnp:outside-in|deny|-1");
     // Not forwarded through it: neither end is an endpoint, nothing applies.
     assert_eq!(check("22", &[]).status.code(), Some(0));
     let o = check("22", &["--out-via", "gw-eth9"]);
