@@ -292,6 +292,38 @@ impl Cluster {
         self.endpoints_at(ip).first().copied()
     }
 
+    /// The endpoint whose policy applies at `ip`, if any (workloads before hosts).
+    pub fn endpoint_owning(&self, ip: IpAddr) -> Option<&Endpoint> {
+        self.endpoint_at(ip).map(|i| &self.endpoints[i])
+    }
+
+    /// The host endpoints on `node` that police traffic their host forwards in
+    /// `direction` (`ingress`: coming in, by pre-DNAT or `applyOnForward` policies; else
+    /// going out, by `applyOnForward` policies), in model order.
+    pub fn forwarding_host_endpoints(&self, node: &str, ingress: bool) -> Vec<&Endpoint> {
+        let classes: &[PolicyClass] = if ingress {
+            &[PolicyClass::PreDnat, PolicyClass::Forward]
+        } else {
+            &[PolicyClass::Forward]
+        };
+        (0..self.endpoints.len())
+            .filter(|&i| {
+                let e = &self.endpoints[i];
+                e.kind == EndpointKind::Host
+                    && e.node.as_deref() == Some(node)
+                    && classes.iter().any(|&class| {
+                        [Mode::Enforced, Mode::Pending].iter().any(|&mode| {
+                            !self
+                                .endpoint_policies(i)
+                                .get(mode, class, ingress)
+                                .is_empty()
+                        })
+                    })
+            })
+            .map(|i| &self.endpoints[i])
+            .collect()
+    }
+
     /// Indexes of every endpoint that owns `ip`.
     pub(crate) fn endpoints_at(&self, ip: IpAddr) -> &[usize] {
         self.by_ip

@@ -177,6 +177,33 @@ fn check_follows_a_forwarded_flow_through_host_endpoints() {
         "{doc}"
     );
     assert_eq!(doc["trace"][0], "0|default|gnp:outside-in|deny|-1");
+    // A flow to a workload on the gateway, asked about without --in-via, gets a hint.
+    let pod = dir.join("pod.yaml");
+    std::fs::write(
+        &pod,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: app, namespace: web}\nspec: {nodeName: gw}\nstatus: {podIP: 10.65.0.7}\n",
+    )
+    .expect("write temp file");
+    let o = bulkhead(&[
+        "check",
+        "-f",
+        path,
+        "-f",
+        pod.to_str().expect("utf-8 path"),
+        "--from",
+        "198.18.0.1",
+        "--to",
+        "web/app",
+        "--port",
+        "22",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("hint: if the flow comes in through host endpoint gw-eth0 of node gw")
+            && err.contains("add --in-via gw-eth0"),
+        "{err}"
+    );
     // Not forwarded through it: neither end is an endpoint, nothing applies.
     assert_eq!(check("22", &[]).status.code(), Some(0));
     let o = check("22", &["--out-via", "gw-eth9"]);

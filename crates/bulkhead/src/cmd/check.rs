@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow, bail};
 use bulkhead_api::load_paths;
 use bulkhead_api::values::Protocol;
-use bulkhead_engine::{Cluster, Flow, Verdict, explain::explain};
+use bulkhead_engine::{Cluster, EndpointKind, Flow, Verdict, explain::explain};
 
 /// Arguments of `bulkhead check`.
 #[derive(clap::Args)]
@@ -15,7 +15,8 @@ use bulkhead_engine::{Cluster, Flow, Verdict, explain::explain};
     after_help = "Endpoints are NAMESPACE/POD, host/HOSTENDPOINT, or an IP address (anything that is \
 not an endpoint is external).\n\nA flow that a host forwards (routes) through its host endpoints also meets their\n\
 applyOnForward policies (and, coming in, their pre-DNAT policies): name them with\n\
---in-via and --out-via.\n\nExit status: 0 if the flow is allowed, 1 if it is denied, 2 on error.\n\n\
+--in-via and --out-via (without them, a hint on stderr names the host endpoints of an end\n\
+workload's node that have such policies).\n\nExit status: 0 if the flow is allowed, 1 if it is denied, 2 on error.\n\n\
 Examples:\n  bulkhead check -f policies/ -f estate.yaml --from default/frontend --to kube-system/kube-dns --port 53 --protocol UDP\n  \
 bulkhead check -f examples/ --from 198.18.0.10 --to prod/db --port 5432 -o json\n  \
 bulkhead check -f gateway/ --from 198.18.0.10 --to 10.65.0.7 --port 443 --in-via gw-eth0"
@@ -93,10 +94,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow!("--in-via/--out-via: {e} in the loaded resources"))?;
     let decision = cluster.evaluate_via(&flow, via);
     match args.output {
-        Output::Text => print!(
-            "{}",
-            explain(&cluster, &flow, &decision, &args.from, &args.to)
-        ),
+        Output::Text => {
+            print!(
+                "{}",
+                explain(&cluster, &flow, &decision, &args.from, &args.to)
+            );
+            if args.in_via.is_none() && args.out_via.is_none() {
+                for hint in forwarding_hints(&cluster, &flow) {
+                    eprintln!("hint: {hint}");
+                }
+            }
+        }
         Output::Json => {
             let doc = serde_json::json!({
                 "flow": {
@@ -118,6 +126,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Verdict::Allow => ExitCode::SUCCESS,
         Verdict::Deny => ExitCode::FAILURE,
     })
+}
+
+/// For a flow not asked about as forwarded: the host endpoints on an end workload's node
+/// whose policies would also apply if the node forwards the flow through them.
+fn forwarding_hints(cluster: &Cluster, flow: &Flow) -> Vec<String> {
+    let mut hints = Vec::new();
+    for (ip, ingress, flag, way) in [
+        (flow.dst, true, "--in-via", "comes in through"),
+        (flow.src, false, "--out-via", "leaves through"),
+    ] {
+        let Some(workload) = cluster
+            .endpoint_owning(ip)
+            .filter(|e| e.kind == EndpointKind::Workload)
+        else {
+            continue;
+        };
+        let Some(node) = workload.node.as_deref() else {
+            continue;
+        };
+        for hep in cluster.forwarding_host_endpoints(node, ingress) {
+            hints.push(format!(
+                "if the flow {way} host endpoint {} of node {node}, its policies for forwarded traffic apply too: add {flag} {}",
+                hep.name, hep.name
+            ));
+        }
+    }
+    hints
 }
 
 /// NAMESPACE/POD, host/NAME or an IP address → the address to use.
