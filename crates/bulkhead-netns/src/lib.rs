@@ -60,5 +60,5 @@ pub use probe::{
 pub use server::Service;
 pub use topology::{
     Cidr, ENDPOINT_IFNAME, Endpoint, EndpointKind, GATEWAY_MAC, GATEWAY_V4, GATEWAY_V6,
-    NodeSandbox, Route, VethEnd, host_ifname, veth_pair,
+    LINK_PREFIX, NodeSandbox, Route, VethEnd, host_ifname, link_ifname, veth_pair,
 };

@@ -1,5 +1,6 @@
-//! Plumbing that outlives the process: node namespaces and workload veths created by the
-//! `bulkhead node` and `bulkhead workload` commands and by the CNI plugin.
+//! Plumbing that outlives the process: node namespaces, the links between them and
+//! workload veths created by the `bulkhead node` and `bulkhead workload` commands and by
+//! the CNI plugin.
 //!
 //! Unlike [`Netns`](crate::Netns) and [`NodeSandbox`](crate::NodeSandbox), nothing here is
 //! deleted on drop: a container runtime calls the CNI plugin once to attach a workload
@@ -14,7 +15,7 @@ use std::process::Command;
 
 use crate::cmd;
 use crate::error::{Error, Result};
-use crate::topology::{GATEWAY_MAC, GATEWAY_V4, GATEWAY_V6};
+use crate::topology::{Cidr, GATEWAY_MAC, GATEWAY_V4, GATEWAY_V6, LINK_PREFIX, link_ifname};
 
 /// Runs a command and fails with its stderr.
 fn run(program: &str, args: &[&str]) -> Result<String> {
@@ -74,10 +75,109 @@ pub fn delete_node(name: &str) -> Result<()> {
     run("ip", &["netns", "del", name]).map(|_| ())
 }
 
-/// The node-side interfaces of the workloads attached to a node (its veths), by name.
+/// The node-side interfaces of the workloads attached to a node (its veths but the links
+/// to other nodes), by name.
 pub fn attached_workloads(node: &str) -> Result<Vec<String>> {
     let text = run("ip", &["-n", node, "-o", "link", "show", "type", "veth"])?;
-    Ok(veth_names(&text))
+    Ok(veth_names(&text)
+        .into_iter()
+        .filter(|name| !name.starts_with(LINK_PREFIX))
+        .collect())
+}
+
+/// Two nodes to link ([`link_nodes`]).
+#[derive(Debug, Clone)]
+pub struct NodeLink<'a> {
+    /// One node namespace.
+    pub a: &'a str,
+    /// The other.
+    pub b: &'a str,
+    /// The link's IPv4 network, /30 or wider: `a` gets its first address, `b` the second.
+    pub net: Cidr,
+    /// Networks `a` reaches through `b` (for instance `b`'s workloads).
+    pub a_routes: &'a [Cidr],
+    /// Networks `b` reaches through `a`.
+    pub b_routes: &'a [Cidr],
+}
+
+/// Links two node namespaces with a veth pair ([`link_ifname`] on each side), addresses
+/// from `net` and the routes each side asks for; returns the two interface names (`a`'s
+/// first). They are host interfaces: a HostEndpoint may name them. Nothing is left behind
+/// on failure.
+pub fn link_nodes(l: &NodeLink<'_>) -> Result<(String, String)> {
+    for node in [l.a, l.b] {
+        if !netns_exists(node) {
+            return Err(Error::invalid("node", format!("no node namespace {node}")));
+        }
+    }
+    if l.a == l.b {
+        return Err(Error::invalid("link", "a node cannot be linked to itself"));
+    }
+    let IpAddr::V4(net) = l.net.network().addr() else {
+        return Err(Error::invalid(
+            "link network",
+            format!("{}: IPv4 only", l.net),
+        ));
+    };
+    if l.net.prefix_len() > 30 {
+        return Err(Error::invalid(
+            "link network",
+            format!("{}: needs two addresses, so /30 or wider", l.net),
+        ));
+    }
+    for route in l.a_routes.iter().chain(l.b_routes) {
+        if !route.addr().is_ipv4() {
+            return Err(Error::invalid("route", format!("{route}: IPv4 only")));
+        }
+    }
+    let base = u32::from(net);
+    let addr = |n: u32| Cidr::new(IpAddr::V4(Ipv4Addr::from(base + n)), l.net.prefix_len());
+    let (addr_a, addr_b) = (addr(1)?, addr(2)?);
+    let (if_a, if_b) = (link_ifname(l.a, l.b), link_ifname(l.b, l.a));
+    if run("ip", &["-n", l.a, "link", "show", &if_a]).is_ok() {
+        return Err(Error::invalid(
+            "link",
+            format!("{} and {} are already linked ({if_a})", l.a, l.b),
+        ));
+    }
+    run(
+        "ip",
+        &[
+            "-n", l.a, "link", "add", &if_a, "type", "veth", "peer", "name", &if_b, "netns", l.b,
+        ],
+    )?;
+    let wire = || -> Result<()> {
+        for (node, ifname, own, peer, routes) in [
+            (l.a, &if_a, addr_a, addr_b, l.a_routes),
+            (l.b, &if_b, addr_b, addr_a, l.b_routes),
+        ] {
+            run(
+                "ip",
+                &["-n", node, "addr", "add", &own.to_string(), "dev", ifname],
+            )?;
+            run("ip", &["-n", node, "link", "set", ifname, "up"])?;
+            let via = peer.addr().to_string();
+            for route in routes {
+                run(
+                    "ip",
+                    &[
+                        "-n",
+                        node,
+                        "route",
+                        "add",
+                        &route.network().to_string(),
+                        "via",
+                        &via,
+                    ],
+                )?;
+            }
+        }
+        Ok(())
+    };
+    wire().inspect_err(|_| {
+        let _ = run("ip", &["-n", l.a, "link", "del", &if_a]);
+    })?;
+    Ok((if_a, if_b))
 }
 
 /// Interface names from `ip -o link` lines: `3: NAME@if2: <...> ...`.

@@ -245,13 +245,27 @@ impl EndpointKind {
 /// `hst`, `ext`) and the first 11 hex digits of the 64-bit FNV-1a hash of `id`. Stable
 /// across runs and processes, at most 15 bytes (Linux's limit).
 pub fn host_ifname(kind: EndpointKind, id: &str) -> String {
+    format!("{}{}", kind.prefix(), hash11(id))
+}
+
+/// Node `from`'s end of its link to node `to` ([`crate::persistent::link_nodes`]): `lnk`
+/// and 11 hex digits of the FNV-1a hash of `from>to`, like [`host_ifname`].
+pub fn link_ifname(from: &str, to: &str) -> String {
+    format!("{LINK_PREFIX}{}", hash11(&format!("{from}>{to}")))
+}
+
+/// Prefix of the interfaces that link two nodes ([`link_ifname`]).
+pub const LINK_PREFIX: &str = "lnk";
+
+/// The first 11 hex digits of the 64-bit FNV-1a hash of `id`.
+fn hash11(id: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in id.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     let hex = format!("{h:016x}");
-    format!("{}{}", kind.prefix(), &hex[..11])
+    hex[..11].to_string()
 }
 
 /// A node namespace acting as a router, with endpoint namespaces hanging off it.
@@ -577,6 +591,14 @@ mod tests {
         assert!(validate_ifname(&a).is_ok());
         assert!(validate_ifname("sixteen-chars-xx").is_err());
         assert!(validate_ifname("a/b").is_err());
+        let link = link_ifname("node-one", "node-two");
+        assert!(link.starts_with(LINK_PREFIX) && link.len() == 14, "{link}");
+        assert_ne!(
+            link,
+            link_ifname("node-two", "node-one"),
+            "one name per end"
+        );
+        assert!(validate_ifname(&link).is_ok());
     }
 
     #[test]

@@ -347,3 +347,97 @@ fn workloads_from_the_cli_and_cni_are_enforced_by_the_agent() {
     .into_owned();
     assert!(!left.contains(&format!("bh-cli-{pid}")), "{left}");
 }
+
+#[test]
+fn two_nodes_linked_from_the_cli_route_their_workloads() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root || Command::new("ping").arg("-V").output().is_err() {
+        eprintln!("skipped: needs root and ping");
+        return;
+    }
+    let pid = std::process::id();
+    let (n1, n2) = (format!("bh-lnk-{pid}-a"), format!("bh-lnk-{pid}-b"));
+    let dir = std::env::temp_dir().join(format!("bulkhead-lnk-{pid}-res"));
+    let _cleanup = Cleanup {
+        netns: vec![
+            n1.clone(),
+            n2.clone(),
+            format!("{n1}-shop-a"),
+            format!("{n2}-shop-b"),
+        ],
+        dirs: vec![dir.clone()],
+        agent: None,
+    };
+    let dir_s = dir.to_str().expect("utf-8");
+    ok(bulkhead(&["node", "add", &n1]));
+    ok(bulkhead(&["node", "add", &n2]));
+    for (id, node, ip) in [("shop/a", &n1, "10.65.31.1"), ("shop/b", &n2, "10.65.32.1")] {
+        ok(bulkhead(&[
+            "workload", "add", id, "--node", node, "--ip", ip, "--dir", dir_s,
+        ]));
+    }
+    assert!(
+        !ping(&format!("{n1}-shop-a"), "10.65.32.1"),
+        "not linked yet"
+    );
+    let out = ok(bulkhead(&[
+        "node",
+        "link",
+        &n1,
+        &n2,
+        "--net",
+        "10.66.254.0/30",
+        "--a-routes",
+        "10.65.32.0/24",
+        "--b-routes",
+        "10.65.31.0/24",
+    ]));
+    assert!(out.starts_with(&format!("linked {n1} (lnk")), "{out}");
+    assert!(
+        ping(&format!("{n1}-shop-a"), "10.65.32.1"),
+        "a reaches b: {out}"
+    );
+    assert!(ping(&format!("{n2}-shop-b"), "10.65.31.1"), "b reaches a");
+
+    // Bad requests say what is wrong and change nothing.
+    let refused = |args: &[&str], why: &str| {
+        let o = bulkhead(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(why), "{args:?}: {err}");
+    };
+    let link = ["node", "link", &n1, &n2, "--net"];
+    refused(&[&link[..], &["10.66.254.0/30"]].concat(), "already linked");
+    refused(&[&link[..], &["10.66.253.0/31"]].concat(), "/30 or wider");
+    refused(&[&link[..], &["fd00::/64"]].concat(), "IPv4 only");
+    refused(
+        &[
+            "node",
+            "link",
+            &n1,
+            "bh-no-such-node",
+            "--net",
+            "10.66.253.0/30",
+        ],
+        "no node namespace bh-no-such-node",
+    );
+    // The link is not a workload: with the workloads gone, a node goes without --force,
+    // and takes the link with it.
+    for (id, node) in [("shop/a", &n1), ("shop/b", &n2)] {
+        ok(bulkhead(&[
+            "workload", "del", id, "--node", node, "--dir", dir_s,
+        ]));
+    }
+    ok(bulkhead(&["node", "del", &n1]));
+    // The kernel tears a deleted namespace down in the background.
+    wait_for("the link's other end to go", || {
+        Command::new("ip")
+            .args(["-n", &n2, "-o", "link", "show", "type", "veth"])
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
+    });
+    ok(bulkhead(&["node", "del", &n2]));
+}

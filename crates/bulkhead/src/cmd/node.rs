@@ -2,7 +2,10 @@
 
 use std::process::ExitCode;
 
-use bulkhead_netns::persistent::{attached_workloads, create_node, delete_node, netns_exists};
+use bulkhead_netns::Cidr;
+use bulkhead_netns::persistent::{
+    NodeLink, attached_workloads, create_node, delete_node, link_nodes, netns_exists,
+};
 
 /// Node subcommands.
 #[derive(clap::Subcommand)]
@@ -14,6 +17,33 @@ pub enum Command {
     Add {
         /// The namespace name (also the agent's --netns).
         name: String,
+    },
+    /// Link two node sandboxes with a veth pair, as two hosts on one wire, so that their
+    /// workloads reach each other through both nodes (and both agents' tables).
+    #[command(
+        after_help = "Each node gets an address of --net on its end (lnk<hash>, printed) and a route\n\
+                      through the other node for every network the other side holds. The ends are\n\
+                      host interfaces: a HostEndpoint naming one protects it (and, with\n\
+                      applyOnForward, what the node forwards through it). Deleting either node\n\
+                      removes the link.\n\n\
+                      Example:\n  bulkhead node add n1; bulkhead node add n2\n  \
+                      bulkhead node link n1 n2 --net 10.66.255.0/30 --a-routes 10.65.2.0/24 --b-routes 10.65.1.0/24"
+    )]
+    Link {
+        /// One node (A).
+        a: String,
+        /// The other node (B).
+        b: String,
+        /// The link's IPv4 network, /30 or wider: A gets its first address, B the second.
+        #[arg(long)]
+        net: Cidr,
+        /// Networks A reaches through B, e.g. B's workload addresses (comma-separated or
+        /// repeated).
+        #[arg(long, value_delimiter = ',')]
+        a_routes: Vec<Cidr>,
+        /// Networks B reaches through A.
+        #[arg(long, value_delimiter = ',')]
+        b_routes: Vec<Cidr>,
     },
     /// Delete a node sandbox. Refused while workloads are attached, unless --force.
     #[command(
@@ -37,6 +67,25 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Add { name } => {
             create_node(&name)?;
             println!("node {name} created");
+        }
+        Command::Link {
+            a,
+            b,
+            net,
+            a_routes,
+            b_routes,
+        } => {
+            let (if_a, if_b) = link_nodes(&NodeLink {
+                a: &a,
+                b: &b,
+                net,
+                a_routes: &a_routes,
+                b_routes: &b_routes,
+            })?;
+            println!(
+                "linked {a} ({if_a}) and {b} ({if_b}) over {}",
+                net.network()
+            );
         }
         Command::Del { name, force } => {
             if !netns_exists(&name) {
