@@ -365,7 +365,7 @@ impl CalcGraph {
                     self.seq.remove_chain(name);
                 }
             } else {
-                for (name, chain) in host_base_chains(&hosts, &render.workload_prefix) {
+                for (name, chain) in host_base_chains(&hosts, render) {
                     self.seq.put_chain(&name, chain);
                 }
             }

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bulkhead_api::{Kind, ObjectMeta, Resource, ResourceKey};
 use bulkhead_dataplane::render::{
-    LocalEndpoint, RenderConfig, WL_FROM, WL_TO, dispatch_chains, policy_chain_names,
-    profile_chain_name,
+    HostInterfaces, LocalEndpoint, RenderConfig, WL_FROM, WL_TO, dispatch_chains,
+    policy_chain_names, profile_chain_name,
 };
 use bulkhead_dataplane::rules::SetRequest;
 use bulkhead_dataplane::table::Table;
@@ -272,6 +272,28 @@ impl CalcGraph {
             Update::Upsert(r) => self.upsert(r),
             Update::Delete(key) => self.delete(&key),
         }
+    }
+
+    /// The node's interfaces and their addresses changed (the agent reads them): host
+    /// endpoints without `interfaceName` are resolved anew at the next flush. Returns
+    /// whether that can change the table.
+    pub fn set_host_interfaces(&mut self, interfaces: HostInterfaces) -> bool {
+        if self.config.render.host_interfaces == interfaces {
+            return false;
+        }
+        self.config.render.host_interfaces = interfaces;
+        let matters = self.needs_host_interfaces();
+        self.hosts_dirty |= matters;
+        matters
+    }
+
+    /// Whether a local host endpoint is placed by its `expectedIPs` (no `interfaceName`),
+    /// so the table depends on the node's interface addresses.
+    pub fn needs_host_interfaces(&self) -> bool {
+        self.hosts
+            .values()
+            .filter_map(|id| self.locals.get(id))
+            .any(|s| s.local.interface.is_empty())
     }
 
     /// The intended table as of the last flush.

@@ -9,12 +9,14 @@
 //! workload and host endpoints (some on one interface), overlapping network sets, tiers
 //! with Pass and Deny defaults (and one overriding `default`), profiles (one overriding
 //! a namespace's), and policies of every kind with selectors, namespace selectors, named
-//! ports, nets and service accounts.
+//! ports, nets and service accounts. The node's interface addresses change too, which moves
+//! host endpoints placed by their `expectedIPs`.
 
 mod common;
 
 use bulkhead_api::{Kind, ResourceKey};
 use bulkhead_calc::Update;
+use bulkhead_dataplane::render::HostInterfaces;
 use common::{Harness, resource};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -489,6 +491,8 @@ enum Op {
     Upsert(Value),
     /// Deletes the n-th resource of the store (modulo its size).
     Delete(usize),
+    /// The node's interfaces now hold these addresses.
+    Interfaces(Vec<(&'static str, &'static str)>),
     Flush,
 }
 
@@ -508,6 +512,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         10 => upsert.prop_map(Op::Upsert),
         3 => any::<usize>().prop_map(Op::Delete),
+        1 => proptest::collection::vec((select(&["eth0", "eth1", "bh0"]), select(&V4)), 0..4)
+            .prop_map(Op::Interfaces),
         2 => Just(Op::Flush),
     ]
 }
@@ -528,6 +534,14 @@ fn run(ops: &[Op], check_every_flush: bool) {
                     .cloned()
                     .unwrap_or_else(|| unreachable!());
                 h.delete(&key);
+            }
+            Op::Interfaces(addrs) => {
+                let mut interfaces = HostInterfaces::new();
+                for (iface, ip) in addrs {
+                    let ip = ip.parse().unwrap_or_else(|_| unreachable!());
+                    interfaces.entry(iface.to_string()).or_default().insert(ip);
+                }
+                h.set_interfaces(interfaces);
             }
             Op::Flush => {
                 if check_every_flush {

@@ -72,14 +72,11 @@ fn all_local(cluster: &Cluster) -> Vec<LocalEndpoint> {
         .endpoints()
         .iter()
         .enumerate()
-        .map(|(i, e)| LocalEndpoint {
-            kind: e.kind,
-            namespace: e.namespace.as_deref().map(str::to_string),
-            name: e.name.to_string(),
-            interface: match e.kind {
-                EndpointKind::Workload => format!("bh{i:04}"),
-                EndpointKind::Host => "*".into(),
-            },
+        .map(|(i, e)| match (e.kind, &e.namespace) {
+            (EndpointKind::Workload, Some(ns)) => {
+                LocalEndpoint::workload(ns, &e.name, &format!("bh{i:04}"))
+            }
+            _ => LocalEndpoint::host(&e.name, "*"),
         })
         .collect()
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bulkhead_api::load_str;
 use bulkhead_dataplane::tag::{GROUP_EGRESS, GROUP_INGRESS, RuleIndex, RuleTag, TaggedRule};
 use bulkhead_dataplane::{CommandRunner, Dataplane, LocalEndpoint, RenderConfig, Tagging, render};
-use bulkhead_engine::{Cluster, EndpointKind};
+use bulkhead_engine::Cluster;
 use bulkhead_netns::{NodeSandbox, Service, tcp_connect};
 use nix::sys::socket::{
     AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, send,
@@ -191,16 +191,12 @@ fn connections_are_logged_with_the_tags_of_the_rules_that_decided_them() {
         .expect("servers");
     let local: Vec<LocalEndpoint> = [("a", &a), ("b", &b)]
         .into_iter()
-        .map(|(name, w)| LocalEndpoint {
-            kind: EndpointKind::Workload,
-            namespace: Some("shop".into()),
-            name: name.into(),
-            interface: w.host_ifname().to_string(),
-        })
+        .map(|(name, w)| LocalEndpoint::workload("shop", name, w.host_ifname()))
         .collect();
     let config = RenderConfig {
         workload_prefix: "cali".into(),
         tagging: Tagging::On,
+        ..RenderConfig::default()
     };
     let mut dp = Dataplane::new(CommandRunner::in_netns(node.name()));
     dp.apply(render(&cluster, &local, &config)).expect("load");

@@ -102,14 +102,11 @@ fn model() -> (Cluster, Vec<LocalEndpoint>) {
     let local: Vec<LocalEndpoint> = cluster
         .endpoints()
         .iter()
-        .map(|e| LocalEndpoint {
-            kind: e.kind,
-            namespace: e.namespace.as_deref().map(str::to_string),
-            name: e.name.to_string(),
-            interface: match e.kind {
-                EndpointKind::Workload => format!("cali{}", e.name),
-                EndpointKind::Host => "eth0".into(),
-            },
+        .map(|e| match (e.kind, &e.namespace) {
+            (EndpointKind::Workload, Some(ns)) => {
+                LocalEndpoint::workload(ns, &e.name, &format!("cali{}", e.name))
+            }
+            _ => LocalEndpoint::host(&e.name, "eth0"),
         })
         .collect();
     (cluster, local)

@@ -153,17 +153,17 @@ impl Backend for DataplaneBackend {
                 .endpoints
                 .get(&pod.id())
                 .ok_or("pod namespace missing")?;
-            local.push(LocalEndpoint {
-                kind: EndpointKind::Workload,
-                namespace: Some(pod.namespace.clone()),
-                name: pod.name.clone(),
-                interface: endpoint.host_ifname().to_string(),
-            });
+            local.push(LocalEndpoint::workload(
+                &pod.namespace,
+                &pod.name,
+                endpoint.host_ifname(),
+            ));
         }
         // Tags on: the corpus then also checks that they change no verdict.
         let config = RenderConfig {
             workload_prefix: "cali".into(),
             tagging: Tagging::On,
+            ..RenderConfig::default()
         };
         world
             .node_dataplane
@@ -182,12 +182,7 @@ impl Backend for DataplaneBackend {
                 .host_dataplanes
                 .entry(name.clone())
                 .or_insert_with(|| Dataplane::new(CommandRunner::in_netns(&netns)));
-            let hep = LocalEndpoint {
-                kind: EndpointKind::Host,
-                namespace: None,
-                name: name.clone(),
-                interface: "*".into(),
-            };
+            let hep = LocalEndpoint::host(name, "*");
             dataplane
                 .apply(render(cluster, &[hep], &config))
                 .map_err(|e| e.to_string())?;

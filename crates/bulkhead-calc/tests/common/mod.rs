@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use bulkhead_api::{Resource, ResourceKey, load_str};
 use bulkhead_calc::{CalcGraph, NodeConfig, Update};
-use bulkhead_dataplane::render::{local_endpoints, render};
+use bulkhead_dataplane::render::{HostInterfaces, local_endpoints, render};
 use bulkhead_dataplane::{RenderConfig, Table, Tagging};
 use bulkhead_engine::Cluster;
 use bulkhead_engine::incremental::required_tier;
@@ -23,6 +23,7 @@ pub fn config() -> NodeConfig {
         render: RenderConfig {
             workload_prefix: "bh".into(),
             tagging: Tagging::On,
+            ..RenderConfig::default()
         },
     }
 }
@@ -53,12 +54,13 @@ pub fn usable(store: &BTreeMap<ResourceKey, Resource>) -> Vec<&Resource> {
         .collect()
 }
 
-/// The from-scratch table for `store` on [`NODE`].
-pub fn oracle(store: &BTreeMap<ResourceKey, Resource>) -> Table {
+/// The from-scratch table for `store` on [`NODE`], whose interfaces hold `interfaces`.
+pub fn oracle(store: &BTreeMap<ResourceKey, Resource>, interfaces: &HostInterfaces) -> Table {
     let resources = usable(store);
     let cluster = Cluster::build(resources.iter().copied())
         .unwrap_or_else(|e| panic!("the model refuses the test's resources: {e}"));
-    let config = config();
+    let mut config = config();
+    config.render.host_interfaces = interfaces.clone();
     let local = local_endpoints(
         resources.iter().copied(),
         NODE,
@@ -71,6 +73,8 @@ pub fn oracle(store: &BTreeMap<ResourceKey, Resource>) -> Table {
 pub struct Harness {
     pub graph: CalcGraph,
     pub store: BTreeMap<ResourceKey, Resource>,
+    /// The node's interfaces, as last given to the graph.
+    pub interfaces: HostInterfaces,
     pub replayed: Table,
     pub flushes: usize,
 }
@@ -80,6 +84,7 @@ impl Default for Harness {
         Harness {
             graph: CalcGraph::new(config()),
             store: BTreeMap::new(),
+            interfaces: HostInterfaces::new(),
             replayed: Table::default(),
             flushes: 0,
         }
@@ -100,6 +105,12 @@ impl Harness {
         self.graph.apply(update);
     }
 
+    /// The node's interfaces now hold `interfaces` (no flush).
+    pub fn set_interfaces(&mut self, interfaces: HostInterfaces) {
+        self.interfaces = interfaces.clone();
+        self.graph.set_host_interfaces(interfaces);
+    }
+
     pub fn upsert(&mut self, r: Resource) {
         self.apply(Update::Upsert(r));
     }
@@ -114,7 +125,7 @@ impl Harness {
         let before = self.graph.table().clone();
         let delta = self.graph.flush();
         self.flushes += 1;
-        let want = oracle(&self.store);
+        let want = oracle(&self.store, &self.interfaces);
         let got = self.graph.table();
         if *got != want {
             panic!(

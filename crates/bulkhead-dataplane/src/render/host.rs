@@ -4,7 +4,10 @@
 use bulkhead_engine::compile::PolicyClass;
 use bulkhead_engine::eval::{FAILSAFE_INBOUND, FAILSAFE_OUTBOUND};
 
-use super::{CT, LocalEndpoint, ND_ACCEPT, clear_marks, direction, regular};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::{CT, LocalEndpoint, ND_ACCEPT, RenderConfig, clear_marks, direction, regular};
 use crate::rules::{MARK_ACCEPT, proto_name};
 use crate::table::{Chain, Hook};
 
@@ -37,6 +40,56 @@ pub const FROM_HOST: &str = "from_host";
 /// `applyOnForward` chain of the host endpoint a forwarded packet leaves through.
 pub const TO_HOST: &str = "to_host";
 
+/// A node's interfaces and the addresses each holds.
+pub type HostInterfaces = BTreeMap<String, BTreeSet<IpAddr>>;
+
+/// Which host endpoint governs which interface ([`resolve_host_endpoints`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostDispatch<'a> {
+    /// Interface → the endpoint that governs it.
+    pub interfaces: BTreeMap<String, &'a LocalEndpoint>,
+    /// The `*` endpoint: every other interface (but a workload's).
+    pub all: Option<&'a LocalEndpoint>,
+}
+
+/// Resolves host endpoints to interfaces as Felix does: one endpoint governs an
+/// interface, the alphabetically first of those that name it in `interfaceName` or, with
+/// no `interfaceName`, expect one of the addresses it holds
+/// (`config.host_interfaces`); the first `*` endpoint governs every other interface. An
+/// endpoint without `interfaceName` whose addresses no interface holds governs nothing.
+/// Workload interfaces and `lo` are never host endpoints.
+pub fn resolve_host_endpoints<'a>(
+    hosts: &[&'a LocalEndpoint],
+    config: &RenderConfig,
+) -> HostDispatch<'a> {
+    let mut ordered: Vec<&'a LocalEndpoint> = hosts.to_vec();
+    ordered.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut dispatch = HostDispatch {
+        interfaces: BTreeMap::new(),
+        all: None,
+    };
+    let eligible = |iface: &str| iface != "lo" && !iface.starts_with(&config.workload_prefix);
+    for h in ordered {
+        match h.interface.as_str() {
+            "*" => {
+                dispatch.all.get_or_insert(h);
+            }
+            "" => {
+                for (iface, addrs) in &config.host_interfaces {
+                    if eligible(iface) && h.expected_ips.iter().any(|ip| addrs.contains(ip)) {
+                        dispatch.interfaces.entry(iface.clone()).or_insert(h);
+                    }
+                }
+            }
+            named if eligible(named) => {
+                dispatch.interfaces.entry(named.to_string()).or_insert(h);
+            }
+            _ => {}
+        }
+    }
+    dispatch
+}
+
 /// The names of the chains [`host_base_chains`] makes: the failsafe chains, the base
 /// chains, and the dispatch of forwarded traffic.
 pub const HOST_BASE_CHAINS: [&str; 10] = [
@@ -53,8 +106,8 @@ pub const HOST_BASE_CHAINS: [&str; 10] = [
 ];
 
 /// The base chains of a node with host endpoints, each running the failsafe chain of its
-/// direction and then every host endpoint's chain of its class (named interfaces first,
-/// then `*`, otherwise in the given order):
+/// direction and then the chain of its class of the host endpoint that governs the
+/// packet's interface ([`resolve_host_endpoints`]):
 /// - `raw_prerouting` / `raw_output` (before conntrack): untracked policies;
 /// - `mangle_prerouting` (after conntrack, before DNAT): pre-DNAT policies;
 /// - `input` / `output`: the normal policies and profiles.
@@ -70,7 +123,8 @@ pub const HOST_BASE_CHAINS: [&str; 10] = [
 /// interface but a workload's, `workload_prefix`). The raw chains also let the replies of
 /// failsafe connections by (source port), which conntrack would have accepted as
 /// established.
-pub fn host_base_chains(hosts: &[&LocalEndpoint], workload_prefix: &str) -> Vec<(String, Chain)> {
+pub fn host_base_chains(hosts: &[&LocalEndpoint], config: &RenderConfig) -> Vec<(String, Chain)> {
+    let workload_prefix = &config.workload_prefix;
     let ports = |ports: &[(bulkhead_api::values::Protocol, u16)], field: &str| -> Vec<String> {
         ports
             .iter()
@@ -130,38 +184,43 @@ pub fn host_base_chains(hosts: &[&LocalEndpoint], workload_prefix: &str) -> Vec<
         to_workload,
         "jump failsafe.out".to_string(),
     ]);
-    // Named interfaces first, then the catch-all `*` endpoint.
-    let mut ordered: Vec<&&LocalEndpoint> = hosts.iter().collect();
-    ordered.sort_by_key(|h| h.interface == "*");
-    for h in ordered {
-        let any = h.interface == "*" || h.interface.is_empty();
-        let jump = |ingress: bool, class: PolicyClass| {
+    // Each interface goes to the chains of the one host endpoint that governs it, the
+    // others to those of the `*` endpoint: `goto`, so a chain that decides nothing (an
+    // untracked or pre-DNAT chain without a verdict) ends the base chain rather than
+    // falling through to another endpoint's.
+    let dispatch = resolve_host_endpoints(hosts, config);
+    let routes = dispatch
+        .interfaces
+        .iter()
+        .map(|(iface, h)| (Some(iface.as_str()), *h))
+        .chain(dispatch.all.map(|h| (None, h)));
+    for (iface, h) in routes {
+        let goto = |ingress: bool, class: PolicyClass| {
             let chain = host_chain_name(&h.name, class, ingress);
-            match (any, ingress) {
-                (true, _) => format!("jump {chain}"),
-                (false, true) => format!("iifname \"{}\" jump {chain}", h.interface),
-                (false, false) => format!("oifname \"{}\" jump {chain}", h.interface),
+            match (iface, ingress) {
+                (None, _) => format!("goto {chain}"),
+                (Some(i), true) => format!("iifname \"{i}\" goto {chain}"),
+                (Some(i), false) => format!("oifname \"{i}\" goto {chain}"),
             }
         };
-        raw_in.push(jump(true, PolicyClass::Untracked));
-        raw_out.push(jump(false, PolicyClass::Untracked));
-        mangle_in.push(jump(true, PolicyClass::PreDnat));
-        input.push(jump(true, PolicyClass::Normal));
-        output.push(jump(false, PolicyClass::Normal));
+        raw_in.push(goto(true, PolicyClass::Untracked));
+        raw_out.push(goto(false, PolicyClass::Untracked));
+        mangle_in.push(goto(true, PolicyClass::PreDnat));
+        input.push(goto(true, PolicyClass::Normal));
+        output.push(goto(false, PolicyClass::Normal));
         // Forwarded traffic: a `*` endpoint stands for every host interface, which a
         // workload's is not.
-        let crossing = |ingress: bool, verb: &str, class: PolicyClass| {
+        let crossing = |ingress: bool, class: PolicyClass| {
             let chain = host_chain_name(&h.name, class, ingress);
             let field = if ingress { "iifname" } else { "oifname" };
-            if any {
-                format!("{field} != \"{workload_prefix}*\" {verb} {chain}")
-            } else {
-                format!("{field} \"{}\" {verb} {chain}", h.interface)
+            match iface {
+                None => format!("{field} != \"{workload_prefix}*\" goto {chain}"),
+                Some(i) => format!("{field} \"{i}\" goto {chain}"),
             }
         };
-        mangle_forwarded.push(crossing(true, "jump", PolicyClass::PreDnat));
-        from_host.push(crossing(true, "goto", PolicyClass::Forward));
-        to_host.push(crossing(false, "goto", PolicyClass::Forward));
+        mangle_forwarded.push(crossing(true, PolicyClass::PreDnat));
+        from_host.push(crossing(true, PolicyClass::Forward));
+        to_host.push(crossing(false, PolicyClass::Forward));
     }
     let base = |hook: Hook, rules: Vec<String>| Chain {
         hook: Some(hook),

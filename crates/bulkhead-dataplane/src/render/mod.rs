@@ -25,6 +25,8 @@
 //! formatting functions. Only *which* pieces exist and the members of sets are computed
 //! differently (here by scanning the [`Cluster`]).
 
+use std::net::IpAddr;
+
 use bulkhead_api::Resource;
 use bulkhead_api::values::Action;
 use bulkhead_api::values::TierDefaultAction;
@@ -43,7 +45,8 @@ mod policy;
 mod tests;
 
 pub use host::{
-    EARLY_CLASSES, FROM_HOST, HOST_BASE_CHAINS, TO_HOST, host_base_chains, host_chain_name,
+    EARLY_CLASSES, FROM_HOST, HOST_BASE_CHAINS, HostDispatch, HostInterfaces, TO_HOST,
+    host_base_chains, host_chain_name, resolve_host_endpoints,
 };
 pub use policy::{
     policy_chain, policy_chain_name, policy_chain_names, policy_reach, profile_chain,
@@ -59,17 +62,23 @@ pub struct LocalEndpoint {
     pub namespace: Option<String>,
     /// Pod, WorkloadEndpoint or HostEndpoint name.
     pub name: String,
-    /// The node-side interface of a workload; for a host endpoint, its interface or `*`.
+    /// The node-side interface of a workload; for a host endpoint, its interface, `*`, or
+    /// empty (the interfaces holding one of `expected_ips`, [`resolve_host_endpoints`]).
     pub interface: String,
+    /// A host endpoint's `expectedIPs` when it names no interface; empty otherwise.
+    pub expected_ips: Vec<IpAddr>,
 }
 
-/// How this node names things.
+/// How this node names things, and what the node's host interfaces hold.
 #[derive(Debug, Clone)]
 pub struct RenderConfig {
     /// Prefix of every workload interface on the node (fail-closed dispatch).
     pub workload_prefix: String,
     /// NFLOG tags on every verdict, for a flow-log collector ([`crate::tag`]).
     pub tagging: Tagging,
+    /// The node's interfaces and their addresses (as the agent last read them): what a
+    /// host endpoint without `interfaceName` is resolved against.
+    pub host_interfaces: HostInterfaces,
 }
 
 impl Default for RenderConfig {
@@ -77,16 +86,40 @@ impl Default for RenderConfig {
         RenderConfig {
             workload_prefix: "bh".into(),
             tagging: Tagging::Off,
+            host_interfaces: HostInterfaces::new(),
         }
     }
 }
 
 impl LocalEndpoint {
+    /// A workload `namespace/name` behind the node-side `interface`.
+    pub fn workload(namespace: &str, name: &str, interface: &str) -> LocalEndpoint {
+        LocalEndpoint {
+            kind: EndpointKind::Workload,
+            namespace: Some(namespace.to_string()),
+            name: name.to_string(),
+            interface: interface.to_string(),
+            expected_ips: Vec::new(),
+        }
+    }
+
+    /// A host endpoint on the named `interface` (or `*`).
+    pub fn host(name: &str, interface: &str) -> LocalEndpoint {
+        LocalEndpoint {
+            kind: EndpointKind::Host,
+            namespace: None,
+            name: name.to_string(),
+            interface: interface.to_string(),
+            expected_ips: Vec::new(),
+        }
+    }
+
     /// The endpoint `resource` describes if it is enforced on `node`: a Pod scheduled on
     /// it (`spec.nodeName`, not `hostNetwork`) behind the interface
     /// [`workload_interface`] derives; a WorkloadEndpoint with `spec.node` behind its
     /// `spec.interfaceName` (or the derived name when empty); a HostEndpoint with
-    /// `spec.node` on its `spec.interfaceName` (`*` when empty). `None` otherwise.
+    /// `spec.node` on its `spec.interfaceName`, or, when that is empty, on the interfaces
+    /// holding one of its `spec.expectedIPs`. `None` otherwise.
     pub fn for_node(resource: &Resource, node: &str, prefix: &str) -> Option<LocalEndpoint> {
         let namespace = |ns: &Option<String>| ns.clone().unwrap_or_else(|| "default".into());
         match resource {
@@ -99,6 +132,7 @@ impl LocalEndpoint {
                     interface: workload_interface(prefix, &ns, &p.metadata.name),
                     namespace: Some(ns),
                     name: p.metadata.name.clone(),
+                    expected_ips: Vec::new(),
                 })
             }
             Resource::WorkloadEndpoint(w) if w.spec.node == node => {
@@ -113,16 +147,23 @@ impl LocalEndpoint {
                     interface,
                     namespace: Some(ns),
                     name: w.metadata.name.clone(),
+                    expected_ips: Vec::new(),
                 })
             }
             Resource::HostEndpoint(h) if h.spec.node == node => Some(LocalEndpoint {
                 kind: EndpointKind::Host,
                 namespace: None,
                 name: h.metadata.name.clone(),
-                interface: if h.spec.interface_name.is_empty() {
-                    "*".into()
+                interface: h.spec.interface_name.clone(),
+                // Validated at load; only needed to find the interface.
+                expected_ips: if h.spec.interface_name.is_empty() {
+                    h.spec
+                        .expected_ips
+                        .iter()
+                        .filter_map(|ip| ip.parse().ok())
+                        .collect()
                 } else {
-                    h.spec.interface_name.clone()
+                    Vec::new()
                 },
             }),
             _ => None,
@@ -236,7 +277,7 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
             present.push(*h);
         }
         if !present.is_empty() {
-            let chains = host_base_chains(&present, &config.workload_prefix);
+            let chains = host_base_chains(&present, config);
             b.table.chains.extend(chains);
             hosts_present = true;
         }

@@ -156,27 +156,29 @@ fn early_chains_end_every_tier_in_pass_and_have_no_profiles() {
 
 #[test]
 fn host_base_chains_run_each_class_in_its_hook() {
-    let host = LocalEndpoint {
-        kind: EndpointKind::Host,
-        namespace: None,
-        name: "h".into(),
-        interface: "*".into(),
-    };
-    let named = LocalEndpoint {
-        name: "g".into(),
-        interface: "eth1".into(),
-        ..host.clone()
-    };
-    let chains: BTreeMap<String, Chain> = host_base_chains(&[&host, &named], "bh")
-        .into_iter()
-        .collect();
+    let host = LocalEndpoint::host("h", "*");
+    let named = LocalEndpoint::host("g", "eth1");
+    let chains: BTreeMap<String, Chain> =
+        host_base_chains(&[&host, &named], &RenderConfig::default())
+            .into_iter()
+            .collect();
     let last = |name: &str| chains[name].rules.last().cloned().unwrap_or_default();
     assert_eq!(chains["raw_prerouting"].hook, Some(Hook::RawPrerouting));
-    assert_eq!(last("raw_prerouting"), "jump h.h.untracked.in");
-    assert_eq!(last("raw_output"), "jump h.h.untracked.out");
-    assert_eq!(last("mangle_prerouting"), "jump h.h.prednat.in");
-    assert_eq!(last("input"), "jump h.h.in");
-    assert_eq!(last("output"), "jump h.h.out");
+    assert_eq!(last("raw_prerouting"), "goto h.h.untracked.in");
+    assert_eq!(last("raw_output"), "goto h.h.untracked.out");
+    assert_eq!(last("mangle_prerouting"), "goto h.h.prednat.in");
+    assert_eq!(last("input"), "goto h.h.in");
+    assert_eq!(last("output"), "goto h.h.out");
+    // The named interface goes to its own endpoint's chains, and only there: `goto`, so
+    // `*`'s untracked policies do not run when `g`'s decide nothing.
+    for (name, rule) in [
+        ("raw_prerouting", "iifname \"eth1\" goto h.g.untracked.in"),
+        ("raw_output", "oifname \"eth1\" goto h.g.untracked.out"),
+        ("input", "iifname \"eth1\" goto h.g.in"),
+    ] {
+        let rules = &chains[name].rules;
+        assert_eq!(rules[rules.len() - 2], rule, "{name}");
+    }
     // The filter hooks honour an earlier Allow before the host's own chains.
     for name in ["mangle_prerouting", "input", "output"] {
         assert!(
@@ -192,8 +194,8 @@ fn host_base_chains_run_each_class_in_its_hook() {
     assert_eq!(
         chains["mangle_forwarded"].rules,
         [
-            "iifname \"eth1\" jump h.g.prednat.in",
-            "iifname != \"bh*\" jump h.h.prednat.in"
+            "iifname \"eth1\" goto h.g.prednat.in",
+            "iifname != \"bh*\" goto h.h.prednat.in"
         ]
     );
     assert_eq!(
@@ -222,4 +224,48 @@ fn host_base_chains_run_each_class_in_its_hook() {
             .rules
             .contains(&"fib daddr type != local goto mangle_forwarded".to_string())
     );
+}
+
+#[test]
+fn one_host_endpoint_governs_an_interface_and_expected_ips_find_theirs() {
+    let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
+    let by_ip = |name: &str, ips: &[&str]| LocalEndpoint {
+        expected_ips: ips.iter().map(|s| ip(s)).collect(),
+        ..LocalEndpoint::host(name, "")
+    };
+    let host_interfaces = [
+        ("eth0", vec!["10.66.0.1", "fd00::1"]),
+        ("eth1", vec!["10.66.1.1"]),
+        ("eth2", vec!["10.66.2.1"]),
+        ("lo", vec!["127.0.0.1"]),
+        ("bh1234", vec!["169.254.1.1"]),
+    ]
+    .into_iter()
+    .map(|(i, ips)| (i.to_string(), ips.into_iter().map(ip).collect()))
+    .collect();
+    let config = RenderConfig {
+        host_interfaces,
+        ..RenderConfig::default()
+    };
+    let a = by_ip("a", &["fd00::1"]); // eth0, by its IPv6 address
+    let b = LocalEndpoint::host("b", "eth0"); // loses eth0 to a: later name
+    let c = by_ip("c", &["10.66.1.1", "10.66.2.1"]); // two interfaces
+    let d = LocalEndpoint::host("d", "eth2"); // loses eth2 to c
+    let e = by_ip("e", &["192.0.2.1"]); // no interface holds it: governs nothing
+    let f = by_ip("f", &["127.0.0.1", "169.254.1.1"]); // never lo or a workload's
+    let all = LocalEndpoint::host("z", "*");
+    let all2 = LocalEndpoint::host("zz", "*");
+    let hosts = [&all2, &f, &e, &d, &c, &b, &a, &all];
+    let dispatch = resolve_host_endpoints(&hosts, &config);
+    let governed: Vec<(&str, &str)> = dispatch
+        .interfaces
+        .iter()
+        .map(|(i, h)| (i.as_str(), h.name.as_str()))
+        .collect();
+    assert_eq!(governed, [("eth0", "a"), ("eth1", "c"), ("eth2", "c")]);
+    assert_eq!(dispatch.all.map(|h| h.name.as_str()), Some("z"));
+    // Unknown addresses (no interfaces read yet): only named interfaces are governed.
+    let dispatch = resolve_host_endpoints(&hosts, &RenderConfig::default());
+    let governed: Vec<&str> = dispatch.interfaces.keys().map(String::as_str).collect();
+    assert_eq!(governed, ["eth0", "eth2"]);
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bulkhead_api::Resource;
 use bulkhead_calc::{CalcGraph, NodeConfig, Update};
 use bulkhead_dataplane::{CommandRunner, Dataplane, LocalEndpoint, RenderConfig, Table, render};
-use bulkhead_engine::{Cluster, EndpointKind};
+use bulkhead_engine::Cluster;
 use bulkhead_netns::{Netns, unique_name};
 
 /// Latency figures, sorted samples.
@@ -103,12 +103,7 @@ pub(super) fn resources(
 
 fn local_endpoints(local: usize) -> Vec<LocalEndpoint> {
     (0..local)
-        .map(|i| LocalEndpoint {
-            kind: EndpointKind::Workload,
-            namespace: Some("bench".into()),
-            name: format!("l{i}"),
-            interface: format!("bhl{i}"),
-        })
+        .map(|i| LocalEndpoint::workload("bench", &format!("l{i}"), &format!("bhl{i}")))
         .collect()
 }
 

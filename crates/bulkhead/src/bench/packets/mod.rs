@@ -41,7 +41,7 @@ use bulkhead_api::Resource;
 use bulkhead_dataplane::{
     CommandRunner, Dataplane, LocalEndpoint, RenderConfig, Table, Tagging, render,
 };
-use bulkhead_engine::{Cluster, EndpointKind};
+use bulkhead_engine::Cluster;
 use bulkhead_netns::{Endpoint, NodeSandbox, Outcome, Probe, host_ifname, unique_name};
 
 pub use stats::{Point, Round, Sample, Spread, Variant};
@@ -308,12 +308,7 @@ pub fn run(
         let cluster = Cluster::build(&resources)?;
         let local: Vec<LocalEndpoint> = [("client", &client_if), ("server", &server_if)]
             .into_iter()
-            .map(|(name, interface)| LocalEndpoint {
-                kind: EndpointKind::Workload,
-                namespace: Some("bench".into()),
-                name: name.to_string(),
-                interface: interface.clone(),
-            })
+            .map(|(name, interface)| LocalEndpoint::workload("bench", name, interface))
             .collect();
         let table = render(
             &cluster,
@@ -321,6 +316,7 @@ pub fn run(
             &RenderConfig {
                 workload_prefix: "cali".into(),
                 tagging: options.tagging,
+                ..RenderConfig::default()
             },
         );
         drop(cluster);
