@@ -11,7 +11,7 @@ use bulkhead_dataplane::{CommandRunner, Dataplane, RenderConfig, Table};
 use crate::metrics::Metrics;
 use crate::server_source::ServerSource;
 use crate::source::DirSource;
-use crate::{cache, drift};
+use crate::{cache, drift, interfaces};
 
 /// Where an agent's resources come from.
 #[derive(Debug)]
@@ -88,6 +88,8 @@ pub struct Agent {
     metrics: Arc<Metrics>,
     fingerprint: Option<String>,
     last_check: Instant,
+    /// When the node's interface addresses were last read (`None`: not yet).
+    interfaces_read: Option<Instant>,
     calc: Calc,
     /// Programmed but not yet in the cache: since when, and the last change.
     unsaved: Option<(Instant, Instant)>,
@@ -153,6 +155,7 @@ impl Agent {
             metrics,
             fingerprint: None,
             last_check: Instant::now(),
+            interfaces_read: None,
             unsaved: None,
             config,
         }
@@ -193,10 +196,44 @@ impl Agent {
                 },
             },
         };
+        if step == Step::Idle && self.refresh_interfaces() {
+            return match self.program(None) {
+                Ok(true) => Step::Applied,
+                Ok(false) => Step::Unchanged,
+                Err(e) => Step::ApplyFailed(e),
+            };
+        }
         if step == Step::Idle && self.last_check.elapsed() >= self.config.resync {
             return self.check_drift();
         }
         step
+    }
+
+    /// Reads the node's interface addresses again if a host endpoint is placed by them
+    /// and the last read is older than [`interfaces::REFRESH`]; true if the graph's table
+    /// changed (it is flushed).
+    fn refresh_interfaces(&mut self) -> bool {
+        if !self.calc.graph.needs_host_interfaces()
+            || self
+                .interfaces_read
+                .is_some_and(|t| t.elapsed() < interfaces::REFRESH)
+        {
+            return false;
+        }
+        self.interfaces_read = Some(Instant::now());
+        match interfaces::read(self.config.netns.as_deref()) {
+            Ok(found) => {
+                if !self.calc.graph.set_host_interfaces(found) {
+                    return false;
+                }
+                tracing::info!("host interface addresses changed; placing host endpoints anew");
+                !self.calc.graph.flush().is_empty()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the node's interface addresses");
+                false
+            }
+        }
     }
 
     /// Writes the installed table to the cache if it changed since the last write and
@@ -222,6 +259,8 @@ impl Agent {
     /// Computes the intended table after `updates` incrementally, in the calc graph.
     fn desired(&mut self, updates: Vec<Update>) -> Result<(), String> {
         self.calc.update(updates)?;
+        // A host endpoint that just appeared is placed before its first programming.
+        self.refresh_interfaces();
         self.metrics
             .local_endpoints(self.calc.graph.stats().local_endpoints);
         Ok(())

@@ -14,6 +14,7 @@ mod agent;
 pub mod cache;
 pub mod drift;
 pub mod http;
+pub mod interfaces;
 pub mod metrics;
 pub mod server_source;
 pub mod source;

@@ -21,7 +21,9 @@ use bulkhead_dataplane::{RenderConfig, Tagging};
     after_help = "The agent restores its cached rules first (a restart never opens a gap), then\n\
 enforces the resources in --from-dir (re-reading it on every change) or those the server\n\
 holds (--server: list, then watch; while the server is away the last state stays), and\n\
-reads the kernel table back every --resync-secs to repair tampering. The token comes from\n\
+reads the kernel table back every --resync-secs to repair tampering. A HostEndpoint without\n\
+interfaceName governs the interface holding one of its expectedIPs: while one exists, the agent\n\
+reads the node's addresses (ip -json address show) every second and follows them. The token comes from\n\
 --token, then BULKHEAD_TOKEN, then the config file of `bulkhead login` for that server.\n\n\
 Examples:\n  \
 bulkhead node add node1\n  bulkhead agent --node node1 --netns node1 --from-dir /tmp/resources --listen 127.0.0.1:9091\n  \
@@ -115,6 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 Tagging::Off
             },
+            ..RenderConfig::default()
         },
     };
     let mut agent = Agent::with_source(config, source, metrics);
