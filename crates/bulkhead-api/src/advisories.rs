@@ -22,10 +22,6 @@ impl fmt::Display for Advisory {
     }
 }
 
-/// `doNotTrack`: untracked policies govern the selected host endpoints' own traffic; the
-/// traffic their host forwards meets the `applyOnForward` and pre-DNAT policies only.
-pub const UNTRACKED_FORWARD: &str = "untracked policies are not applied to traffic that a host forwards yet; this policy governs the selected hosts' own traffic only";
-
 /// An HTTP match: the L3/L4 dataplane enforces the rule's other fields only.
 pub const HTTP_MATCH: &str = "HTTP matches are not enforced (no application-layer dataplane); the rule matches on its other fields alone";
 
@@ -34,12 +30,6 @@ pub fn advisories(resource: &Resource) -> Vec<Advisory> {
     let mut out = Vec::new();
     let (ingress, egress): (&[Rule], &[Rule]) = match resource {
         Resource::GlobalNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o) => {
-            if o.spec.do_not_track {
-                out.push(Advisory {
-                    path: "spec.doNotTrack".into(),
-                    message: UNTRACKED_FORWARD,
-                });
-            }
             (&o.spec.ingress, &o.spec.egress)
         }
         Resource::NetworkPolicy(o) | Resource::StagedNetworkPolicy(o) => {
@@ -76,16 +66,13 @@ mod tests {
     }
 
     #[test]
-    fn untracked_policies_but_not_the_other_forwarded_ones() {
+    fn policies_for_forwarded_traffic_are_enforced_and_have_none() {
         let policy = |flags: &str| {
             of(&format!(
                 "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: p}}\nspec:\n  selector: has(host)\n  {flags}\n  ingress: [{{action: Allow}}]\n"
             ))
         };
-        assert_eq!(
-            policy("applyOnForward: true\n  doNotTrack: true"),
-            [format!("spec.doNotTrack: {UNTRACKED_FORWARD}")]
-        );
+        assert!(policy("applyOnForward: true\n  doNotTrack: true").is_empty());
         assert!(policy("applyOnForward: true").is_empty());
         assert!(policy("applyOnForward: true\n  preDNAT: true").is_empty());
     }

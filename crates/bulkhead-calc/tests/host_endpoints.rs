@@ -1,8 +1,9 @@
 //! Host endpoints in the kernel, against the engine, through the agent's path (a graph fed
 //! step by step, its table applied by the dataplane):
 //! - traffic a node forwards between a workload and two external networks, each behind
-//!   an interface that a HostEndpoint protects (`applyOnForward`, and pre-DNAT policies
-//!   on the way in), checked against `evaluate_via` for the same host endpoints;
+//!   an interface that a HostEndpoint protects (`applyOnForward`, pre-DNAT policies on
+//!   the way in, untracked policies on requests and on replies), checked against
+//!   `evaluate_via` for the same host endpoints;
 //! - traffic between a node and its own workload (only the workload's egress applies),
 //!   and from outside to the node (the host endpoint's policy applies).
 //!
@@ -278,15 +279,74 @@ fn forwarded_traffic_gets_the_engines_verdicts_through_host_endpoints() {
                        "applyOnForward": true, "ingress": allow_tcp(443)}),
             ),
         ),
+        (
+            "outside: untracked, port 80 is dropped before conntrack",
+            gnp(
+                "outside-untracked",
+                json!({"selector": "side == 'outside'", "doNotTrack": true,
+                       "applyOnForward": true,
+                       "ingress": [{"action": "Deny", "protocol": "TCP",
+                                    "destination": {"ports": [80]}}]}),
+            ),
+        ),
+        (
+            // The pod's answer meets conntrack, which never saw the question: invalid.
+            "inside: untracked, port 80 is allowed, which breaks it",
+            gnp(
+                "inside-untracked",
+                json!({"selector": "side == 'inside'", "doNotTrack": true,
+                       "applyOnForward": true, "ingress": allow_tcp(80)}),
+            ),
+        ),
+        (
+            // Untracked answers are judged afresh by every chain they cross.
+            "inside: untracked, answers from port 443 are allowed",
+            gnp(
+                "inside-untracked-replies",
+                json!({"selector": "side == 'inside'", "doNotTrack": true,
+                       "applyOnForward": true,
+                       "ingress": [{"action": "Allow", "protocol": "TCP",
+                                    "source": {"ports": [443]}}]}),
+            ),
+        ),
+        (
+            "pod: only ports 80 and 443 come in, untracked answers too",
+            gnp(
+                "pod-in",
+                json!({"selector": "app == 'web'", "types": ["Ingress"],
+                       "ingress": [{"action": "Allow", "protocol": "TCP",
+                                    "destination": {"ports": [80, 443]}}]}),
+            ),
+        ),
+        (
+            "inside: untracked, answers from port 443 are dropped first",
+            gnp(
+                "inside-untracked-replies-dropped",
+                json!({"selector": "side == 'inside'", "doNotTrack": true,
+                       "applyOnForward": true, "order": 10,
+                       "ingress": [{"action": "Deny", "protocol": "TCP",
+                                    "source": {"ports": [443]}}]}),
+            ),
+        ),
     ];
     let allowed = run_steps(&node, &paths, resources, steps);
-    // The steps do change what gets through: everything at first, then less, then more.
+    // The steps do change what gets through: everything at first, then less, then more,
+    // then less at each untracked step but the one whose answers the pod's policy then
+    // stops.
     assert_eq!(allowed[0], paths.len() * PORTS.len(), "{allowed:?}");
     assert!(
         allowed[1] < allowed[0] && allowed[2] < allowed[1],
         "{allowed:?}"
     );
     assert!(allowed[3] > allowed[2], "{allowed:?}");
+    assert!(
+        allowed[4] < allowed[3] && allowed[5] < allowed[4] && allowed[6] == allowed[5],
+        "{allowed:?}"
+    );
+    assert!(
+        allowed[7] < allowed[6] && allowed[8] < allowed[7],
+        "{allowed:?}"
+    );
 }
 
 #[test]

@@ -8,8 +8,9 @@
 //! ports through, then run untracked and pre-DNAT policies (whose tiers end in Pass). An
 //! untracked packet's reply is not tracked either: the connection needs the reply allowed
 //! too (see [`Flow::reply`] for what the model knows of it). A flow that a host forwards
-//! through its host endpoints ([`Via`]) also meets their pre-DNAT (coming in) and
-//! `applyOnForward` tiers, before and after the two ends.
+//! through its host endpoints ([`Via`]) also meets their untracked and pre-DNAT (coming
+//! in) and `applyOnForward` tiers, before and after the two ends; a reply that the node's
+//! conntrack does not take as established is judged as a packet of its own.
 //!
 //! There is one walk. It reports what it does to a [`Sink`]: `evaluate` records the tiers
 //! and hits of the trace, while verdict-only callers ([`Cluster::verdict`], the
@@ -88,11 +89,32 @@ impl Sink for Traced {
 
 /// The host endpoints that a forwarded flow crosses on the node forwarding it: it came in
 /// through `inbound` and/or leaves through `outbound` (made by [`Cluster::via`]). Their
-/// `applyOnForward` policies (and the inbound one's pre-DNAT policies) then apply too.
+/// `applyOnForward` policies (and the inbound one's untracked and pre-DNAT policies) then
+/// apply too.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Via {
     inbound: Option<usize>,
     outbound: Option<usize>,
+}
+
+impl Via {
+    /// The path of the reply: in by the request's outbound endpoint, out by its inbound.
+    fn reversed(self) -> Via {
+        Via {
+            inbound: self.outbound,
+            outbound: self.inbound,
+        }
+    }
+}
+
+/// Whether the failsafe rules of the raw table let `flow` by a host endpoint it comes in
+/// by before any untracked policy: an inbound failsafe port, or the reply of a connection
+/// to an outbound one. The packet then goes on to the tracked policies.
+fn raw_failsafe(flow: &Flow) -> bool {
+    let on = |port: Option<u16>, list: &[(Protocol, u16)]| {
+        port.is_some_and(|p| list.contains(&(flow.protocol, p)))
+    };
+    on(flow.dst_port, FAILSAFE_INBOUND) || on(flow.src_port, FAILSAFE_OUTBOUND)
 }
 
 impl Cluster {
@@ -215,8 +237,103 @@ impl Cluster {
         };
         if outcome.sides().any(|s| s.verdict == Verdict::Deny) {
             outcome.verdict = Verdict::Deny;
+        } else if via != Via::default() {
+            self.forwarded_reply(mode, flow, via, &mut outcome);
         }
         outcome
+    }
+
+    /// The reply of a forwarded flow that the node's conntrack does not take as
+    /// established: the request was untracked (an untracked Allow of the inbound host
+    /// endpoint), or an untracked policy of the host endpoint the reply comes in by (the
+    /// request's outbound one) decides it before conntrack sees it. Untracked egress
+    /// policies never apply to forwarded packets (the raw output hook sees only the
+    /// host's own). A reply that no untracked policy allows after an untracked request is
+    /// invalid to conntrack (dropped) for TCP, SCTP and ICMP, and a new flow for UDP; a
+    /// reply an untracked policy allows is judged afresh by every chain it crosses. The
+    /// side whose untracked policy caused it gets the denial.
+    fn forwarded_reply(&self, mode: Mode, flow: &Flow, via: Via, outcome: &mut Outcome) {
+        let (src, dst) = self.ends(flow);
+        let request = Packet {
+            flow,
+            src: &src,
+            dst: &dst,
+        };
+        let untracked_request = via.inbound.is_some_and(|ep| {
+            !raw_failsafe(flow)
+                && self.untracked(mode, ep, true, request, &mut ()) == Some(Verdict::Allow)
+        });
+        let (answer, reply_src, reply_dst) = self.answer(flow);
+        let reply = Packet {
+            flow: &answer,
+            src: &reply_src,
+            dst: &reply_dst,
+        };
+        let reply_raw = via
+            .outbound
+            .filter(|_| !raw_failsafe(&answer))
+            .and_then(|ep| self.untracked(mode, ep, true, reply, &mut ()));
+        let afresh = || self.reply_afresh(mode, reply, via.reversed());
+        // The verdict, and whether the outbound endpoint (or else the inbound) caused it.
+        let (verdict, outbound) = match (untracked_request, reply_raw) {
+            (_, Some(Verdict::Deny)) => (Verdict::Deny, true),
+            (_, Some(Verdict::Allow)) => (afresh(), true),
+            (true, None) if flow.protocol == Protocol::UDP => (afresh(), false),
+            (true, None) => (Verdict::Deny, false),
+            (false, None) => return,
+        };
+        if verdict == Verdict::Allow {
+            return;
+        }
+        outcome.verdict = Verdict::Deny;
+        let (ep, side) = if outbound {
+            (via.outbound, outcome.forwarded_out.as_mut())
+        } else {
+            (via.inbound, outcome.forwarded_in.as_mut())
+        };
+        if let (Some(ep), Some(side)) = (ep, side) {
+            side.verdict = Verdict::Deny;
+            side.trace
+                .push(self.host_hit(ep, HitAction::Deny, RuleRef::UntrackedReply));
+        }
+    }
+
+    /// The verdict of a forwarded flow's `reply` judged as a packet of its own by the
+    /// chains of the forwarding node (`via`, the reply's path): the host endpoint it
+    /// comes in by ([`Cluster::forwarded`]: its untracked policies, or its pre-DNAT and
+    /// `applyOnForward` ones), the workloads of that node at either end, the host
+    /// endpoint it leaves by. Endpoints elsewhere track the connection as usual.
+    fn reply_afresh(&self, mode: Mode, reply: Packet<'_>, via: Via) -> Verdict {
+        let node = via
+            .inbound
+            .or(via.outbound)
+            .and_then(|ep| self.endpoints[ep].node.as_ref());
+        let here = |ep: Option<usize>| {
+            ep.filter(|&e| {
+                let e = &self.endpoints[e];
+                e.kind == EndpointKind::Workload && node.is_some() && e.node.as_ref() == node
+            })
+        };
+        let (from, to) = self.policed_ends(reply.src, reply.dst);
+        let denies = |ep: Option<usize>, ingress: bool, forwarded: bool| {
+            ep.is_some_and(|ep| {
+                let v = if forwarded {
+                    self.forwarded(mode, ep, ingress, reply, &mut ())
+                } else {
+                    self.side(mode, ep, ingress, reply, &mut ())
+                };
+                v == Verdict::Deny
+            })
+        };
+        if denies(via.inbound, true, true)
+            || denies(here(from), false, false)
+            || denies(here(to), true, false)
+            || denies(via.outbound, false, true)
+        {
+            Verdict::Deny
+        } else {
+            Verdict::Allow
+        }
     }
 
     /// One side, traced; `forwarded`: host endpoint `ep`'s side of a flow its host
@@ -318,10 +435,13 @@ impl Cluster {
     }
 
     /// Host endpoint `ep`'s side of a flow that its host forwards (Calico's "apply on
-    /// forwarded traffic"): coming in, the pre-DNAT tiers first (ending in Pass; an Allow
-    /// there skips the rest); then the [`PolicyClass::Forward`] tiers with their default
-    /// actions. With no such policy the traffic is allowed; when every tier passed, it
-    /// is denied (there are no profiles). No failsafe ports: they protect the host itself.
+    /// forwarded traffic"): coming in, the untracked tiers first (unless the raw table's
+    /// failsafe rules let the packet by), then the pre-DNAT tiers (both ending in Pass; an
+    /// Allow there skips the rest); then the [`PolicyClass::Forward`] tiers with their
+    /// default actions. With no such policy the traffic is allowed; when every tier
+    /// passed, it is denied (there are no profiles). The failsafe ports do not allow
+    /// forwarded traffic: they protect the host itself. What an untracked request means
+    /// for its reply is [`Cluster::forwarded_reply`]'s.
     fn forwarded(
         &self,
         mode: Mode,
@@ -332,6 +452,11 @@ impl Cluster {
     ) -> Verdict {
         let lists = self.endpoint_policies(ep);
         if ingress {
+            if !raw_failsafe(packet.flow)
+                && let Some(v) = self.untracked(mode, ep, true, packet, sink)
+            {
+                return v;
+            }
             let tiers = lists.get(mode, PolicyClass::PreDnat, true);
             if let Some(v) = self.walk_tiers(tiers, true, true, packet, sink) {
                 return v;

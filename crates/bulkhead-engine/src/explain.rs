@@ -153,12 +153,16 @@ fn sides(out: &mut String, cluster: &Cluster, ends: &Ends<'_>, outcome: &Outcome
     }
 }
 
-/// A host endpoint's side of a forwarded flow: its pre-DNAT (coming in) and
-/// `applyOnForward` tiers.
+/// A host endpoint's side of a forwarded flow: its untracked and pre-DNAT (coming in) and
+/// `applyOnForward` tiers, and what became of the reply.
 fn forwarded_side(out: &mut String, cluster: &Cluster, s: &SideOutcome, label: &str, mode: Mode) {
     let ingress = s.direction == Direction::Ingress;
     let classes: &[PolicyClass] = if ingress {
-        &[PolicyClass::PreDnat, PolicyClass::Forward]
+        &[
+            PolicyClass::Untracked,
+            PolicyClass::PreDnat,
+            PolicyClass::Forward,
+        ]
     } else {
         &[PolicyClass::Forward]
     };
@@ -184,6 +188,9 @@ fn forwarded_side(out: &mut String, cluster: &Cluster, s: &SideOutcome, label: &
             "{label} {name}: {verdict}\n  no applyOnForward policy selects it for {}; forwarded traffic is allowed.",
             if ingress { "ingress" } else { "egress" }
         );
+        for h in s.trace.iter().filter(|h| h.tier.is_none()) {
+            let _ = writeln!(out, "  {}", profile_hit(h, s));
+        }
         return;
     }
     side_lines(out, s, label, &name, &groups);
@@ -308,7 +315,7 @@ fn profile_hit(h: &Hit, s: &SideOutcome) -> String {
             h.policy.name
         ),
         RuleRef::UntrackedReply => format!(
-            "the reply does not get through host endpoint {} (untracked policy) -> DENY",
+            "the reply does not get through: host endpoint {} handles the connection untracked (its untracked policies) -> DENY",
             h.policy.name
         ),
         RuleRef::NoProfile if h.policy.name.is_empty() => {

@@ -386,10 +386,10 @@ fn writes_warn_of_fields_that_are_accepted_but_not_enforced() {
     };
     let path = collection(Kind::GlobalNetworkPolicy);
     let mut doc = gnp("gateway", "default");
-    doc["spec"]["applyOnForward"] = json!(true);
-    doc["spec"]["doNotTrack"] = json!(true);
-    doc["spec"]["ingress"] =
-        json!([{"action": "Allow", "protocol": "TCP", "http": {"methods": ["GET"]}}]);
+    doc["spec"]["ingress"] = json!([
+        {"action": "Allow", "protocol": "TCP", "http": {"methods": ["GET"]}},
+        {"action": "Deny", "protocol": "UDP"},
+        {"action": "Allow", "protocol": "TCP", "http": {"paths": [{"prefix": "/api"}]}}]);
     let body = serde_json::to_vec(&doc).expect("json");
     let r = c
         .request("POST", &path, Some("application/json"), &body)
@@ -398,15 +398,15 @@ fn writes_warn_of_fields_that_are_accepted_but_not_enforced() {
     expect(r, 201);
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(
-        got[0].starts_with("299 - \"spec.doNotTrack: untracked policies are not applied"),
+        got[0].starts_with("299 - \"spec.ingress[0].http: HTTP matches are not enforced"),
         "{got:?}"
     );
     assert!(
-        got[1].starts_with("299 - \"spec.ingress[0].http: HTTP matches are not enforced"),
+        got[1].starts_with("299 - \"spec.ingress[2].http: HTTP matches are not enforced"),
         "{got:?}"
     );
     // A merge patch that clears both fields leaves nothing to warn of.
-    let patch = br#"{"spec": {"doNotTrack": false, "ingress": [{"action": "Allow"}]}}"#;
+    let patch = br#"{"spec": {"ingress": [{"action": "Allow"}]}}"#;
     let r = c
         .request(
             "PATCH",

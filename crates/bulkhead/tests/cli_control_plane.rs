@@ -553,7 +553,7 @@ fn apply_warns_of_fields_that_are_accepted_but_not_enforced() {
     let server = ServerProc::start();
     let file = server.file(
         "gateway.yaml",
-        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: gateway}\nspec:\n  selector: has(gateway)\n  applyOnForward: true\n  doNotTrack: true\n  ingress: [{action: Allow, source: {nets: [198.18.0.0/16]}}]\n---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: plain}\nspec:\n  selector: has(gateway)\n  applyOnForward: true\n  ingress: [{action: Allow}]\n",
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: gateway}\nspec:\n  selector: has(gateway)\n  ingress: [{action: Allow, protocol: TCP, http: {methods: [GET]}, source: {nets: [198.18.0.0/16]}}]\n---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: plain}\nspec:\n  selector: has(gateway)\n  applyOnForward: true\n  ingress: [{action: Allow}]\n",
     );
     let o = server.cli(&["apply", "-f", p(&file)]);
     let out = ok(o.clone());
@@ -567,7 +567,7 @@ fn apply_warns_of_fields_that_are_accepted_but_not_enforced() {
     assert!(
         err.starts_with("Warning: globalnetworkpolicy/gateway (")
             && err.contains("gateway.yaml: document 1")
-            && err.contains("spec.doNotTrack: untracked policies are not applied"),
+            && err.contains("spec.ingress[0].http: HTTP matches are not enforced"),
         "{err}"
     );
 }

@@ -116,9 +116,12 @@ pub const HOST_BASE_CHAINS: [&str; 10] = [
 /// later hooks honour. Traffic between the host and its own workloads (a workload-prefixed
 /// interface) skips every host endpoint chain, as in Calico: a workload's egress policy
 /// alone judges its traffic to the host (`workload_input`), and the host's traffic to its
-/// workloads is not policed. Forwarded packets (`fib daddr type != local`) skip the untracked
-/// policies and the failsafe ports; `mangle_forwarded` runs the pre-DNAT policies of the
-/// host endpoint they came in through, and [`FROM_HOST`] and [`TO_HOST`] dispatch them to
+/// workloads is not policed. Forwarded packets (`fib daddr type != local`) meet the raw
+/// failsafe rules and the untracked ingress policies of the host endpoint they come in by,
+/// as every packet on its interface does (raw output never sees them, so no untracked
+/// egress policy); they skip the failsafe ports of the filter hooks; `mangle_forwarded`
+/// runs the pre-DNAT policies of the host endpoint they came in through, and [`FROM_HOST`]
+/// and [`TO_HOST`] dispatch them to
 /// the `applyOnForward` chains of the host endpoints they cross (a `*` endpoint: any
 /// interface but a workload's, `workload_prefix`). The raw chains also let the replies of
 /// failsafe connections by (source port), which conntrack would have accepted as
@@ -142,7 +145,6 @@ pub fn host_base_chains(hosts: &[&LocalEndpoint], config: &RenderConfig) -> Vec<
         clear_marks(),
         "iifname \"lo\" accept".into(),
         ND_ACCEPT.into(),
-        "fib daddr type != local accept".into(),
         from_workload.clone(),
     ];
     raw_in.extend(ports(FAILSAFE_OUTBOUND, "sport"));

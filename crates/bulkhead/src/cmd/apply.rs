@@ -34,7 +34,7 @@ pub struct FileArgs {
     after_help = "Every document is validated before anything is sent: one invalid document\n\
 and nothing is applied (exit code 1). Then each object prints\n\
 <kind>/<name> created|configured|unchanged, and a warning (on standard\n\
-error) for each field that is accepted but not enforced, such as doNotTrack on forwarded traffic.\n\
+error) for each field that is accepted but not enforced, such as a rule's http match.\n\
 Namespaces and tiers are applied first, the rest in file order.\n\n\
 Examples:\n  bulkhead apply -f policy.yaml\n  bulkhead apply -f ./policies/\n  \
 bulkhead get gnp -o yaml | bulkhead apply -f -"
