@@ -87,7 +87,11 @@ impl CalcGraph {
         if kind == EndpointKind::Host {
             let tagging = self.config.render.tagging;
             for (class, ingress) in EARLY_CLASSES {
-                let tiers = self.tier_chains(id, class, ingress, &mut rendered);
+                let tiers = if endpoint.governed_by(class) {
+                    self.tier_chains(id, class, ingress, &mut rendered)
+                } else {
+                    Vec::new()
+                };
                 let name = host_chain_name(&state.local.name, class, ingress);
                 let rules = early_chain(&tiers, ingress, tagging);
                 rendered.phases.push((name, rules));

@@ -12,6 +12,7 @@ use bulkhead_api::values::Protocol;
 use bulkhead_api::{LabelMap, NAMESPACE_LABEL};
 use ipnet::IpNet;
 
+use crate::compile::PolicyClass;
 use crate::decision::{EndpointKind, EndpointRef, Name};
 
 /// `projectcalico.org/orchestrator`.
@@ -64,6 +65,10 @@ pub struct Endpoint {
     /// The node it is on, when known (a pod's `spec.nodeName`, an endpoint's
     /// `spec.node`).
     pub node: Option<Name>,
+    /// A HostEndpoint with `interfaceName: "*"`: every interface of its host. Untracked
+    /// policies do not apply to it (Calico: "host endpoints with interfaceName: * do not
+    /// support untracked policy"; Felix ignores them with a warning).
+    pub all_interfaces: bool,
 }
 
 impl Endpoint {
@@ -73,6 +78,12 @@ impl Endpoint {
     /// to workload); the host's policies do not apply.
     pub fn is_own_workload_of(&self, other: &Endpoint) -> bool {
         self.kind != other.kind && self.node.is_some() && self.node == other.node
+    }
+
+    /// Whether policies of `class` can apply to this endpoint: untracked ones not to a `*`
+    /// host endpoint ([`Endpoint::all_interfaces`]).
+    pub fn governed_by(&self, class: PolicyClass) -> bool {
+        !(class == PolicyClass::Untracked && self.all_interfaces)
     }
 
     /// A report reference to this endpoint.

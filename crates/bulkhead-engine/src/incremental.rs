@@ -340,6 +340,7 @@ pub fn endpoint<'a>(
                 ips,
                 ports,
                 node: p.spec.node_name.as_deref().map(Name::from),
+                all_interfaces: false,
             }
         }
         Resource::WorkloadEndpoint(w) => {
@@ -375,6 +376,7 @@ pub fn endpoint<'a>(
                 ips,
                 ports: named_ports(&w.spec.ports),
                 node: (!w.spec.node.is_empty()).then(|| Name::from(w.spec.node.as_str())),
+                all_interfaces: false,
             }
         }
         Resource::HostEndpoint(h) => {
@@ -396,6 +398,7 @@ pub fn endpoint<'a>(
                 ips,
                 ports: named_ports(&h.spec.ports),
                 node: (!h.spec.node.is_empty()).then(|| Name::from(h.spec.node.as_str())),
+                all_interfaces: h.spec.interface_name == "*",
             }
         }
         _ => return Ok(None),

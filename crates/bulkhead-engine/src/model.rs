@@ -435,7 +435,11 @@ impl Cluster {
                         } else {
                             p.egress_type
                         };
-                        if !active[i] || !p.applies_in(class) || !governs {
+                        if !active[i]
+                            || !p.applies_in(class)
+                            || !governs
+                            || !endpoint.governed_by(class)
+                        {
                             continue;
                         }
                         let tier = self.policy_tier[i];

@@ -30,7 +30,7 @@ status: {podIP: 10.65.0.3}
 apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata: {name: h, labels: {role: host}}
-spec: {node: n1, interfaceName: "*", expectedIPs: [10.66.0.1]}
+spec: {node: n1, interfaceName: eth0, expectedIPs: [10.66.0.1]}
 "#;
 
 fn cluster(policies: &str) -> Cluster {
@@ -302,7 +302,7 @@ spec:
 apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata: {name: g, labels: {role: host}}
-spec: {node: n2, interfaceName: "*", expectedIPs: [10.66.0.2], profiles: [projectcalico-default-allow]}
+spec: {node: n2, interfaceName: eth0, expectedIPs: [10.66.0.2], profiles: [projectcalico-default-allow]}
 "#,
     );
     let to_g = |flow: &Flow| {
@@ -315,6 +315,39 @@ spec: {node: n2, interfaceName: "*", expectedIPs: [10.66.0.2], profiles: [projec
     // Without the profile (h), the UDP reply is still denied; the TCP one is allowed.
     assert_eq!(c.evaluate(&tcp80).verdict(), Verdict::Allow);
     assert_eq!(c.evaluate(&udp).verdict(), Verdict::Deny);
+}
+
+#[test]
+fn a_star_host_endpoint_takes_no_untracked_policy() {
+    let c = cluster(
+        r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: untracked}
+spec:
+  selector: role == 'host'
+  doNotTrack: true
+  applyOnForward: true
+  ingress: [{action: Deny, protocol: TCP, destination: {ports: [80]}}]
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: all, labels: {role: host}}
+spec: {node: n2, interfaceName: "*", expectedIPs: [10.66.0.2], profiles: [projectcalico-default-allow]}
+"#,
+    );
+    let tcp80 = tcp("10.65.0.1", "10.66.0.2", 80);
+    let d = c.evaluate(&tcp80);
+    assert_eq!(d.verdict(), Verdict::Allow, "the profile decides");
+    assert_eq!(
+        d.enforced.decided_by().map(|h| h.policy.kind),
+        Some(bulkhead_api::Kind::Profile)
+    );
+    // The same policy denies at the named endpoint h.
+    assert_eq!(
+        c.evaluate(&tcp("10.65.0.1", "10.66.0.1", 80)).verdict(),
+        Verdict::Deny
+    );
 }
 
 /// A gateway host with two host endpoints: `eth0` (outside) and `eth1` (inside).

@@ -133,13 +133,23 @@ impl Backend for DataplaneBackend {
         for ext in &fixture.externals {
             world.ensure(&ext.id, bulkhead_netns::EndpointKind::External, &ext.ips)?;
         }
-        let hosts: Vec<(String, Vec<IpAddr>)> = cluster
+        // A host is a namespace of its own with its own table. A `*` HostEndpoint covers
+        // all its interfaces; one with a named interface (or placed by its expectedIPs)
+        // covers the namespace's one interface, whatever the case calls it.
+        let hosts: Vec<(String, Vec<IpAddr>, &str)> = cluster
             .endpoints()
             .iter()
             .filter(|e| e.kind == EndpointKind::Host)
-            .map(|e| (e.name.to_string(), e.ips.clone()))
+            .map(|e| {
+                let interface = if e.all_interfaces {
+                    "*"
+                } else {
+                    bulkhead_netns::ENDPOINT_IFNAME
+                };
+                (e.name.to_string(), e.ips.clone(), interface)
+            })
             .collect();
-        for (name, ips) in &hosts {
+        for (name, ips, _) in &hosts {
             world.ensure(
                 &format!("host/{name}"),
                 bulkhead_netns::EndpointKind::Host,
@@ -169,7 +179,7 @@ impl Backend for DataplaneBackend {
             .node_dataplane
             .apply(render(cluster, &local, &config))
             .map_err(|e| e.to_string())?;
-        for (name, _) in &hosts {
+        for (name, _, interface) in &hosts {
             let id = format!("host/{name}");
             let netns = world
                 .endpoints
@@ -182,7 +192,7 @@ impl Backend for DataplaneBackend {
                 .host_dataplanes
                 .entry(name.clone())
                 .or_insert_with(|| Dataplane::new(CommandRunner::in_netns(&netns)));
-            let hep = LocalEndpoint::host(name, "*");
+            let hep = LocalEndpoint::host(name, interface);
             dataplane
                 .apply(render(cluster, &[hep], &config))
                 .map_err(|e| e.to_string())?;
@@ -193,7 +203,7 @@ impl Backend for DataplaneBackend {
         let tracking = std::iter::once(world.node.netns()).chain(
             hosts
                 .iter()
-                .filter_map(|(name, _)| world.endpoints.get(&format!("host/{name}")))
+                .filter_map(|(name, _, _)| world.endpoints.get(&format!("host/{name}")))
                 .map(|e| e.netns()),
         );
         for netns in tracking {

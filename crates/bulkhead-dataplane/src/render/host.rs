@@ -205,8 +205,12 @@ pub fn host_base_chains(hosts: &[&LocalEndpoint], config: &RenderConfig) -> Vec<
                 (Some(i), false) => format!("oifname \"{i}\" goto {chain}"),
             }
         };
-        raw_in.push(goto(true, PolicyClass::Untracked));
-        raw_out.push(goto(false, PolicyClass::Untracked));
+        // Untracked policies do not apply to a `*` endpoint (Calico); its untracked chains
+        // hold none, and the raw hooks do not go to them.
+        if iface.is_some() {
+            raw_in.push(goto(true, PolicyClass::Untracked));
+            raw_out.push(goto(false, PolicyClass::Untracked));
+        }
         mangle_in.push(goto(true, PolicyClass::PreDnat));
         input.push(goto(true, PolicyClass::Normal));
         output.push(goto(false, PolicyClass::Normal));

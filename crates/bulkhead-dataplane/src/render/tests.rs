@@ -164,17 +164,24 @@ fn host_base_chains_run_each_class_in_its_hook() {
             .collect();
     let last = |name: &str| chains[name].rules.last().cloned().unwrap_or_default();
     assert_eq!(chains["raw_prerouting"].hook, Some(Hook::RawPrerouting));
-    assert_eq!(last("raw_prerouting"), "goto h.h.untracked.in");
-    assert_eq!(last("raw_output"), "goto h.h.untracked.out");
+    // Untracked policies do not apply to the `*` endpoint: the named one's are last.
+    assert_eq!(
+        last("raw_prerouting"),
+        "iifname \"eth1\" goto h.g.untracked.in"
+    );
+    assert_eq!(
+        last("raw_output"),
+        "oifname \"eth1\" goto h.g.untracked.out"
+    );
     assert_eq!(last("mangle_prerouting"), "goto h.h.prednat.in");
     assert_eq!(last("input"), "goto h.h.in");
     assert_eq!(last("output"), "goto h.h.out");
     // The named interface goes to its own endpoint's chains, and only there: `goto`, so
-    // `*`'s untracked policies do not run when `g`'s decide nothing.
+    // `*`'s pre-DNAT policies do not run when `g`'s decide nothing.
     for (name, rule) in [
-        ("raw_prerouting", "iifname \"eth1\" goto h.g.untracked.in"),
-        ("raw_output", "oifname \"eth1\" goto h.g.untracked.out"),
+        ("mangle_prerouting", "iifname \"eth1\" goto h.g.prednat.in"),
         ("input", "iifname \"eth1\" goto h.g.in"),
+        ("output", "oifname \"eth1\" goto h.g.out"),
     ] {
         let rules = &chains[name].rules;
         assert_eq!(rules[rules.len() - 2], rule, "{name}");
