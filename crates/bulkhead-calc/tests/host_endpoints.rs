@@ -16,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use bulkhead_api::Resource;
+use bulkhead_api::values::Protocol;
 use bulkhead_calc::{CalcGraph, NodeConfig, Update};
 use bulkhead_dataplane::{CommandRunner, Dataplane, RenderConfig};
 use bulkhead_engine::{Cluster, Flow, Verdict};
@@ -26,6 +27,8 @@ use common::{NODE, resource};
 use serde_json::json;
 
 const PORTS: [u16; 2] = [80, 443];
+/// The UDP port probed on forwarded paths.
+const UDP_PORT: u16 = 5353;
 
 /// One probed flow: its name, where it is sent from (namespace and address) and to, and
 /// the host endpoints it is forwarded through.
@@ -35,6 +38,8 @@ struct Path<'a> {
     to: Ipv4Addr,
     via_in: Option<&'static str>,
     via_out: Option<&'static str>,
+    /// Also probe [`UDP_PORT`].
+    udp: bool,
 }
 
 /// A path forwarded through host endpoints `via_in` and `via_out`.
@@ -48,6 +53,7 @@ fn forwarded<'a>(
     Path {
         via_in,
         via_out,
+        udp: true,
         ..Path::between(name, from, to.ipv4())
     }
 }
@@ -61,6 +67,7 @@ impl<'a> Path<'a> {
             to,
             via_in: None,
             via_out: None,
+            udp: false,
         }
     }
 }
@@ -113,18 +120,23 @@ fn check(
             .expect("host endpoints exist");
         let (netns, src) = path.from;
         let (src, dst) = (IpAddr::V4(src), IpAddr::V4(path.to));
-        for port in PORTS {
-            let verdict = cluster
-                .evaluate_via(&Flow::tcp(src, dst, port), via)
-                .verdict();
+        let udp = path.udp.then_some((Protocol::UDP, UDP_PORT));
+        for (protocol, port) in PORTS.map(|p| (Protocol::TCP, p)).into_iter().chain(udp) {
+            let flow = Flow::with_port(src, dst, protocol, port);
+            let verdict = cluster.evaluate_via(&flow, via).verdict();
             want.push((
-                format!("{} tcp/{port}", path.name),
+                format!("{} {protocol}/{port}", path.name),
                 verdict == Verdict::Allow,
             ));
+            let probe = if protocol == Protocol::UDP {
+                Probe::udp(netns, dst, port)
+            } else {
+                Probe::tcp(netns, dst, port)
+            };
             probes.push(Probe {
                 source: Some(src),
                 timeout: Duration::from_millis(500),
-                ..Probe::tcp(netns, dst, port)
+                ..probe
             });
         }
     }
@@ -216,7 +228,7 @@ fn forwarded_traffic_gets_the_engines_verdicts_through_host_endpoints() {
     let (node, pod) = sandbox("fwd");
     let outside = external(&node, "outside", Ipv4Addr::new(198, 18, 0, 1));
     let inside = external(&node, "inside", Ipv4Addr::new(198, 18, 1, 1));
-    let services = [Service::Tcp(80), Service::Tcp(443)];
+    let services = [Service::Tcp(80), Service::Tcp(443), Service::Udp(UDP_PORT)];
     for ep in [&pod, &outside, &inside] {
         ep.netns().serve(&services).expect("servers");
     }
@@ -315,7 +327,9 @@ fn forwarded_traffic_gets_the_engines_verdicts_through_host_endpoints() {
                 "pod-in",
                 json!({"selector": "app == 'web'", "types": ["Ingress"],
                        "ingress": [{"action": "Allow", "protocol": "TCP",
-                                    "destination": {"ports": [80, 443]}}]}),
+                                    "destination": {"ports": [80, 443]}},
+                                   {"action": "Allow", "protocol": "UDP",
+                                    "destination": {"ports": [UDP_PORT]}}]}),
             ),
         ),
         (
@@ -328,12 +342,24 @@ fn forwarded_traffic_gets_the_engines_verdicts_through_host_endpoints() {
                                     "source": {"ports": [443]}}]}),
             ),
         ),
+        (
+            // The pod's answer is a new flow to conntrack, which gw-inside's
+            // applyOnForward egress (TCP 443 only) then refuses.
+            "inside: untracked, UDP comes in; its answer goes out as a new flow",
+            gnp(
+                "inside-untracked-udp",
+                json!({"selector": "side == 'inside'", "doNotTrack": true,
+                       "applyOnForward": true,
+                       "ingress": [{"action": "Allow", "protocol": "UDP",
+                                    "destination": {"ports": [UDP_PORT]}}]}),
+            ),
+        ),
     ];
     let allowed = run_steps(&node, &paths, resources, steps);
     // The steps do change what gets through: everything at first, then less, then more,
     // then less at each untracked step but the one whose answers the pod's policy then
     // stops.
-    assert_eq!(allowed[0], paths.len() * PORTS.len(), "{allowed:?}");
+    assert_eq!(allowed[0], paths.len() * (PORTS.len() + 1), "{allowed:?}");
     assert!(
         allowed[1] < allowed[0] && allowed[2] < allowed[1],
         "{allowed:?}"
@@ -344,7 +370,7 @@ fn forwarded_traffic_gets_the_engines_verdicts_through_host_endpoints() {
         "{allowed:?}"
     );
     assert!(
-        allowed[7] < allowed[6] && allowed[8] < allowed[7],
+        allowed[7] < allowed[6] && allowed[8] < allowed[7] && allowed[9] < allowed[8],
         "{allowed:?}"
     );
 }
