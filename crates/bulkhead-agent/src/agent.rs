@@ -90,6 +90,8 @@ pub struct Agent {
     last_check: Instant,
     /// When the node's interface addresses were last read (`None`: not yet).
     interfaces_read: Option<Instant>,
+    /// Which host endpoint governs which interface, as last reported.
+    placement: Vec<(String, String)>,
     calc: Calc,
     /// Programmed but not yet in the cache: since when, and the last change.
     unsaved: Option<(Instant, Instant)>,
@@ -156,6 +158,7 @@ impl Agent {
             fingerprint: None,
             last_check: Instant::now(),
             interfaces_read: None,
+            placement: Vec::new(),
             unsaved: None,
             config,
         }
@@ -226,8 +229,9 @@ impl Agent {
                 if !self.calc.graph.set_host_interfaces(found) {
                     return false;
                 }
-                tracing::info!("host interface addresses changed; placing host endpoints anew");
-                !self.calc.graph.flush().is_empty()
+                let changed = !self.calc.graph.flush().is_empty();
+                self.report_placement();
+                changed
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the node's interface addresses");
@@ -263,7 +267,20 @@ impl Agent {
         self.refresh_interfaces();
         self.metrics
             .local_endpoints(self.calc.graph.stats().local_endpoints);
+        self.report_placement();
         Ok(())
+    }
+
+    /// Logs and exports which host endpoint governs which interface, when that changed.
+    fn report_placement(&mut self) {
+        let placement = self.calc.graph.host_placement();
+        if placement == self.placement {
+            return;
+        }
+        let text: Vec<String> = placement.iter().map(|(i, h)| format!("{i}={h}")).collect();
+        tracing::info!(placement = %text.join(" "), "host endpoints placed (interface=endpoint)");
+        self.metrics.host_endpoints(placement.clone());
+        self.placement = placement;
     }
 
     /// Applies `given`, or without one the calc graph's table (borrowed, not copied);

@@ -27,6 +27,8 @@ struct Inner {
     sets: usize,
     elements: usize,
     local_endpoints: usize,
+    /// (interface or `*`, host endpoint) pairs: which endpoint governs which interface.
+    host_endpoints: Vec<(String, String)>,
     healthy: bool,
 }
 
@@ -83,6 +85,11 @@ impl Metrics {
     /// Records how many endpoints this node enforces.
     pub fn local_endpoints(&self, n: usize) {
         self.with(|m| m.local_endpoints = n);
+    }
+
+    /// Records which host endpoint governs which interface (`*`: every other one).
+    pub fn host_endpoints(&self, placement: Vec<(String, String)>) {
+        self.with(|m| m.host_endpoints = placement);
     }
 
     /// Whether the last apply succeeded.
@@ -142,6 +149,19 @@ impl Metrics {
         for (name, help, v) in gauges {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
+        let name = "bulkhead_agent_host_endpoint_interface";
+        let _ = writeln!(
+            s,
+            "# HELP {name} 1 for each interface and the host endpoint that governs it (\"*\": every other host interface).\n# TYPE {name} gauge"
+        );
+        for (interface, endpoint) in &m.host_endpoints {
+            let _ = writeln!(
+                s,
+                "{name}{{host_endpoint=\"{}\",interface=\"{}\"}} 1",
+                label_value(endpoint),
+                label_value(interface)
+            );
+        }
         let counters = [
             (
                 "bulkhead_agent_apply_failures_total",
@@ -164,6 +184,13 @@ impl Metrics {
         }
         s
     }
+}
+
+/// `v` escaped for a label value of the text format.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -189,5 +216,27 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("bulkhead_agent_rules 10"), "{text}");
+    }
+
+    #[test]
+    fn host_endpoint_placement_is_one_sample_per_interface() {
+        let m = Metrics::default();
+        m.host_endpoints(vec![
+            ("*".into(), "all".into()),
+            ("eth1".into(), "up\"link".into()),
+        ]);
+        let text = m.render();
+        assert!(
+            text.contains(
+                "bulkhead_agent_host_endpoint_interface{host_endpoint=\"all\",interface=\"*\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "bulkhead_agent_host_endpoint_interface{host_endpoint=\"up\\\"link\",interface=\"eth1\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

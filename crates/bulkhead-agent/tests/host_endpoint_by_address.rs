@@ -111,7 +111,15 @@ fn follows_its_expected_address_from_interface_to_interface() {
             ..RenderConfig::default()
         },
     };
-    let mut agent = Agent::new(config, Arc::new(Metrics::default()));
+    let metrics = Arc::new(Metrics::default());
+    let mut agent = Agent::new(config, Arc::clone(&metrics));
+    // What /metrics says of the placement.
+    let governs = |e: &Endpoint| {
+        metrics.render().contains(&format!(
+            "bulkhead_agent_host_endpoint_interface{{host_endpoint=\"uplink\",interface=\"{}\"}} 1",
+            e.host_ifname()
+        ))
+    };
     assert_eq!(agent.step(), Step::Applied);
     assert!(
         !reaches_node(&x1),
@@ -121,15 +129,18 @@ fn follows_its_expected_address_from_interface_to_interface() {
         reaches_node(&x2),
         "x2's interface is governed by no host endpoint"
     );
+    assert!(governs(&x1) && !governs(&x2), "{}", metrics.render());
 
     // The address moves; no resource changes.
     move_expected(&node, Some(&x1), Some(&x2));
     assert_eq!(until_applied(&mut agent), Step::Applied);
     assert!(reaches_node(&x1), "x1's interface no longer holds it");
     assert!(!reaches_node(&x2), "x2's interface now does");
+    assert!(!governs(&x1) && governs(&x2), "{}", metrics.render());
 
     // Gone from every interface: the endpoint governs nothing.
     move_expected(&node, Some(&x2), None);
     assert_eq!(until_applied(&mut agent), Step::Applied);
     assert!(reaches_node(&x1) && reaches_node(&x2), "nothing governed");
+    assert!(!governs(&x1) && !governs(&x2), "{}", metrics.render());
 }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use bulkhead_api::{Kind, ObjectMeta, Resource, ResourceKey};
 use bulkhead_dataplane::render::{
     HostInterfaces, LocalEndpoint, RenderConfig, WL_FROM, WL_TO, dispatch_chains,
-    policy_chain_names, profile_chain_name,
+    policy_chain_names, profile_chain_name, resolve_host_endpoints,
 };
 use bulkhead_dataplane::rules::SetRequest;
 use bulkhead_dataplane::table::Table;
@@ -285,6 +285,26 @@ impl CalcGraph {
         let matters = self.needs_host_interfaces();
         self.hosts_dirty |= matters;
         matters
+    }
+
+    /// Which local host endpoint governs which interface (`*`: every other host
+    /// interface), by interface: `resolve_host_endpoints` on the current endpoints and
+    /// interface addresses.
+    pub fn host_placement(&self) -> Vec<(String, String)> {
+        let hosts: Vec<&LocalEndpoint> = self
+            .hosts
+            .values()
+            .filter_map(|id| self.locals.get(id))
+            .map(|s| &s.local)
+            .collect();
+        let dispatch = resolve_host_endpoints(&hosts, &self.config.render);
+        let mut out: Vec<(String, String)> = dispatch
+            .interfaces
+            .iter()
+            .map(|(iface, h)| (iface.clone(), h.name.clone()))
+            .collect();
+        out.extend(dispatch.all.map(|h| ("*".to_string(), h.name.clone())));
+        out
     }
 
     /// Whether a local host endpoint is placed by its `expectedIPs` (no `interfaceName`),
