@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bulkhead_calc::{CalcGraph, NodeConfig, Update};
 use bulkhead_dataplane::{CommandRunner, Dataplane, RenderConfig, Table};
 
+use crate::interfaces::AddressWatch;
 use crate::metrics::Metrics;
 use crate::server_source::ServerSource;
 use crate::source::DirSource;
@@ -92,6 +93,10 @@ pub struct Agent {
     interfaces_read: Option<Instant>,
     /// Which host endpoint governs which interface, as last reported.
     placement: Vec<(String, String)>,
+    /// Announces the node's address changes, once a host endpoint depends on them.
+    watch: Option<AddressWatch>,
+    /// Whether opening the watch was tried (it is not retried).
+    watch_tried: bool,
     calc: Calc,
     /// Programmed but not yet in the cache: since when, and the last change.
     unsaved: Option<(Instant, Instant)>,
@@ -159,6 +164,8 @@ impl Agent {
             last_check: Instant::now(),
             interfaces_read: None,
             placement: Vec::new(),
+            watch: None,
+            watch_tried: false,
             unsaved: None,
             config,
         }
@@ -213,14 +220,34 @@ impl Agent {
     }
 
     /// Reads the node's interface addresses again if a host endpoint is placed by them
-    /// and the last read is older than [`interfaces::REFRESH`]; true if the graph's table
-    /// changed (it is flushed).
+    /// and they may have changed: never read yet, a change announced by the watch, or the
+    /// last read older than [`interfaces::RESYNC`] ([`interfaces::UNWATCHED`] when the
+    /// watch could not be opened). True if the graph's table changed (it is flushed).
     fn refresh_interfaces(&mut self) -> bool {
-        if !self.calc.graph.needs_host_interfaces()
-            || self
-                .interfaces_read
-                .is_some_and(|t| t.elapsed() < interfaces::REFRESH)
-        {
+        if !self.calc.graph.needs_host_interfaces() {
+            return false;
+        }
+        // Opened before the first read, so that no change after it goes unannounced.
+        if self.watch.is_none() && !self.watch_tried {
+            self.watch_tried = true;
+            match AddressWatch::open(self.config.netns.as_deref()) {
+                Ok(w) => self.watch = Some(w),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "cannot watch the node's addresses; reading them every second"
+                ),
+            }
+        }
+        let announced = self.watch.as_ref().is_some_and(AddressWatch::changed);
+        let every = if self.watch.is_some() {
+            interfaces::RESYNC
+        } else {
+            interfaces::UNWATCHED
+        };
+        let due = self
+            .interfaces_read
+            .is_none_or(|t| announced || t.elapsed() >= every);
+        if !due {
             return false;
         }
         self.interfaces_read = Some(Instant::now());

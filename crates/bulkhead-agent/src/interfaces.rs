@@ -2,17 +2,89 @@
 //! `interfaceName` applies (the interfaces holding one of its `expectedIPs`).
 //!
 //! Read with `ip -json address show` in the node's namespace, only while such a host
-//! endpoint exists, at most once per [`REFRESH`] (Felix follows netlink address events
-//! instead; an address that moves is picked up here within that interval).
+//! endpoint exists: first, then whenever the kernel announces an address or link change
+//! ([`AddressWatch`], netlink multicast, as Felix follows them), and at least every
+//! [`RESYNC`] in case an announcement was lost.
 
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::Command;
 use std::time::Duration;
 
 use bulkhead_dataplane::render::HostInterfaces;
+use nix::errno::Errno;
+use nix::sched::{CloneFlags, setns};
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, socket,
+};
 use serde::Deserialize;
 
-/// How often the addresses are read again while a host endpoint depends on them.
-pub const REFRESH: Duration = Duration::from_secs(1);
+/// How often the addresses are read again without an announced change; also the
+/// interval of reads when the watch could not be opened.
+pub const RESYNC: Duration = Duration::from_secs(30);
+/// Reads without a watch: at most this often.
+pub const UNWATCHED: Duration = Duration::from_secs(1);
+
+/// `RTMGRP_LINK`, `RTMGRP_IPV4_IFADDR`, `RTMGRP_IPV6_IFADDR` (linux/rtnetlink.h).
+const GROUPS: u32 = 0x1 | 0x10 | 0x100;
+
+/// A `NETLINK_ROUTE` socket subscribed to a namespace's link and address changes. It
+/// only says *that* something changed; [`read`] says what the addresses are now.
+#[derive(Debug)]
+pub struct AddressWatch {
+    fd: OwnedFd,
+}
+
+impl AddressWatch {
+    /// A watch on the named network namespace (`/run/netns/NAME`), or on the agent's own.
+    /// The socket is created on a short-lived thread that entered the namespace (`setns`
+    /// is per thread), and belongs to that namespace for its life.
+    pub fn open(netns: Option<&str>) -> std::io::Result<AddressWatch> {
+        let Some(name) = netns else {
+            return Self::open_here();
+        };
+        let file = File::open(format!("/run/netns/{name}"))?;
+        std::thread::Builder::new()
+            .name("bh-addr-watch".into())
+            .spawn(move || {
+                setns(file.as_fd(), CloneFlags::CLONE_NEWNET)?;
+                Self::open_here()
+            })?
+            .join()
+            .map_err(|_| std::io::Error::other("namespace thread panicked"))?
+    }
+
+    fn open_here() -> std::io::Result<AddressWatch> {
+        let fd = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            SockProtocol::NetlinkRoute,
+        )?;
+        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, GROUPS))?;
+        Ok(AddressWatch { fd })
+    }
+
+    /// Whether the kernel announced a change since the last call (reads every pending
+    /// announcement). A lost announcement (the socket overran) counts as a change.
+    pub fn changed(&self) -> bool {
+        let mut buf = [0u8; 8192];
+        let mut changed = false;
+        // Bounded: a namespace does not announce this many changes between two steps.
+        for _ in 0..4096 {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) | Err(Errno::EAGAIN) => return changed,
+                Ok(_) | Err(Errno::ENOBUFS) => changed = true,
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "interface watch failed; reading addresses anyway");
+                    return true;
+                }
+            }
+        }
+        changed
+    }
+}
 
 /// One interface of `ip -json address show`; fields not needed are ignored.
 #[derive(Debug, Deserialize)]

@@ -59,8 +59,9 @@ fn move_expected(node: &NodeSandbox, from: Option<&Endpoint>, to: Option<&Endpoi
     }
 }
 
-/// Steps the agent until it programs a change (the addresses are read again at most
-/// once a second), for at most five seconds.
+/// Steps the agent until it programs a change, for at most five seconds: well under the
+/// agent's resync of the addresses (30 s), so only the kernel's announcement of the
+/// change can make it in time.
 fn until_applied(agent: &mut Agent) -> Step {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

@@ -23,7 +23,7 @@ enforces the resources in --from-dir (re-reading it on every change) or those th
 holds (--server: list, then watch; while the server is away the last state stays), and\n\
 reads the kernel table back every --resync-secs to repair tampering. A HostEndpoint without\n\
 interfaceName governs the interface holding one of its expectedIPs: while one exists, the agent\n\
-reads the node's addresses (ip -json address show) every second and follows them. The token comes from\n\
+follows the node's address changes (netlink) and moves it with them. The token comes from\n\
 --token, then BULKHEAD_TOKEN, then the config file of `bulkhead login` for that server.\n\n\
 Examples:\n  \
 bulkhead node add node1\n  bulkhead agent --node node1 --netns node1 --from-dir /tmp/resources --listen 127.0.0.1:9091\n  \
