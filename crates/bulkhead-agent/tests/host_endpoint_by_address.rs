@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bulkhead_agent::{Agent, AgentConfig, Metrics, Step};
+use bulkhead_api::values::Protocol;
 use bulkhead_dataplane::RenderConfig;
 use bulkhead_netns::{Endpoint, EndpointKind, NodeSandbox, Service, tcp_connect, unique_name};
 
@@ -113,7 +114,7 @@ fn follows_its_expected_address_from_interface_to_interface() {
         },
     };
     let metrics = Arc::new(Metrics::default());
-    let mut agent = Agent::new(config, Arc::clone(&metrics));
+    let mut agent = Agent::new(config.clone(), Arc::clone(&metrics));
     // What /metrics says of the placement.
     let governs = |e: &Endpoint| {
         metrics.render().contains(&format!(
@@ -144,4 +145,20 @@ fn follows_its_expected_address_from_interface_to_interface() {
     assert_eq!(until_applied(&mut agent), Step::Applied);
     assert!(reaches_node(&x1) && reaches_node(&x2), "nothing governed");
     assert!(!governs(&x1) && !governs(&x2), "{}", metrics.render());
+
+    // Governed again, by an agent whose failsafe ports include the node's port 80: it
+    // gets in before any policy (and without one, as here).
+    move_expected(&node, None, Some(&x1));
+    drop(agent);
+    let mut config = config;
+    config.render.failsafe.inbound = vec![(Protocol::TCP, 80)];
+    let second = Arc::new(Metrics::default());
+    let mut agent = Agent::new(config, Arc::clone(&second));
+    assert_eq!(agent.step(), Step::Applied);
+    let placed = format!(
+        "host_endpoint=\"uplink\",interface=\"{}\"",
+        x1.host_ifname()
+    );
+    assert!(second.render().contains(&placed), "{}", second.render());
+    assert!(reaches_node(&x1), "port 80 is a failsafe port now");
 }

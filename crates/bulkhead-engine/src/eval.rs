@@ -31,32 +31,6 @@ use crate::endpoint::Endpoint;
 use crate::flow::Flow;
 use crate::model::{Cluster, Mode, Tier, TierSlice};
 
-/// Inbound failsafe ports of host endpoints (Felix's defaults).
-pub const FAILSAFE_INBOUND: &[(Protocol, u16)] = &[
-    (Protocol::TCP, 22),
-    (Protocol::UDP, 68),
-    (Protocol::TCP, 179),
-    (Protocol::TCP, 2379),
-    (Protocol::TCP, 2380),
-    (Protocol::TCP, 5473),
-    (Protocol::TCP, 6443),
-    (Protocol::TCP, 6666),
-    (Protocol::TCP, 6667),
-];
-
-/// Outbound failsafe ports of host endpoints (Felix's defaults).
-pub const FAILSAFE_OUTBOUND: &[(Protocol, u16)] = &[
-    (Protocol::UDP, 53),
-    (Protocol::UDP, 67),
-    (Protocol::TCP, 179),
-    (Protocol::TCP, 2379),
-    (Protocol::TCP, 2380),
-    (Protocol::TCP, 5473),
-    (Protocol::TCP, 6443),
-    (Protocol::TCP, 6666),
-    (Protocol::TCP, 6667),
-];
-
 /// Where the walk reports what it did, in order.
 pub(crate) trait Sink {
     /// A tier applies to the endpoint and is entered.
@@ -107,17 +81,15 @@ impl Via {
     }
 }
 
-/// Whether the failsafe rules of the raw table let `flow` by a host endpoint it comes in
-/// by before any untracked policy: an inbound failsafe port, or the reply of a connection
-/// to an outbound one. The packet then goes on to the tracked policies.
-fn raw_failsafe(flow: &Flow) -> bool {
-    let on = |port: Option<u16>, list: &[(Protocol, u16)]| {
-        port.is_some_and(|p| list.contains(&(flow.protocol, p)))
-    };
-    on(flow.dst_port, FAILSAFE_INBOUND) || on(flow.src_port, FAILSAFE_OUTBOUND)
-}
-
 impl Cluster {
+    /// Whether the failsafe rules of the raw table let `flow` by a host endpoint it comes
+    /// in by before any untracked policy ([`crate::failsafe::Failsafe::raw_allows`]). The
+    /// packet then goes on to the tracked policies.
+    fn raw_failsafe(&self, flow: &Flow) -> bool {
+        self.failsafe
+            .raw_allows(flow.protocol, flow.dst_port, flow.src_port)
+    }
+
     /// The [`Via`] of a flow forwarded in through the HostEndpoint named `inbound` and out
     /// through the one named `outbound` (either may be absent); an error names a
     /// HostEndpoint that does not exist.
@@ -260,7 +232,7 @@ impl Cluster {
             dst: &dst,
         };
         let untracked_request = via.inbound.is_some_and(|ep| {
-            !raw_failsafe(flow)
+            !self.raw_failsafe(flow)
                 && self.untracked(mode, ep, true, request, &mut ()) == Some(Verdict::Allow)
         });
         let (answer, reply_src, reply_dst) = self.answer(flow);
@@ -271,7 +243,7 @@ impl Cluster {
         };
         let reply_raw = via
             .outbound
-            .filter(|_| !raw_failsafe(&answer))
+            .filter(|_| !self.raw_failsafe(&answer))
             .and_then(|ep| self.untracked(mode, ep, true, reply, &mut ()));
         let afresh = || self.reply_afresh(mode, reply, via.reversed());
         // The verdict, and whether the outbound endpoint (or else the inbound) caused it.
@@ -385,9 +357,9 @@ impl Cluster {
         }
         let flow = packet.flow;
         let failsafe = if ingress {
-            FAILSAFE_INBOUND
+            &self.failsafe.inbound
         } else {
-            FAILSAFE_OUTBOUND
+            &self.failsafe.outbound
         };
         if flow
             .dst_port
@@ -452,7 +424,7 @@ impl Cluster {
     ) -> Verdict {
         let lists = self.endpoint_policies(ep);
         if ingress {
-            if !raw_failsafe(packet.flow)
+            if !self.raw_failsafe(packet.flow)
                 && let Some(v) = self.untracked(mode, ep, true, packet, sink)
             {
                 return v;

@@ -18,6 +18,7 @@ pub mod decision;
 pub mod endpoint;
 pub mod eval;
 pub mod explain;
+pub mod failsafe;
 pub mod flow;
 pub mod incremental;
 pub mod index;

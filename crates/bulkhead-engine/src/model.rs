@@ -26,6 +26,7 @@ use crate::endpoint::{
     namespace_profile_labels, namespace_profile_name, service_account_profile_labels,
     service_account_profile_name,
 };
+use crate::failsafe::Failsafe;
 use crate::index::{FastMap, FlatLabels, SelectorIndex};
 use crate::net_index::NetIndex;
 
@@ -204,9 +205,22 @@ pub struct Cluster {
     /// The same for each network set.
     set_rule_matches: Vec<OnceLock<Box<[u32]>>>,
     pub(crate) has_staged: bool,
+    /// The host endpoints' failsafe ports (Felix's defaults unless set).
+    pub(crate) failsafe: Failsafe,
 }
 
 impl Cluster {
+    /// Sets the host endpoints' failsafe ports (a node's agent configuration, not a
+    /// resource: Felix's `FailsafeInboundHostPorts` and `FailsafeOutboundHostPorts`).
+    pub fn set_failsafe(&mut self, failsafe: Failsafe) {
+        self.failsafe = failsafe;
+    }
+
+    /// The host endpoints' failsafe ports.
+    pub fn failsafe(&self) -> &Failsafe {
+        &self.failsafe
+    }
+
     /// Builds the model. Resources may come in any order; the result does not depend on it.
     pub fn build<'a>(
         resources: impl IntoIterator<Item = &'a Resource>,
@@ -722,6 +736,7 @@ impl Builder {
             by_ip,
             index,
             has_staged,
+            failsafe: Failsafe::default(),
         })
     }
 }

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use bulkhead_api::load_str;
 use bulkhead_api::values::Protocol;
+use bulkhead_engine::failsafe::Failsafe;
 use bulkhead_engine::{Cluster, Flow, HitAction, ModelError, RuleRef, Verdict};
 
 const ESTATE: &str = r#"
@@ -74,6 +75,31 @@ fn host_without_profile_allows_only_failsafes() {
         d.enforced.decided_by().map(|h| h.rule),
         Some(RuleRef::Failsafe)
     );
+}
+
+#[test]
+fn failsafe_ports_are_the_nodes_configuration() {
+    let mut c = cluster(
+        "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: bare}\nspec: {node: n2, expectedIPs: [10.66.0.9]}\n",
+    );
+    let to_bare = |c: &Cluster, port| c.evaluate(&tcp("198.18.0.1", "10.66.0.9", port)).verdict();
+    let from_bare = |c: &Cluster, port| c.evaluate(&tcp("10.66.0.9", "198.18.0.1", port)).verdict();
+    c.set_failsafe(Failsafe {
+        inbound: vec![(Protocol::TCP, 80)],
+        outbound: Vec::new(),
+    });
+    assert_eq!(to_bare(&c, 22), Verdict::Deny, "22 is no longer failsafe");
+    assert_eq!(to_bare(&c, 80), Verdict::Allow);
+    let dns = Flow::with_port(ip("10.66.0.9"), ip("198.18.0.1"), Protocol::UDP, 53);
+    assert_eq!(
+        c.evaluate(&dns).verdict(),
+        Verdict::Deny,
+        "no outbound ones"
+    );
+    assert_eq!(from_bare(&c, 80), Verdict::Deny);
+    c.set_failsafe(Failsafe::default());
+    assert_eq!(c.evaluate(&dns).verdict(), Verdict::Allow);
+    assert_eq!(to_bare(&c, 22), Verdict::Allow);
 }
 
 #[test]

@@ -268,3 +268,43 @@ fn node_del_of_an_unknown_node_says_so() {
         "{err}"
     );
 }
+
+#[test]
+fn check_takes_the_nodes_failsafe_ports() {
+    let dir = std::env::temp_dir().join(format!("bulkhead-cli-failsafe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("hep.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: h1}\nspec: {node: n1, interfaceName: eth0, expectedIPs: [10.66.0.1]}\n",
+    )
+    .expect("write");
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "-f",
+            file.to_str().expect("utf-8 path"),
+            "--from",
+            "198.18.0.1",
+            "--to",
+            "host/h1",
+            "--port",
+            "22",
+        ];
+        args.extend(extra);
+        bulkhead(&args)
+    };
+    let o = check(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("failsafe port"), "{}", stdout(&o));
+    let o = check(&["--failsafe-inbound", "none"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let o = check(&["--failsafe-inbound", "tcp:22:0.0.0.0/0"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--failsafe-inbound") && err.contains("protocol:port"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,7 +2,6 @@
 //! each host endpoint's untracked, pre-DNAT and normal chains) and their names.
 
 use bulkhead_engine::compile::PolicyClass;
-use bulkhead_engine::eval::{FAILSAFE_INBOUND, FAILSAFE_OUTBOUND};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -147,7 +146,7 @@ pub fn host_base_chains(hosts: &[&LocalEndpoint], config: &RenderConfig) -> Vec<
         ND_ACCEPT.into(),
         from_workload.clone(),
     ];
-    raw_in.extend(ports(FAILSAFE_OUTBOUND, "sport"));
+    raw_in.extend(ports(&config.failsafe.outbound, "sport"));
     raw_in.push("jump failsafe.in".into());
     let mut raw_out = vec![
         clear_marks(),
@@ -155,7 +154,7 @@ pub fn host_base_chains(hosts: &[&LocalEndpoint], config: &RenderConfig) -> Vec<
         ND_ACCEPT.into(),
         to_workload.clone(),
     ];
-    raw_out.extend(ports(FAILSAFE_INBOUND, "sport"));
+    raw_out.extend(ports(&config.failsafe.inbound, "sport"));
     raw_out.push("jump failsafe.out".into());
     let mut mangle_in = vec![
         CT[0].to_string(),
@@ -245,8 +244,14 @@ pub fn host_base_chains(hosts: &[&LocalEndpoint], config: &RenderConfig) -> Vec<
         to_host_name,
     ] = HOST_BASE_CHAINS;
     vec![
-        (fs_in.into(), regular(ports(FAILSAFE_INBOUND, "dport"))),
-        (fs_out.into(), regular(ports(FAILSAFE_OUTBOUND, "dport"))),
+        (
+            fs_in.into(),
+            regular(ports(&config.failsafe.inbound, "dport")),
+        ),
+        (
+            fs_out.into(),
+            regular(ports(&config.failsafe.outbound, "dport")),
+        ),
         (raw_pre.into(), base(Hook::RawPrerouting, raw_in)),
         (raw_output.into(), base(Hook::RawOutput, raw_out)),
         (mangle_pre.into(), base(Hook::ManglePrerouting, mangle_in)),

@@ -31,6 +31,7 @@ use bulkhead_api::Resource;
 use bulkhead_api::values::Action;
 use bulkhead_api::values::TierDefaultAction;
 use bulkhead_engine::compile::{Entity, Policy, PolicyClass, Profile, Rule};
+use bulkhead_engine::failsafe::Failsafe;
 use bulkhead_engine::{Cluster, EndpointKind, Mode, Tier};
 
 use crate::dispatch::{self, Reach};
@@ -79,6 +80,8 @@ pub struct RenderConfig {
     /// The node's interfaces and their addresses (as the agent last read them): what a
     /// host endpoint without `interfaceName` is resolved against.
     pub host_interfaces: HostInterfaces,
+    /// The host endpoints' failsafe ports.
+    pub failsafe: Failsafe,
 }
 
 impl Default for RenderConfig {
@@ -87,6 +90,7 @@ impl Default for RenderConfig {
             workload_prefix: "bh".into(),
             tagging: Tagging::Off,
             host_interfaces: HostInterfaces::new(),
+            failsafe: Failsafe::default(),
         }
     }
 }

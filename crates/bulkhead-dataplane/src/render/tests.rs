@@ -276,3 +276,27 @@ fn one_host_endpoint_governs_an_interface_and_expected_ips_find_theirs() {
     let governed: Vec<&str> = dispatch.interfaces.keys().map(String::as_str).collect();
     assert_eq!(governed, ["eth0", "eth2"]);
 }
+
+#[test]
+fn failsafe_chains_list_the_configured_ports() {
+    let host = LocalEndpoint::host("h", "eth0");
+    let config = RenderConfig {
+        failsafe: bulkhead_engine::failsafe::Failsafe {
+            inbound: vec![(bulkhead_api::values::Protocol::TCP, 2222)],
+            outbound: Vec::new(),
+        },
+        ..RenderConfig::default()
+    };
+    let chains: BTreeMap<String, Chain> = host_base_chains(&[&host], &config).into_iter().collect();
+    assert_eq!(
+        chains["failsafe.in"].rules,
+        ["meta l4proto tcp th dport 2222 accept"]
+    );
+    assert!(chains["failsafe.out"].rules.is_empty());
+    // The raw output chain lets the replies of inbound failsafe connections by.
+    assert!(
+        chains["raw_output"]
+            .rules
+            .contains(&"meta l4proto tcp th sport 2222 accept".to_string())
+    );
+}

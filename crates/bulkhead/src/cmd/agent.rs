@@ -15,6 +15,8 @@ use bulkhead_client::{Client, Config};
 use bulkhead_dataplane::naming::WORKLOAD_PREFIX;
 use bulkhead_dataplane::{RenderConfig, Tagging};
 
+use crate::cmd::failsafe::FailsafeArgs;
+
 /// Arguments of `bulkhead agent`.
 #[derive(clap::Args)]
 #[command(
@@ -69,6 +71,8 @@ pub struct Args {
     /// collector; off, new connections skip the log statements.
     #[arg(long)]
     nflog_tags: bool,
+    #[command(flatten)]
+    failsafe: FailsafeArgs,
 }
 
 /// Runs the agent until the process is stopped.
@@ -117,6 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 Tagging::Off
             },
+            failsafe: args.failsafe.failsafe(),
             ..RenderConfig::default()
         },
     };

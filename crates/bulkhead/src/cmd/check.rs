@@ -9,6 +9,8 @@ use bulkhead_api::load_paths;
 use bulkhead_api::values::Protocol;
 use bulkhead_engine::{Cluster, EndpointKind, Flow, Verdict, explain::explain};
 
+use crate::cmd::failsafe::FailsafeArgs;
+
 /// Arguments of `bulkhead check`.
 #[derive(clap::Args)]
 #[command(
@@ -49,6 +51,8 @@ pub struct Args {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     output: Output,
+    #[command(flatten)]
+    failsafe: FailsafeArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -63,7 +67,9 @@ enum Output {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded = load_paths(&args.files).map_err(|e| anyhow!("{e}"))?;
     let resources: Vec<_> = loaded.into_iter().map(|l| l.resource).collect();
-    let cluster = Cluster::build(&resources).context("the resources do not form a valid model")?;
+    let mut cluster =
+        Cluster::build(&resources).context("the resources do not form a valid model")?;
+    cluster.set_failsafe(args.failsafe.failsafe());
     let protocol = Protocol::parse(&args.protocol).ok_or_else(|| {
         anyhow!(
             "unknown protocol {:?}: expected TCP, UDP, SCTP, ICMP, ICMPv6 or a number",

@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod delete;
 pub mod describe;
 pub mod diff;
+pub mod failsafe;
 pub mod get;
 pub mod login;
 pub mod node;
