@@ -3,10 +3,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 use bulkhead_dataplane::render::{
-    EARLY_CLASSES, HOST_BASE_CHAINS, LocalEndpoint, ProfileChain, TierChains, WL_FROM, WL_TO,
-    WorkloadChains, allow_verdict, dispatch_chains, early_chain, endpoint_chains,
-    endpoint_profiles, forwarded_chain, host_base_chains, host_chain_name, policy_chain,
-    policy_chain_name, profile_chain,
+    EARLY_CLASSES, HOST_BASE_CHAINS, ProfileChain, TierChains, WL_FROM, WL_TO, WorkloadChains,
+    allow_verdict, dispatch_chains, early_chain, endpoint_chains, endpoint_profiles,
+    forwarded_chain, host_base_chains, host_chain_name, policy_chain, policy_chain_name,
+    profile_chain,
 };
 use bulkhead_dataplane::rules::{SetRequest, SetRequests};
 use bulkhead_dataplane::table::Chain;
@@ -14,7 +14,7 @@ use bulkhead_engine::EndpointKind;
 use bulkhead_engine::compile::PolicyClass;
 
 use crate::ItemId;
-use crate::graph::{CalcGraph, ChainSource, ChainState, Item, Rendered, SetState};
+use crate::graph::{CalcGraph, ChainSource, ChainState, Item, Rendered, SetState, local_hosts};
 use crate::ipsets::{IpSetIndex, SourceId};
 use crate::sequencer::Delta;
 
@@ -354,12 +354,7 @@ impl CalcGraph {
             }
         }
         if std::mem::take(&mut self.hosts_dirty) {
-            let hosts: Vec<&LocalEndpoint> = self
-                .hosts
-                .values()
-                .filter_map(|id| self.locals.get(id))
-                .map(|s| &s.local)
-                .collect();
+            let hosts = local_hosts(&self.hosts, &self.locals);
             let render = &self.config.render;
             for (name, chain) in dispatch_chains(render, !hosts.is_empty()) {
                 self.seq.put_chain(&name, chain);

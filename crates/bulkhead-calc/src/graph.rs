@@ -291,12 +291,7 @@ impl CalcGraph {
     /// interface), by interface: `resolve_host_endpoints` on the current endpoints and
     /// interface addresses.
     pub fn host_placement(&self) -> Vec<(String, String)> {
-        let hosts: Vec<&LocalEndpoint> = self
-            .hosts
-            .values()
-            .filter_map(|id| self.locals.get(id))
-            .map(|s| &s.local)
-            .collect();
+        let hosts = local_hosts(&self.hosts, &self.locals);
         let dispatch = resolve_host_endpoints(&hosts, &self.config.render);
         let mut out: Vec<(String, String)> = dispatch
             .interfaces
@@ -310,10 +305,9 @@ impl CalcGraph {
     /// Whether a local host endpoint is placed by its `expectedIPs` (no `interfaceName`),
     /// so the table depends on the node's interface addresses.
     pub fn needs_host_interfaces(&self) -> bool {
-        self.hosts
-            .values()
-            .filter_map(|id| self.locals.get(id))
-            .any(|s| s.local.interface.is_empty())
+        local_hosts(&self.hosts, &self.locals)
+            .iter()
+            .any(|h| h.interface.is_empty())
     }
 
     /// The intended table as of the last flush.
@@ -701,4 +695,16 @@ impl CalcGraph {
             slot.data = data;
         }
     }
+}
+
+/// The host endpoints enforced on the node (`hosts`, in order), as `locals` holds them.
+pub(crate) fn local_hosts<'a>(
+    hosts: &'a BTreeMap<OrderKey, ItemId>,
+    locals: &'a HashMap<ItemId, LocalState>,
+) -> Vec<&'a LocalEndpoint> {
+    hosts
+        .values()
+        .filter_map(|id| locals.get(id))
+        .map(|s| &s.local)
+        .collect()
 }
