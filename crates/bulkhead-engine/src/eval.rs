@@ -210,7 +210,7 @@ impl Cluster {
         if outcome.sides().any(|s| s.verdict == Verdict::Deny) {
             outcome.verdict = Verdict::Deny;
         } else if via != Via::default() {
-            self.forwarded_reply(mode, flow, via, &mut outcome);
+            self.forwarded_reply(mode, packet, via, &mut outcome);
         }
         outcome
     }
@@ -224,13 +224,8 @@ impl Cluster {
     /// invalid to conntrack (dropped) for TCP, SCTP and ICMP, and a new flow for UDP; a
     /// reply an untracked policy allows is judged afresh by every chain it crosses. The
     /// side whose untracked policy caused it gets the denial.
-    fn forwarded_reply(&self, mode: Mode, flow: &Flow, via: Via, outcome: &mut Outcome) {
-        let (src, dst) = self.ends(flow);
-        let request = Packet {
-            flow,
-            src: &src,
-            dst: &dst,
-        };
+    fn forwarded_reply(&self, mode: Mode, request: Packet<'_>, via: Via, outcome: &mut Outcome) {
+        let flow = request.flow;
         let untracked_request = via.inbound.is_some_and(|ep| {
             !self.raw_failsafe(flow)
                 && self.untracked(mode, ep, true, request, &mut ()) == Some(Verdict::Allow)
@@ -356,15 +351,7 @@ impl Cluster {
             return self.tracked(mode, ep, ingress, packet, sink);
         }
         let flow = packet.flow;
-        let failsafe = if ingress {
-            &self.failsafe.inbound
-        } else {
-            &self.failsafe.outbound
-        };
-        if flow
-            .dst_port
-            .is_some_and(|p| failsafe.contains(&(flow.protocol, p)))
-        {
+        if self.failsafe.allows(ingress, flow.protocol, flow.dst_port) {
             sink.hit(|| self.host_hit(ep, HitAction::Allow, RuleRef::Failsafe));
             return Verdict::Allow;
         }

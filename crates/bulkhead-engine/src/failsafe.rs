@@ -88,14 +88,22 @@ impl Failsafe {
         Ok(out)
     }
 
+    /// Whether a connection to `port` is a failsafe one: into the host (`ingress`,
+    /// inbound ports) or out of it (outbound ports).
+    pub fn allows(&self, ingress: bool, protocol: Protocol, port: Option<u16>) -> bool {
+        let list = if ingress {
+            &self.inbound
+        } else {
+            &self.outbound
+        };
+        port.is_some_and(|p| list.contains(&(protocol, p)))
+    }
+
     /// Whether the raw table's failsafe rules let a packet coming in by a host endpoint
     /// by before any untracked policy: to an inbound port, or the reply of a connection
-    /// to an outbound one (`src_port`).
+    /// to an outbound one (`src`).
     pub fn raw_allows(&self, protocol: Protocol, dst: Option<u16>, src: Option<u16>) -> bool {
-        let on = |port: Option<u16>, list: &[(Protocol, u16)]| {
-            port.is_some_and(|p| list.contains(&(protocol, p)))
-        };
-        on(dst, &self.inbound) || on(src, &self.outbound)
+        self.allows(true, protocol, dst) || self.allows(false, protocol, src)
     }
 }
 
