@@ -301,13 +301,13 @@ impl Agent {
     /// Logs and exports which host endpoint governs which interface, when that changed.
     fn report_placement(&mut self) {
         let placement = self.calc.graph.host_placement();
-        if placement == self.placement {
+        if placement == self.placement.as_slice() {
             return;
         }
         let text: Vec<String> = placement.iter().map(|(i, h)| format!("{i}={h}")).collect();
         tracing::info!(placement = %text.join(" "), "host endpoints placed (interface=endpoint)");
-        self.metrics.host_endpoints(placement.clone());
-        self.placement = placement;
+        self.placement = placement.to_vec();
+        self.metrics.host_endpoints(self.placement.clone());
     }
 
     /// Applies `given`, or without one the calc graph's table (borrowed, not copied);

@@ -6,7 +6,7 @@ use bulkhead_dataplane::render::{
     EARLY_CLASSES, HOST_BASE_CHAINS, ProfileChain, TierChains, WL_FROM, WL_TO, WorkloadChains,
     allow_verdict, dispatch_chains, early_chain, endpoint_chains, endpoint_profiles,
     forwarded_chain, host_base_chains, host_chain_name, policy_chain, policy_chain_name,
-    profile_chain,
+    profile_chain, resolve_host_endpoints,
 };
 use bulkhead_dataplane::rules::{SetRequest, SetRequests};
 use bulkhead_dataplane::table::Chain;
@@ -363,10 +363,13 @@ impl CalcGraph {
                 for name in HOST_BASE_CHAINS {
                     self.seq.remove_chain(name);
                 }
+                self.placement.clear();
             } else {
-                for (name, chain) in host_base_chains(&hosts, render) {
+                let dispatch = resolve_host_endpoints(&hosts, render);
+                for (name, chain) in host_base_chains(&dispatch, render) {
                     self.seq.put_chain(&name, chain);
                 }
+                self.placement = dispatch.placement();
             }
         }
     }

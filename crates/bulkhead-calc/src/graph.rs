@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use bulkhead_api::{Kind, ObjectMeta, Resource, ResourceKey};
 use bulkhead_dataplane::render::{
     HostInterfaces, LocalEndpoint, RenderConfig, WL_FROM, WL_TO, dispatch_chains,
-    policy_chain_names, profile_chain_name, resolve_host_endpoints,
+    policy_chain_names, profile_chain_name,
 };
 use bulkhead_dataplane::rules::SetRequest;
 use bulkhead_dataplane::table::Table;
@@ -207,6 +207,8 @@ pub struct CalcGraph {
     pub(crate) dirty_ifaces: BTreeSet<String>,
     pub(crate) hosts: BTreeMap<OrderKey, ItemId>,
     pub(crate) hosts_dirty: bool,
+    /// [`CalcGraph::host_placement`].
+    pub(crate) placement: Vec<(String, String)>,
     pub(crate) seq: TableSequencer,
     pub(crate) errors: BTreeMap<ResourceKey, String>,
 }
@@ -261,6 +263,7 @@ impl CalcGraph {
             dirty_ifaces: BTreeSet::new(),
             hosts: BTreeMap::new(),
             hosts_dirty: false,
+            placement: Vec::new(),
             seq,
             errors: BTreeMap::new(),
         }
@@ -288,18 +291,10 @@ impl CalcGraph {
     }
 
     /// Which local host endpoint governs which interface (`*`: every other host
-    /// interface), by interface: `resolve_host_endpoints` on the current endpoints and
-    /// interface addresses.
-    pub fn host_placement(&self) -> Vec<(String, String)> {
-        let hosts = local_hosts(&self.hosts, &self.locals);
-        let dispatch = resolve_host_endpoints(&hosts, &self.config.render);
-        let mut out: Vec<(String, String)> = dispatch
-            .interfaces
-            .iter()
-            .map(|(iface, h)| (iface.clone(), h.name.clone()))
-            .collect();
-        out.extend(dispatch.all.map(|h| ("*".to_string(), h.name.clone())));
-        out
+    /// interface), by interface, as of the last flush (which resolves them when the host
+    /// endpoints or the interface addresses change).
+    pub fn host_placement(&self) -> &[(String, String)] {
+        &self.placement
     }
 
     /// Whether a local host endpoint is placed by its `expectedIPs` (no `interfaceName`),

@@ -51,6 +51,19 @@ pub struct HostDispatch<'a> {
     pub all: Option<&'a LocalEndpoint>,
 }
 
+impl HostDispatch<'_> {
+    /// (interface, endpoint name) pairs, by interface, the `*` endpoint last as `*`.
+    pub fn placement(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .interfaces
+            .iter()
+            .map(|(iface, h)| (iface.clone(), h.name.clone()))
+            .collect();
+        out.extend(self.all.map(|h| ("*".to_string(), h.name.clone())));
+        out
+    }
+}
+
 /// Resolves host endpoints to interfaces as Felix does: one endpoint governs an
 /// interface, the alphabetically first of those that name it in `interfaceName` or, with
 /// no `interfaceName`, expect one of the addresses it holds
@@ -106,7 +119,7 @@ pub const HOST_BASE_CHAINS: [&str; 10] = [
 
 /// The base chains of a node with host endpoints, each running the failsafe chain of its
 /// direction and then the chain of its class of the host endpoint that governs the
-/// packet's interface ([`resolve_host_endpoints`]):
+/// packet's interface (`dispatch`, from [`resolve_host_endpoints`]):
 /// - `raw_prerouting` / `raw_output` (before conntrack): untracked policies;
 /// - `mangle_prerouting` (after conntrack, before DNAT): pre-DNAT policies;
 /// - `input` / `output`: the normal policies and profiles.
@@ -125,7 +138,10 @@ pub const HOST_BASE_CHAINS: [&str; 10] = [
 /// interface but a workload's, `workload_prefix`). The raw chains also let the replies of
 /// failsafe connections by (source port), which conntrack would have accepted as
 /// established.
-pub fn host_base_chains(hosts: &[&LocalEndpoint], config: &RenderConfig) -> Vec<(String, Chain)> {
+pub fn host_base_chains(
+    dispatch: &HostDispatch<'_>,
+    config: &RenderConfig,
+) -> Vec<(String, Chain)> {
     let workload_prefix = &config.workload_prefix;
     let ports = |ports: &[(bulkhead_api::values::Protocol, u16)], field: &str| -> Vec<String> {
         ports
@@ -189,7 +205,6 @@ pub fn host_base_chains(hosts: &[&LocalEndpoint], config: &RenderConfig) -> Vec<
     // others to those of the `*` endpoint: `goto`, so a chain that decides nothing (an
     // untracked or pre-DNAT chain without a verdict) ends the base chain rather than
     // falling through to another endpoint's.
-    let dispatch = resolve_host_endpoints(hosts, config);
     let routes = dispatch
         .interfaces
         .iter()

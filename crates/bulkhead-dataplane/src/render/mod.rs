@@ -281,7 +281,7 @@ pub fn render(cluster: &Cluster, local: &[LocalEndpoint], config: &RenderConfig)
             present.push(*h);
         }
         if !present.is_empty() {
-            let chains = host_base_chains(&present, config);
+            let chains = host_base_chains(&resolve_host_endpoints(&present, config), config);
             b.table.chains.extend(chains);
             hosts_present = true;
         }

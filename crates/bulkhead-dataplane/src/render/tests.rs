@@ -158,10 +158,12 @@ fn early_chains_end_every_tier_in_pass_and_have_no_profiles() {
 fn host_base_chains_run_each_class_in_its_hook() {
     let host = LocalEndpoint::host("h", "*");
     let named = LocalEndpoint::host("g", "eth1");
-    let chains: BTreeMap<String, Chain> =
-        host_base_chains(&[&host, &named], &RenderConfig::default())
-            .into_iter()
-            .collect();
+    let chains: BTreeMap<String, Chain> = host_base_chains(
+        &resolve_host_endpoints(&[&host, &named], &RenderConfig::default()),
+        &RenderConfig::default(),
+    )
+    .into_iter()
+    .collect();
     let last = |name: &str| chains[name].rules.last().cloned().unwrap_or_default();
     assert_eq!(chains["raw_prerouting"].hook, Some(Hook::RawPrerouting));
     // Untracked policies do not apply to the `*` endpoint: the named one's are last.
@@ -287,7 +289,10 @@ fn failsafe_chains_list_the_configured_ports() {
         },
         ..RenderConfig::default()
     };
-    let chains: BTreeMap<String, Chain> = host_base_chains(&[&host], &config).into_iter().collect();
+    let chains: BTreeMap<String, Chain> =
+        host_base_chains(&resolve_host_endpoints(&[&host], &config), &config)
+            .into_iter()
+            .collect();
     assert_eq!(
         chains["failsafe.in"].rules,
         ["meta l4proto tcp th dport 2222 accept"]
