@@ -199,24 +199,25 @@ impl Agent {
                     tracing::error!(%message, "resources do not form a valid model; keeping the last good state");
                     Step::LoadFailed(message)
                 }
-                Ok(()) => match self.program(None) {
-                    Ok(true) => Step::Applied,
-                    Ok(false) => Step::Unchanged,
-                    Err(e) => Step::ApplyFailed(e),
-                },
+                Ok(()) => self.program_desired(),
             },
         };
         if step == Step::Idle && self.refresh_interfaces() {
-            return match self.program(None) {
-                Ok(true) => Step::Applied,
-                Ok(false) => Step::Unchanged,
-                Err(e) => Step::ApplyFailed(e),
-            };
+            return self.program_desired();
         }
         if step == Step::Idle && self.last_check.elapsed() >= self.config.resync {
             return self.check_drift();
         }
         step
+    }
+
+    /// Programs the calc graph's table; what that did.
+    fn program_desired(&mut self) -> Step {
+        match self.program(None) {
+            Ok(true) => Step::Applied,
+            Ok(false) => Step::Unchanged,
+            Err(e) => Step::ApplyFailed(e),
+        }
     }
 
     /// Reads the node's interface addresses again if a host endpoint is placed by them
