@@ -151,7 +151,7 @@ fn follows_its_expected_address_from_interface_to_interface() {
     move_expected(&node, None, Some(&x1));
     drop(agent);
     let mut config = config;
-    config.render.failsafe.inbound = vec![(Protocol::TCP, 80)];
+    config.render.host_defaults.failsafe.inbound = vec![(Protocol::TCP, 80)];
     let second = Arc::new(Metrics::default());
     let mut agent = Agent::new(config, Arc::clone(&second));
     assert_eq!(agent.step(), Step::Applied);

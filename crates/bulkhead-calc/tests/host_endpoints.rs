@@ -19,6 +19,7 @@ use bulkhead_api::Resource;
 use bulkhead_api::values::Protocol;
 use bulkhead_calc::{CalcGraph, NodeConfig, Update};
 use bulkhead_dataplane::{CommandRunner, Dataplane, RenderConfig};
+use bulkhead_engine::host_defaults::{EndpointToHost, HostDefaults};
 use bulkhead_engine::{Cluster, Flow, Verdict};
 use bulkhead_netns::{
     BatchOptions, Endpoint, EndpointKind, Netns, NodeSandbox, Probe, Service, run_batch,
@@ -109,9 +110,11 @@ fn check(
     node: &NodeSandbox,
     paths: &[Path<'_>],
     resources: &[Resource],
+    host_defaults: &HostDefaults,
 ) -> Vec<(String, bool, bool)> {
     node.netns().flush_conntrack().expect("flush conntrack");
-    let cluster = Cluster::build(resources).expect("valid model");
+    let mut cluster = Cluster::build(resources).expect("valid model");
+    cluster.set_host_defaults(host_defaults.clone());
     let mut probes = Vec::new();
     let mut want = Vec::new();
     for path in paths {
@@ -153,17 +156,20 @@ fn check(
 
 /// Feeds `resources`, then each step's policy, to one graph, applies its table to the
 /// node after each, and checks the paths; returns, per check, how many probes the engine
-/// allowed. Panics, naming every probe, where the kernel disagrees with the engine.
+/// allowed. The node and the engine both have `host_defaults`. Panics, naming every
+/// probe, where the kernel disagrees with the engine.
 fn run_steps(
     node: &NodeSandbox,
     paths: &[Path<'_>],
     mut resources: Vec<Resource>,
     steps: Vec<(&str, Resource)>,
+    host_defaults: HostDefaults,
 ) -> Vec<usize> {
     let config = NodeConfig {
         node: NODE.into(),
         render: RenderConfig {
             workload_prefix: "cali".into(),
+            host_defaults: host_defaults.clone(),
             ..RenderConfig::default()
         },
     };
@@ -174,13 +180,14 @@ fn run_steps(
     graph.flush();
     let mut dp = Dataplane::new(CommandRunner::in_netns(node.name()));
     dp.apply(graph.table().clone()).expect("apply");
-    let mut results = vec![("before the first step", check(node, paths, &resources))];
+    let check = |resources: &[Resource]| check(node, paths, resources, &host_defaults);
+    let mut results = vec![("before the first step", check(&resources))];
     for (step, policy) in steps {
         resources.push(policy.clone());
         graph.apply(Update::Upsert(policy));
         graph.flush();
         dp.apply(graph.table().clone()).expect("apply");
-        results.push((step, check(node, paths, &resources)));
+        results.push((step, check(&resources)));
     }
     let word = |b: bool| if b { "allow" } else { "deny" };
     let mut report = String::new();
@@ -355,7 +362,7 @@ fn forwarded_traffic_gets_the_engines_verdicts_through_host_endpoints() {
             ),
         ),
     ];
-    let allowed = run_steps(&node, &paths, resources, steps);
+    let allowed = run_steps(&node, &paths, resources, steps, HostDefaults::default());
     // The steps do change what gets through: everything at first, then less, then more,
     // then less at each untracked step but the one whose answers the pod's policy then
     // stops.
@@ -377,10 +384,35 @@ fn forwarded_traffic_gets_the_engines_verdicts_through_host_endpoints() {
 
 #[test]
 fn a_node_and_its_own_workload_meet_only_the_workloads_egress() {
-    if !bulkhead_netns::kernel_tests_can_run(true) {
+    // pod -> node and node -> pod (4), outside -> pod (2): the node's own ports are closed.
+    let Some(allowed) = own_workload_steps("own", HostDefaults::default()) else {
         return;
+    };
+    assert_eq!(allowed, [6, 5, 3, 5], "per step");
+}
+
+#[test]
+fn with_endpoint_to_host_drop_a_workload_reaches_its_node_only_by_replies() {
+    let drop = HostDefaults {
+        endpoint_to_host: EndpointToHost::Drop,
+        ..HostDefaults::default()
+    };
+    // node -> pod (2) and outside -> pod (2) as with Accept; pod -> node never, whatever
+    // the pod's egress allows.
+    let Some(allowed) = own_workload_steps("own-drop", drop) else {
+        return;
+    };
+    assert_eq!(allowed, [4, 4, 2, 4], "per step");
+}
+
+/// Traffic between a node and its own workload, and from outside to both, over steps
+/// that narrow the workload's egress and ingress and open the node; returns the allowed
+/// probes per step (`None` when the kernel tests cannot run here).
+fn own_workload_steps(tag: &str, host_defaults: HostDefaults) -> Option<Vec<usize>> {
+    if !bulkhead_netns::kernel_tests_can_run(true) {
+        return None;
     }
-    let (node, pod) = sandbox("own");
+    let (node, pod) = sandbox(tag);
     let outside = external(&node, "outside", Ipv4Addr::new(198, 18, 0, 1));
     let host_ip = Ipv4Addr::new(10, 66, 0, 1);
     node.add_local_address(host_ip.into()).expect("address");
@@ -434,7 +466,5 @@ fn a_node_and_its_own_workload_meet_only_the_workloads_egress() {
             ),
         ),
     ];
-    let allowed = run_steps(&node, &paths, resources, steps);
-    // pod -> node and node -> pod (4), outside -> pod (2): the node's own ports are closed.
-    assert_eq!(allowed, [6, 5, 3, 5], "per step");
+    Some(run_steps(&node, &paths, resources, steps, host_defaults))
 }

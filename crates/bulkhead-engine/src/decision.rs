@@ -111,6 +111,9 @@ pub enum RuleRef {
     /// The reply of the connection does not get through the host endpoint: no untracked
     /// policy allows it while the request was untracked, or one denies it.
     UntrackedReply,
+    /// A workload's traffic to its own host, which the node's `DefaultEndpointToHostAction`
+    /// drops after the workload's egress allowed it.
+    EndpointToHost,
 }
 
 impl fmt::Display for RuleRef {
@@ -121,6 +124,7 @@ impl fmt::Display for RuleRef {
             RuleRef::NoProfile => f.write_str("no-profile"),
             RuleRef::Failsafe => f.write_str("failsafe"),
             RuleRef::UntrackedReply => f.write_str("untracked-reply"),
+            RuleRef::EndpointToHost => f.write_str("endpoint-to-host"),
         }
     }
 }
@@ -171,6 +175,7 @@ impl Hit {
             RuleRef::EndOfTier | RuleRef::NoProfile => "-1".into(),
             RuleRef::Failsafe => "failsafe".into(),
             RuleRef::UntrackedReply => "untracked-reply".into(),
+            RuleRef::EndpointToHost => "endpoint-to-host".into(),
         };
         format!("{index}|{tier}|{}|{}|{rule}", self.policy, self.action)
     }

@@ -86,7 +86,8 @@ impl Cluster {
     /// in by before any untracked policy ([`crate::failsafe::Failsafe::raw_allows`]). The
     /// packet then goes on to the tracked policies.
     fn raw_failsafe(&self, flow: &Flow) -> bool {
-        self.failsafe
+        self.host_defaults
+            .failsafe
             .raw_allows(flow.protocol, flow.dst_port, flow.src_port)
     }
 
@@ -147,7 +148,7 @@ impl Cluster {
             ep.is_some_and(|ep| self.side(mode, ep, ingress, packet, &mut ()) == Verdict::Deny)
         };
         let (from, to) = self.policed_ends(src, dst);
-        if deny(from, false) || deny(to, true) {
+        if deny(from, false) || self.dropped_at_own_host(src, dst).is_some() || deny(to, true) {
             Verdict::Deny
         } else {
             Verdict::Allow
@@ -169,8 +170,9 @@ impl Cluster {
     /// The endpoints whose policy a flow between `src` and `dst` meets: the source's
     /// (egress) and the destination's (ingress), except between a host and its own
     /// workloads ([`Endpoint::is_own_workload_of`]): a workload's traffic to its host
-    /// meets the workload's egress only, as Calico's `DefaultEndpointToHostAction:
-    /// ACCEPT` has it, and a host's traffic to its workloads is not policed.
+    /// meets the workload's egress only (and then the node's `DefaultEndpointToHostAction`,
+    /// [`Cluster::dropped_at_own_host`]), and a host's traffic to its workloads is not
+    /// policed.
     fn policed_ends(&self, src: &Address<'_>, dst: &Address<'_>) -> (Option<usize>, Option<usize>) {
         let ends = (
             src.endpoints.first().copied(),
@@ -185,6 +187,20 @@ impl Cluster {
             }
             ends => ends,
         }
+    }
+
+    /// The host endpoint a workload's flow to its own host reaches when the node's
+    /// `DefaultEndpointToHostAction` drops such traffic after the workload's egress
+    /// ([`crate::host_defaults::EndpointToHost`]); `None` when the node admits it or the
+    /// flow goes elsewhere. A host is known by its host endpoints' addresses.
+    fn dropped_at_own_host(&self, src: &Address<'_>, dst: &Address<'_>) -> Option<usize> {
+        if self.host_defaults.endpoint_to_host.admits() {
+            return None;
+        }
+        let (&a, &b) = (src.endpoints.first()?, dst.endpoints.first()?);
+        let workload = &self.endpoints[a];
+        (workload.kind == EndpointKind::Workload && workload.is_own_workload_of(&self.endpoints[b]))
+            .then_some(b)
     }
 
     fn outcome(
@@ -207,6 +223,15 @@ impl Cluster {
             ingress: to.map(|ep| side(ep, Direction::Ingress, false)),
             forwarded_out: via.outbound.map(|ep| side(ep, Direction::Egress, true)),
         };
+        if let Some(host) = self.dropped_at_own_host(src, dst) {
+            outcome.ingress = Some(SideOutcome {
+                endpoint: self.endpoints[host].to_ref(),
+                direction: Direction::Ingress,
+                verdict: Verdict::Deny,
+                tiers: Vec::new(),
+                trace: vec![self.host_hit(host, HitAction::Deny, RuleRef::EndpointToHost)],
+            });
+        }
         if outcome.sides().any(|s| s.verdict == Verdict::Deny) {
             outcome.verdict = Verdict::Deny;
         } else if via != Via::default() {
@@ -351,7 +376,11 @@ impl Cluster {
             return self.tracked(mode, ep, ingress, packet, sink);
         }
         let flow = packet.flow;
-        if self.failsafe.allows(ingress, flow.protocol, flow.dst_port) {
+        if self
+            .host_defaults
+            .failsafe
+            .allows(ingress, flow.protocol, flow.dst_port)
+        {
             sink.hit(|| self.host_hit(ep, HitAction::Allow, RuleRef::Failsafe));
             return Verdict::Allow;
         }

@@ -132,6 +132,11 @@ fn sides(out: &mut String, cluster: &Cluster, ends: &Ends<'_>, outcome: &Outcome
             let _ = writeln!(out, "{label} {name}: {why} (allow).");
             continue;
         };
+        // The node's `DefaultEndpointToHostAction` decided: no policy of the host's ran.
+        if s.trace.iter().any(|h| h.rule == RuleRef::EndpointToHost) {
+            side_lines(out, s, label, name, &[]);
+            continue;
+        }
         // A host endpoint's untracked and pre-DNAT tiers come first (eval.rs).
         let classes: &[PolicyClass] = match (s.endpoint.kind, ingress) {
             (EndpointKind::Host, true) => &[
@@ -215,7 +220,8 @@ fn side_lines(
     let _ = writeln!(out, "{label} {who}{aka}: {verdict}");
     let ingress = s.direction == Direction::Ingress;
     let none = groups.iter().all(|(_, tiers)| tiers.is_empty());
-    if none && !s.trace.iter().any(|h| h.rule == RuleRef::Failsafe) {
+    let before_policy = |h: &Hit| matches!(h.rule, RuleRef::Failsafe | RuleRef::EndpointToHost);
+    if none && !s.trace.iter().any(before_policy) {
         let dir = if ingress { "ingress" } else { "egress" };
         let _ = writeln!(
             out,
@@ -318,6 +324,10 @@ fn profile_hit(h: &Hit, s: &SideOutcome) -> String {
             "the reply does not get through: host endpoint {} handles the connection untracked (its untracked policies) -> DENY",
             h.policy.name
         ),
+        RuleRef::EndpointToHost => format!(
+            "traffic from a workload to its own host ({}): DefaultEndpointToHostAction is Drop -> DENY",
+            h.policy.name
+        ),
         RuleRef::NoProfile if h.policy.name.is_empty() => {
             "no profile rule matched (or the endpoint has no profiles) -> DENY".to_string()
         }
@@ -348,6 +358,12 @@ fn hit_summary(h: &Hit) -> String {
         }
         RuleRef::UntrackedReply => {
             return format!("reply blocked at host endpoint {name} ({})", h.action);
+        }
+        RuleRef::EndpointToHost => {
+            return format!(
+                "workload to its own host {name}: DefaultEndpointToHostAction ({})",
+                h.action
+            );
         }
         RuleRef::NoProfile if name.is_empty() => return "no profile rule matched (deny)".into(),
         RuleRef::NoProfile if h.policy.kind == Kind::HostEndpoint => {

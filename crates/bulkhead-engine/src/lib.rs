@@ -20,6 +20,7 @@ pub mod eval;
 pub mod explain;
 pub mod failsafe;
 pub mod flow;
+pub mod host_defaults;
 pub mod incremental;
 pub mod index;
 pub mod k8s_convert;

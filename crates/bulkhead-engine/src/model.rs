@@ -26,7 +26,7 @@ use crate::endpoint::{
     namespace_profile_labels, namespace_profile_name, service_account_profile_labels,
     service_account_profile_name,
 };
-use crate::failsafe::Failsafe;
+use crate::host_defaults::HostDefaults;
 use crate::index::{FastMap, FlatLabels, SelectorIndex};
 use crate::net_index::NetIndex;
 
@@ -205,20 +205,20 @@ pub struct Cluster {
     /// The same for each network set.
     set_rule_matches: Vec<OnceLock<Box<[u32]>>>,
     pub(crate) has_staged: bool,
-    /// The host endpoints' failsafe ports (Felix's defaults unless set).
-    pub(crate) failsafe: Failsafe,
+    /// The node settings the verdicts depend on (Felix's defaults unless set).
+    pub(crate) host_defaults: HostDefaults,
 }
 
 impl Cluster {
-    /// Sets the host endpoints' failsafe ports (a node's agent configuration, not a
-    /// resource: Felix's `FailsafeInboundHostPorts` and `FailsafeOutboundHostPorts`).
-    pub fn set_failsafe(&mut self, failsafe: Failsafe) {
-        self.failsafe = failsafe;
+    /// Sets the node settings the verdicts depend on (a node's agent configuration, not a
+    /// resource: Felix's failsafe ports and `DefaultEndpointToHostAction`).
+    pub fn set_host_defaults(&mut self, host_defaults: HostDefaults) {
+        self.host_defaults = host_defaults;
     }
 
-    /// The host endpoints' failsafe ports.
-    pub fn failsafe(&self) -> &Failsafe {
-        &self.failsafe
+    /// The node settings the verdicts depend on.
+    pub fn host_defaults(&self) -> &HostDefaults {
+        &self.host_defaults
     }
 
     /// Builds the model. Resources may come in any order; the result does not depend on it.
@@ -736,7 +736,7 @@ impl Builder {
             by_ip,
             index,
             has_staged,
-            failsafe: Failsafe::default(),
+            host_defaults: HostDefaults::default(),
         })
     }
 }

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use bulkhead_api::load_str;
 use bulkhead_api::values::Protocol;
 use bulkhead_engine::failsafe::Failsafe;
+use bulkhead_engine::host_defaults::{EndpointToHost, HostDefaults};
 use bulkhead_engine::{Cluster, Flow, HitAction, ModelError, RuleRef, Verdict};
 
 const ESTATE: &str = r#"
@@ -84,9 +85,12 @@ fn failsafe_ports_are_the_nodes_configuration() {
     );
     let to_bare = |c: &Cluster, port| c.evaluate(&tcp("198.18.0.1", "10.66.0.9", port)).verdict();
     let from_bare = |c: &Cluster, port| c.evaluate(&tcp("10.66.0.9", "198.18.0.1", port)).verdict();
-    c.set_failsafe(Failsafe {
-        inbound: vec![(Protocol::TCP, 80)],
-        outbound: Vec::new(),
+    c.set_host_defaults(HostDefaults {
+        failsafe: Failsafe {
+            inbound: vec![(Protocol::TCP, 80)],
+            outbound: Vec::new(),
+        },
+        ..HostDefaults::default()
     });
     assert_eq!(to_bare(&c, 22), Verdict::Deny, "22 is no longer failsafe");
     assert_eq!(to_bare(&c, 80), Verdict::Allow);
@@ -97,7 +101,7 @@ fn failsafe_ports_are_the_nodes_configuration() {
         "no outbound ones"
     );
     assert_eq!(from_bare(&c, 80), Verdict::Deny);
-    c.set_failsafe(Failsafe::default());
+    c.set_host_defaults(HostDefaults::default());
     assert_eq!(c.evaluate(&dns).verdict(), Verdict::Allow);
     assert_eq!(to_bare(&c, 22), Verdict::Allow);
 }
@@ -575,4 +579,85 @@ spec:
         c.evaluate(&tcp("10.66.0.1", "10.65.0.1", 443)).verdict(),
         Verdict::Deny
     );
+}
+
+#[test]
+fn default_endpoint_to_host_drop_keeps_workloads_out_of_their_own_host() {
+    let mut c = cluster(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: local, namespace: x, labels: {app: local}}
+spec: {nodeName: n1}
+status: {podIP: 10.65.1.1}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: other}
+spec: {node: n2, interfaceName: eth0, expectedIPs: [10.66.0.2]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: pods-out}
+spec:
+  selector: app == 'local'
+  types: [Egress]
+  egress: [{action: Allow, protocol: TCP, destination: {ports: [443]}}]
+"#,
+    );
+    c.set_host_defaults(HostDefaults {
+        endpoint_to_host: EndpointToHost::Drop,
+        ..HostDefaults::default()
+    });
+    let to_own = tcp("10.65.1.1", "10.66.0.1", 443);
+    let d = c.evaluate(&to_own);
+    assert_eq!(d.verdict(), Verdict::Deny);
+    assert_eq!(
+        c.verdict(bulkhead_engine::Mode::Enforced, &to_own),
+        Verdict::Deny
+    );
+    assert_eq!(
+        d.enforced.egress.as_ref().map(|s| s.verdict),
+        Some(Verdict::Allow),
+        "the workload's egress still runs first"
+    );
+    let host = d.enforced.ingress.as_ref().expect("the host's side");
+    assert_eq!(host.endpoint.to_string(), "host/h");
+    assert_eq!(
+        host.decided_by().map(|h| (h.rule, h.action)),
+        Some((RuleRef::EndpointToHost, HitAction::Deny))
+    );
+    let text = bulkhead_engine::explain::explain(&c, &to_own, &d, "x/local", "host/h");
+    assert!(
+        text.contains("DefaultEndpointToHostAction is Drop -> DENY"),
+        "{text}"
+    );
+    assert!(!text.contains("its profiles decide"), "{text}");
+    // The egress still denies what it denies, before the host's action.
+    let d = c.evaluate(&tcp("10.65.1.1", "10.66.0.1", 80));
+    assert_eq!(d.verdict(), Verdict::Deny);
+    assert_eq!(
+        d.enforced.egress.as_ref().map(|s| s.verdict),
+        Some(Verdict::Deny)
+    );
+    // Another node's host judges by its own policy (none, no profile: deny), and the
+    // host's own traffic to its pod is not affected.
+    let d = c.evaluate(&tcp("10.65.1.1", "10.66.0.2", 443));
+    assert_eq!(
+        d.enforced.decided_by().map(|h| h.rule),
+        Some(RuleRef::NoProfile),
+        "{d:?}"
+    );
+    assert_eq!(
+        c.evaluate(&tcp("10.66.0.1", "10.65.1.1", 80)).verdict(),
+        Verdict::Allow
+    );
+    // Return and Accept let the egress decide alone.
+    for admits in [EndpointToHost::Return, EndpointToHost::Accept] {
+        c.set_host_defaults(HostDefaults {
+            endpoint_to_host: admits,
+            ..HostDefaults::default()
+        });
+        assert_eq!(c.evaluate(&to_own).verdict(), Verdict::Allow, "{admits}");
+    }
 }

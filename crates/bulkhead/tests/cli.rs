@@ -308,3 +308,49 @@ fn check_takes_the_nodes_failsafe_ports() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_takes_the_nodes_default_endpoint_to_host_action() {
+    let dir = std::env::temp_dir().join(format!("bulkhead-cli-to-host-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("node.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: h1}\nspec: {node: n1, interfaceName: eth0, expectedIPs: [10.66.0.1]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\nspec: {nodeName: n1}\nstatus: {podIP: 10.65.0.5}\n",
+    )
+    .expect("write");
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "-f",
+            file.to_str().expect("utf-8 path"),
+            "--from",
+            "shop/web",
+            "--to",
+            "host/h1",
+            "--port",
+            "10250",
+        ];
+        args.extend(extra);
+        bulkhead(&args)
+    };
+    let o = check(&[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "Accept by default: {}",
+        stdout(&o)
+    );
+    let o = check(&["--default-endpoint-to-host-action", "Drop"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("DefaultEndpointToHostAction is Drop"),
+        "{}",
+        stdout(&o)
+    );
+    let o = check(&["--default-endpoint-to-host-action", "reject"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("expected Drop, Return or Accept"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

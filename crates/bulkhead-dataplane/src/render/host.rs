@@ -162,7 +162,7 @@ pub fn host_base_chains(
         ND_ACCEPT.into(),
         from_workload.clone(),
     ];
-    raw_in.extend(ports(&config.failsafe.outbound, "sport"));
+    raw_in.extend(ports(&config.host_defaults.failsafe.outbound, "sport"));
     raw_in.push("jump failsafe.in".into());
     let mut raw_out = vec![
         clear_marks(),
@@ -170,7 +170,7 @@ pub fn host_base_chains(
         ND_ACCEPT.into(),
         to_workload.clone(),
     ];
-    raw_out.extend(ports(&config.failsafe.inbound, "sport"));
+    raw_out.extend(ports(&config.host_defaults.failsafe.inbound, "sport"));
     raw_out.push("jump failsafe.out".into());
     let mut mangle_in = vec![
         CT[0].to_string(),
@@ -261,11 +261,11 @@ pub fn host_base_chains(
     vec![
         (
             fs_in.into(),
-            regular(ports(&config.failsafe.inbound, "dport")),
+            regular(ports(&config.host_defaults.failsafe.inbound, "dport")),
         ),
         (
             fs_out.into(),
-            regular(ports(&config.failsafe.outbound, "dport")),
+            regular(ports(&config.host_defaults.failsafe.outbound, "dport")),
         ),
         (raw_pre.into(), base(Hook::RawPrerouting, raw_in)),
         (raw_output.into(), base(Hook::RawOutput, raw_out)),

@@ -31,7 +31,7 @@ use bulkhead_api::Resource;
 use bulkhead_api::values::Action;
 use bulkhead_api::values::TierDefaultAction;
 use bulkhead_engine::compile::{Entity, Policy, PolicyClass, Profile, Rule};
-use bulkhead_engine::failsafe::Failsafe;
+use bulkhead_engine::host_defaults::HostDefaults;
 use bulkhead_engine::{Cluster, EndpointKind, Mode, Tier};
 
 use crate::dispatch::{self, Reach};
@@ -80,8 +80,9 @@ pub struct RenderConfig {
     /// The node's interfaces and their addresses (as the agent last read them): what a
     /// host endpoint without `interfaceName` is resolved against.
     pub host_interfaces: HostInterfaces,
-    /// The host endpoints' failsafe ports.
-    pub failsafe: Failsafe,
+    /// The node settings the table enforces: the host endpoints' failsafe ports, and
+    /// what a workload's traffic to its own host meets.
+    pub host_defaults: HostDefaults,
 }
 
 impl Default for RenderConfig {
@@ -90,7 +91,7 @@ impl Default for RenderConfig {
             workload_prefix: "bh".into(),
             tagging: Tagging::Off,
             host_interfaces: HostInterfaces::new(),
-            failsafe: Failsafe::default(),
+            host_defaults: HostDefaults::default(),
         }
     }
 }
@@ -309,20 +310,28 @@ pub const WL_TO: &str = "wl_to";
 pub const TO_WORKLOAD: &str = "to_workload";
 /// The base chain of traffic from local workloads to this host: their egress policy.
 pub const WORKLOAD_INPUT: &str = "workload_input";
+/// With `DefaultEndpointToHostAction: Drop`, the chain [`WORKLOAD_INPUT`] jumps to for a
+/// workload's egress policy, so that what the policy allows comes back to be dropped.
+pub const WL_TO_HOST: &str = "wl_to_host";
 
 /// The chains that dispatch workload traffic, whatever the node's endpoints: the
 /// `forward` base chain and [`TO_WORKLOAD`] (conntrack, then the source workload's
 /// egress, then the destination's ingress), and [`WORKLOAD_INPUT`] (a workload's traffic
-/// to this host: its egress alone, as Calico's `DefaultEndpointToHostAction: ACCEPT` has
-/// it; the host endpoints' chains let it by). A known workload interface is found by its
-/// map lookup alone; a workload-prefixed interface that no map holds is dropped after it
-/// (fail closed), so the check costs nothing on the path of a known workload.
+/// to this host: its egress, and then the node's `DefaultEndpointToHostAction`; the host
+/// endpoints' chains let it by). A known workload interface is found by its map lookup
+/// alone; a workload-prefixed interface that no map holds is dropped after it (fail
+/// closed), so the check costs nothing on the path of a known workload.
+///
+/// With `Accept` or `Return` (the same here: other tables see the packet either way)
+/// [`WORKLOAD_INPUT`] goes to the egress chain, whose allow ends in the base chain's
+/// accept policy. With `Drop` it jumps to [`WL_TO_HOST`], which goes to the egress chain;
+/// an allow returns from the jump, and the next rule drops.
 ///
 /// On a node with host endpoints (`hosts`), forwarded traffic also meets the
 /// `applyOnForward` chains of the host endpoint it came in through ([`FROM_HOST`], first,
 /// unless a pre-DNAT policy accepted it) and of the one it leaves through ([`TO_HOST`],
 /// last, when the destination is not a workload here).
-pub fn dispatch_chains(config: &RenderConfig, hosts: bool) -> [(String, Chain); 3] {
+pub fn dispatch_chains(config: &RenderConfig, hosts: bool) -> Vec<(String, Chain)> {
     let prefix = &config.workload_prefix;
     let mut forward: Vec<String> = CT.iter().map(|s| s.to_string()).collect();
     if hosts {
@@ -330,8 +339,10 @@ pub fn dispatch_chains(config: &RenderConfig, hosts: bool) -> [(String, Chain); 
             "meta mark & {MARK_ACCEPT:#x} == 0x0 jump {FROM_HOST}"
         ));
     }
-    forward.push(format!("iifname vmap @{WL_FROM}"));
-    forward.push(format!("iifname \"{prefix}*\" drop"));
+    let from_workload = format!("iifname vmap @{WL_FROM}");
+    let unknown_workload = format!("iifname \"{prefix}*\" drop");
+    forward.push(from_workload.clone());
+    forward.push(unknown_workload.clone());
     forward.push(format!("goto {TO_WORKLOAD}"));
     let mut to = vec![
         format!("oifname vmap @{WL_TO}"),
@@ -342,14 +353,16 @@ pub fn dispatch_chains(config: &RenderConfig, hosts: bool) -> [(String, Chain); 
     }
     // From `workload_input`, the egress chain's allow also comes through `to_workload`,
     // where no output interface matches.
-    let input = vec![
-        CT[0].to_string(),
-        CT[1].to_string(),
-        ND_ACCEPT.to_string(),
-        format!("iifname vmap @{WL_FROM}"),
-        format!("iifname \"{prefix}*\" drop"),
-    ];
-    [
+    let mut input = vec![CT[0].to_string(), CT[1].to_string(), ND_ACCEPT.to_string()];
+    let admits = config.host_defaults.endpoint_to_host.admits();
+    if admits {
+        input.push(from_workload);
+    } else {
+        input.push(format!("iifname \"{prefix}*\" jump {WL_TO_HOST}"));
+    }
+    // Unknown to `wl_from` (fail closed) or, with `Drop`, allowed by the egress chain.
+    input.push(unknown_workload);
+    let mut chains = vec![
         (
             "forward".to_string(),
             Chain {
@@ -365,7 +378,14 @@ pub fn dispatch_chains(config: &RenderConfig, hosts: bool) -> [(String, Chain); 
                 rules: input,
             },
         ),
-    ]
+    ];
+    if !admits {
+        chains.push((
+            WL_TO_HOST.to_string(),
+            regular(vec![format!("iifname vmap @{WL_FROM}")]),
+        ));
+    }
+    chains
 }
 
 /// The names a workload interface gives its chains and dispatch entries.

@@ -1,6 +1,8 @@
 use super::*;
 use std::collections::BTreeMap;
 
+use bulkhead_engine::host_defaults::{EndpointToHost, HostDefaults};
+
 use crate::tag::RuleTag;
 use crate::test_policy::gnp;
 
@@ -283,9 +285,12 @@ fn one_host_endpoint_governs_an_interface_and_expected_ips_find_theirs() {
 fn failsafe_chains_list_the_configured_ports() {
     let host = LocalEndpoint::host("h", "eth0");
     let config = RenderConfig {
-        failsafe: bulkhead_engine::failsafe::Failsafe {
-            inbound: vec![(bulkhead_api::values::Protocol::TCP, 2222)],
-            outbound: Vec::new(),
+        host_defaults: HostDefaults {
+            failsafe: bulkhead_engine::failsafe::Failsafe {
+                inbound: vec![(bulkhead_api::values::Protocol::TCP, 2222)],
+                outbound: Vec::new(),
+            },
+            ..HostDefaults::default()
         },
         ..RenderConfig::default()
     };
@@ -304,4 +309,43 @@ fn failsafe_chains_list_the_configured_ports() {
             .rules
             .contains(&"meta l4proto tcp th sport 2222 accept".to_string())
     );
+}
+
+#[test]
+fn endpoint_to_host_drop_drops_what_the_workload_egress_allows() {
+    let chains = |action: EndpointToHost| -> BTreeMap<String, Chain> {
+        let config = RenderConfig {
+            host_defaults: HostDefaults {
+                endpoint_to_host: action,
+                ..HostDefaults::default()
+            },
+            ..RenderConfig::default()
+        };
+        dispatch_chains(&config, false).into_iter().collect()
+    };
+    let accept = chains(EndpointToHost::Accept);
+    assert_eq!(
+        accept[WORKLOAD_INPUT].rules[3..],
+        ["iifname vmap @wl_from", "iifname \"bh*\" drop"]
+    );
+    assert!(!accept.contains_key(WL_TO_HOST));
+    assert_eq!(
+        chains(EndpointToHost::Return),
+        accept,
+        "Return is Accept here"
+    );
+    let drop = chains(EndpointToHost::Drop);
+    // The egress chain runs inside a jump, so its allow comes back to the drop.
+    assert_eq!(
+        drop[WORKLOAD_INPUT].rules[3..],
+        ["iifname \"bh*\" jump wl_to_host", "iifname \"bh*\" drop"]
+    );
+    assert_eq!(drop[WL_TO_HOST].rules, ["iifname vmap @wl_from"]);
+    assert_eq!(drop[WL_TO_HOST].hook, None);
+    // Conntrack and neighbour discovery still come first, and forwarding is the same.
+    assert_eq!(
+        drop[WORKLOAD_INPUT].rules[..3],
+        accept[WORKLOAD_INPUT].rules[..3]
+    );
+    assert_eq!(drop["forward"], accept["forward"]);
 }

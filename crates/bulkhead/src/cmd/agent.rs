@@ -15,7 +15,7 @@ use bulkhead_client::{Client, Config};
 use bulkhead_dataplane::naming::WORKLOAD_PREFIX;
 use bulkhead_dataplane::{RenderConfig, Tagging};
 
-use crate::cmd::failsafe::FailsafeArgs;
+use crate::cmd::host_defaults::HostDefaultsArgs;
 
 /// Arguments of `bulkhead agent`.
 #[derive(clap::Args)]
@@ -72,7 +72,7 @@ pub struct Args {
     #[arg(long)]
     nflog_tags: bool,
     #[command(flatten)]
-    failsafe: FailsafeArgs,
+    host_defaults: HostDefaultsArgs,
 }
 
 /// Runs the agent until the process is stopped.
@@ -100,9 +100,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, None) => anyhow::bail!("give --from-dir DIR or --server URL"),
     };
+    let host_defaults = args.host_defaults.host_defaults();
     tracing::info!(
         node = %args.node,
         %from,
+        default_endpoint_to_host_action = %host_defaults.endpoint_to_host,
         netns = %args.netns.as_deref().unwrap_or("(own)"),
         state_dir = %state_dir.display(),
         "agent starting"
@@ -121,7 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 Tagging::Off
             },
-            failsafe: args.failsafe.failsafe(),
+            host_defaults,
             ..RenderConfig::default()
         },
     };

@@ -9,7 +9,7 @@ use bulkhead_api::load_paths;
 use bulkhead_api::values::Protocol;
 use bulkhead_engine::{Cluster, EndpointKind, Flow, Verdict, explain::explain};
 
-use crate::cmd::failsafe::FailsafeArgs;
+use crate::cmd::host_defaults::HostDefaultsArgs;
 
 /// Arguments of `bulkhead check`.
 #[derive(clap::Args)]
@@ -52,7 +52,7 @@ pub struct Args {
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     output: Output,
     #[command(flatten)]
-    failsafe: FailsafeArgs,
+    host_defaults: HostDefaultsArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -69,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let resources: Vec<_> = loaded.into_iter().map(|l| l.resource).collect();
     let mut cluster =
         Cluster::build(&resources).context("the resources do not form a valid model")?;
-    cluster.set_failsafe(args.failsafe.failsafe());
+    cluster.set_host_defaults(args.host_defaults.host_defaults());
     let protocol = Protocol::parse(&args.protocol).ok_or_else(|| {
         anyhow!(
             "unknown protocol {:?}: expected TCP, UDP, SCTP, ICMP, ICMPv6 or a number",

@@ -187,6 +187,7 @@ fn describe(h: &Hit) -> String {
         RuleRef::NoProfile => "no profile".into(),
         RuleRef::Failsafe => "failsafe".into(),
         RuleRef::UntrackedReply => "untracked reply".into(),
+        RuleRef::EndpointToHost => "DefaultEndpointToHostAction".into(),
     };
     match &h.tier {
         Some(t) => format!("{t} / {name} / {rule}"),

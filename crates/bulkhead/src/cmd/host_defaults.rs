@@ -1,0 +1,62 @@
+//! `--failsafe-inbound`, `--failsafe-outbound` and `--default-endpoint-to-host-action`,
+//! shared by `agent` and `check` so that a check can be asked with the settings a node's
+//! agent enforces.
+
+use bulkhead_api::values::Protocol;
+use bulkhead_engine::failsafe::Failsafe;
+use bulkhead_engine::host_defaults::{EndpointToHost, HostDefaults};
+
+/// The node's defaults for traffic to and from its host, as Felix's environment writes
+/// them.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HostDefaultsArgs {
+    /// Ports a host endpoint always lets in, before any policy: `tcp:22,udp:68,…` or
+    /// `none` (default: Felix's, tcp:22, udp:68, tcp:179, tcp:2379, tcp:2380, tcp:5473,
+    /// tcp:6443, tcp:6666, tcp:6667).
+    #[arg(long, env = "BULKHEAD_FAILSAFE_INBOUND", value_name = "PORTS", value_parser = ports)]
+    failsafe_inbound: Option<Ports>,
+    /// Ports a host endpoint always lets out, before any policy: `udp:53,…` or `none`
+    /// (default: Felix's, udp:53, udp:67, tcp:179, tcp:2379, tcp:2380, tcp:5473,
+    /// tcp:6443, tcp:6666, tcp:6667).
+    #[arg(long, env = "BULKHEAD_FAILSAFE_OUTBOUND", value_name = "PORTS", value_parser = ports)]
+    failsafe_outbound: Option<Ports>,
+    /// What a workload's traffic to its own host meets once the workload's egress policy
+    /// allowed it: `Drop` (workloads reach their host only by replies; Felix's own
+    /// default), `Return` or `Accept` (the egress policy alone decides; what Calico's
+    /// manifests set). The host endpoints' policies never apply to it.
+    #[arg(
+        long,
+        env = "BULKHEAD_DEFAULT_ENDPOINT_TO_HOST_ACTION",
+        value_name = "ACTION",
+        default_value_t = EndpointToHost::Accept
+    )]
+    default_endpoint_to_host_action: EndpointToHost,
+}
+
+/// One flag's port list (one value to clap, not many).
+#[derive(Debug, Clone)]
+struct Ports(Vec<(Protocol, u16)>);
+
+fn ports(text: &str) -> Result<Ports, String> {
+    Failsafe::parse_ports(text).map(Ports)
+}
+
+impl HostDefaultsArgs {
+    /// The settings these flags give (Felix's failsafe ports where absent).
+    pub fn host_defaults(&self) -> HostDefaults {
+        let default = Failsafe::default();
+        HostDefaults {
+            failsafe: Failsafe {
+                inbound: self
+                    .failsafe_inbound
+                    .clone()
+                    .map_or(default.inbound, |p| p.0),
+                outbound: self
+                    .failsafe_outbound
+                    .clone()
+                    .map_or(default.outbound, |p| p.0),
+            },
+            endpoint_to_host: self.default_endpoint_to_host_action,
+        }
+    }
+}
