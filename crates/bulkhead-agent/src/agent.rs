@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use bulkhead_api::values::Protocol;
 use bulkhead_calc::{CalcGraph, NodeConfig, Update};
 use bulkhead_dataplane::{CommandRunner, Dataplane, RenderConfig, Table};
+use bulkhead_engine::host_defaults::{HostDefaults, HostDefaultsLayer};
 
 use crate::interfaces::AddressWatch;
 use crate::metrics::Metrics;
@@ -62,6 +64,8 @@ pub struct AgentConfig {
     pub resync: Duration,
     /// Naming of the node's interfaces.
     pub render: RenderConfig,
+    /// Settings that win over the node's FelixConfigurations (the agent's flags).
+    pub host_defaults: HostDefaultsLayer,
 }
 
 /// What one step did.
@@ -93,6 +97,8 @@ pub struct Agent {
     interfaces_read: Option<Instant>,
     /// Which host endpoint governs which interface, as last reported.
     placement: Vec<(String, String)>,
+    /// The node's failsafe ports and `DefaultEndpointToHostAction`, as last reported.
+    host_defaults: Option<HostDefaults>,
     /// Announces the node's address changes, once a host endpoint depends on them.
     watch: Option<AddressWatch>,
     /// Whether opening the watch was tried (it is not retried).
@@ -114,12 +120,12 @@ struct Calc {
 
 impl Calc {
     fn new(config: &AgentConfig) -> Calc {
-        Calc {
-            graph: CalcGraph::new(NodeConfig {
-                node: config.node.clone(),
-                render: config.render.clone(),
-            }),
-        }
+        let mut graph = CalcGraph::new(NodeConfig {
+            node: config.node.clone(),
+            render: config.render.clone(),
+        });
+        graph.override_host_defaults(config.host_defaults.clone());
+        Calc { graph }
     }
 
     /// Feeds `updates` to the graph; the model errors, if any (then nothing may be
@@ -164,6 +170,7 @@ impl Agent {
             last_check: Instant::now(),
             interfaces_read: None,
             placement: Vec::new(),
+            host_defaults: None,
             watch: None,
             watch_tried: false,
             unsaved: None,
@@ -296,7 +303,32 @@ impl Agent {
         self.metrics
             .local_endpoints(self.calc.graph.stats().local_endpoints);
         self.report_placement();
+        self.report_host_defaults();
         Ok(())
+    }
+
+    /// Logs the node's settings around the policies when they change (the flags, then
+    /// the FelixConfigurations `node.<node>` and `default`).
+    fn report_host_defaults(&mut self) {
+        let now = self.calc.graph.host_defaults();
+        if self.host_defaults.as_ref() == Some(now) {
+            return;
+        }
+        let ports = |list: &[(Protocol, u16)]| {
+            let text: Vec<String> = list.iter().map(|(p, n)| format!("{p}:{n}")).collect();
+            if text.is_empty() {
+                "none".to_string()
+            } else {
+                text.join(",")
+            }
+        };
+        tracing::info!(
+            failsafe_inbound = %ports(&now.failsafe.inbound),
+            failsafe_outbound = %ports(&now.failsafe.outbound),
+            default_endpoint_to_host_action = %now.endpoint_to_host,
+            "host defaults"
+        );
+        self.host_defaults = Some(now.clone());
     }
 
     /// Logs and exports which host endpoint governs which interface, when that changed.

@@ -84,6 +84,7 @@ fn start_agent(s: &Setup) -> (Agent, Arc<Metrics>) {
             workload_prefix: "cali".into(),
             ..RenderConfig::default()
         },
+        host_defaults: Default::default(),
     };
     (Agent::new(config, Arc::clone(&metrics)), metrics)
 }

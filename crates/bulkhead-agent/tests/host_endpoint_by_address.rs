@@ -1,6 +1,7 @@
 //! A HostEndpoint without `interfaceName` governs the interface that holds one of its
 //! `expectedIPs`, as in Calico, and follows the address when it moves: the agent reads
-//! the node's addresses and re-places the endpoint without any resource changing.
+//! the node's addresses and re-places the endpoint without any resource changing. The
+//! running agent also takes a FelixConfiguration's failsafe ports, under its own flags.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use bulkhead_agent::{Agent, AgentConfig, Metrics, Step};
 use bulkhead_api::values::Protocol;
 use bulkhead_dataplane::RenderConfig;
+use bulkhead_engine::host_defaults::HostDefaultsLayer;
 use bulkhead_netns::{Endpoint, EndpointKind, NodeSandbox, Service, tcp_connect, unique_name};
 
 const PROBE: Duration = Duration::from_millis(500);
@@ -21,6 +23,9 @@ const EXPECTED: &str = "10.66.9.1";
 /// No profile and no policy: everything but the failsafe ports is denied on the
 /// interface it governs.
 const HEP: &str = "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: uplink, labels: {role: uplink}}\nspec: {node: node1, expectedIPs: [10.66.9.1]}\n";
+
+/// Felix's settings for every node: port 80 is the only inbound failsafe port.
+const FELIX: &str = "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeInboundHostPorts: [{protocol: TCP, port: 80}]}\n";
 
 struct Dir(PathBuf);
 
@@ -112,6 +117,7 @@ fn follows_its_expected_address_from_interface_to_interface() {
             workload_prefix: "cali".into(),
             ..RenderConfig::default()
         },
+        host_defaults: HostDefaultsLayer::default(),
     };
     let metrics = Arc::new(Metrics::default());
     let mut agent = Agent::new(config.clone(), Arc::clone(&metrics));
@@ -146,12 +152,20 @@ fn follows_its_expected_address_from_interface_to_interface() {
     assert!(reaches_node(&x1) && reaches_node(&x2), "nothing governed");
     assert!(!governs(&x1) && !governs(&x2), "{}", metrics.render());
 
-    // Governed again, by an agent whose failsafe ports include the node's port 80: it
-    // gets in before any policy (and without one, as here).
+    // Governed again. Then a FelixConfiguration makes the node's port 80 a failsafe
+    // port, and the running agent takes it: it gets in before any policy (and without
+    // one, as here).
     move_expected(&node, None, Some(&x1));
+    assert_eq!(until_applied(&mut agent), Step::Applied);
+    assert!(!reaches_node(&x1), "governed again");
+    std::fs::write(dir.0.join("felix.yaml"), FELIX).expect("write");
+    assert_eq!(until_applied(&mut agent), Step::Applied);
+    assert!(reaches_node(&x1), "port 80 is a failsafe port now");
+
+    // An agent whose flag sets the list wins over the FelixConfiguration.
     drop(agent);
     let mut config = config;
-    config.render.host_defaults.failsafe.inbound = vec![(Protocol::TCP, 80)];
+    config.host_defaults.failsafe_inbound = Some(vec![(Protocol::TCP, 22)]);
     let second = Arc::new(Metrics::default());
     let mut agent = Agent::new(config, Arc::clone(&second));
     assert_eq!(agent.step(), Step::Applied);
@@ -160,5 +174,5 @@ fn follows_its_expected_address_from_interface_to_interface() {
         x1.host_ifname()
     );
     assert!(second.render().contains(&placed), "{}", second.render());
-    assert!(reaches_node(&x1), "port 80 is a failsafe port now");
+    assert!(!reaches_node(&x1), "the flag's list has no port 80");
 }

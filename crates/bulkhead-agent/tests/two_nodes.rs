@@ -102,6 +102,7 @@ fn a_policy_change_is_enforced_when_apply_returns() {
                 workload_prefix: "cali".into(),
                 ..RenderConfig::default()
             },
+            host_defaults: Default::default(),
         };
         Agent::new(config, Arc::new(Metrics::default()))
     };

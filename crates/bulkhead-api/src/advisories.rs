@@ -25,10 +25,35 @@ impl fmt::Display for Advisory {
 /// An HTTP match: the L3/L4 dataplane enforces the rule's other fields only.
 pub const HTTP_MATCH: &str = "HTTP matches are not enforced (no application-layer dataplane); the rule matches on its other fields alone";
 
+/// A Felix setting other than those the agent honours.
+pub const FELIX_SETTING: &str = "not enforced: Bulkhead's agent honours failsafeInboundHostPorts, failsafeOutboundHostPorts and defaultEndpointToHostAction, and keeps the other settings as written";
+
+/// A FelixConfiguration whose name no agent reads.
+pub const FELIX_NAME: &str = "no agent reads this FelixConfiguration: `default` applies to every node, `node.<nodename>` to one";
+
+/// Whether a FelixConfiguration of this name applies to some node: `default` (every
+/// node) or `node.<nodename>` (that one).
+pub fn felix_configuration_applies(name: &str) -> bool {
+    name == "default" || name.strip_prefix("node.").is_some_and(|n| !n.is_empty())
+}
+
 /// The advisories for `resource`, in field order; empty for most resources.
 pub fn advisories(resource: &Resource) -> Vec<Advisory> {
     let mut out = Vec::new();
     let (ingress, egress): (&[Rule], &[Rule]) = match resource {
+        Resource::FelixConfiguration(o) => {
+            if !felix_configuration_applies(&o.metadata.name) {
+                out.push(Advisory {
+                    path: "metadata.name".into(),
+                    message: FELIX_NAME,
+                });
+            }
+            out.extend(o.spec.other.keys().map(|field| Advisory {
+                path: format!("spec.{field}"),
+                message: FELIX_SETTING,
+            }));
+            return out;
+        }
         Resource::GlobalNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o) => {
             (&o.spec.ingress, &o.spec.egress)
         }
@@ -83,6 +108,26 @@ mod tests {
             "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  ingress:\n  - action: Deny\n    protocol: UDP\n  - action: Allow\n    protocol: TCP\n    http: {methods: [GET]}\n",
         );
         assert_eq!(got, [format!("spec.ingress[1].http: {HTTP_MATCH}")]);
+    }
+
+    #[test]
+    fn felix_settings_bulkhead_does_not_enforce_are_named() {
+        let got = of(
+            "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\nspec:\n  bpfEnabled: true\n  defaultEndpointToHostAction: Drop\n  logSeverityScreen: Info\n",
+        );
+        assert_eq!(
+            got,
+            [
+                format!("spec.bpfEnabled: {FELIX_SETTING}"),
+                format!("spec.logSeverityScreen: {FELIX_SETTING}")
+            ]
+        );
+        let got = of(
+            "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: node-1}\nspec: {failsafeInboundHostPorts: []}\n",
+        );
+        assert_eq!(got, [format!("metadata.name: {FELIX_NAME}")]);
+        assert!(felix_configuration_applies("node.n1"));
+        assert!(!felix_configuration_applies("node."));
     }
 
     #[test]

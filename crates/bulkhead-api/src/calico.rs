@@ -1,14 +1,18 @@
 //! `projectcalico.org/v3` resource specs, field for field as Calico defines them.
 //!
 //! Every struct denies unknown fields: a typo in a policy is an error with its field path,
-//! never a silently ignored match criterion.
+//! never a silently ignored match criterion. The one exception is
+//! [`FelixConfigurationSpec`], which keeps Felix's settings that Bulkhead does not
+//! enforce (an advisory names each).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::meta::LabelMap;
-use crate::values::{Action, PolicyType, Port, Protocol, StagedAction, TierDefaultAction};
+use crate::values::{
+    Action, EndpointToHost, PolicyType, Port, Protocol, StagedAction, TierDefaultAction,
+};
 
 /// One policy rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -366,4 +370,45 @@ pub struct ProfileSpec {
     /// Labels every endpoint with this profile inherits (its own labels win).
     #[serde(default)]
     pub labels_to_apply: LabelMap,
+}
+
+/// Spec of a `FelixConfiguration`: the settings of the agents, for every node (named
+/// `default`) or for one (`node.<nodename>`, which takes precedence field by field).
+/// Bulkhead's agent honours the failsafe ports and `defaultEndpointToHostAction`.
+/// Felix's other settings (about 150, many about dataplanes Bulkhead does not have) are
+/// kept as written rather than refused, so that a cluster's existing configuration
+/// applies unchanged; an advisory names each one as not enforced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FelixConfigurationSpec {
+    /// Ports a host endpoint always lets in, before any policy (unset: Felix's defaults;
+    /// empty: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failsafe_inbound_host_ports: Option<Vec<ProtoPort>>,
+    /// Ports a host endpoint always lets out, before any policy (unset: Felix's
+    /// defaults; empty: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failsafe_outbound_host_ports: Option<Vec<ProtoPort>>,
+    /// What a workload's traffic to its own host meets after the workload's egress
+    /// policy allowed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_endpoint_to_host_action: Option<EndpointToHost>,
+    /// Felix's other settings, as written.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// A failsafe port: a protocol (TCP when absent), a port, and the net it is open to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProtoPort {
+    /// TCP, UDP or SCTP; TCP when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// The port.
+    pub port: u16,
+    /// The remote net the port is open to (Bulkhead has no per-net failsafe rules and
+    /// refuses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<String>,
 }

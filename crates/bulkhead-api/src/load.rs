@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::calico::{
-    GlobalNetworkPolicySpec, HostEndpointSpec, NetworkPolicySpec, NetworkSetSpec, ProfileSpec,
-    TierSpec, WorkloadEndpointSpec,
+    FelixConfigurationSpec, GlobalNetworkPolicySpec, HostEndpointSpec, NetworkPolicySpec,
+    NetworkSetSpec, ProfileSpec, TierSpec, WorkloadEndpointSpec,
 };
 use crate::k8s::{K8sNetworkPolicySpec, PodSpec, PodStatus};
 use crate::meta::ObjectMeta;
@@ -538,6 +538,9 @@ fn decode(kind: Kind, value: Value) -> Result<Resource, DecodeError> {
         Kind::ServiceAccount => {
             Resource::ServiceAccount(typed::<MetaOnlyEnvelope>(value)?.metadata)
         }
+        Kind::FelixConfiguration => {
+            Resource::FelixConfiguration(object::<FelixConfigurationSpec>(value)?)
+        }
     })
 }
 
@@ -567,6 +570,7 @@ fn typed_error_line(kind: Kind, chunk: &str) -> Option<usize> {
         Kind::Profile => line_of::<Envelope<ProfileSpec>>(chunk),
         Kind::Pod => line_of::<PodEnvelope>(chunk),
         Kind::Namespace | Kind::ServiceAccount => line_of::<MetaOnlyEnvelope>(chunk),
+        Kind::FelixConfiguration => line_of::<Envelope<FelixConfigurationSpec>>(chunk),
     }
 }
 

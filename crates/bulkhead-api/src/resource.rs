@@ -5,8 +5,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::calico::{
-    GlobalNetworkPolicySpec, HostEndpointSpec, NetworkPolicySpec, NetworkSetSpec, ProfileSpec,
-    TierSpec, WorkloadEndpointSpec,
+    FelixConfigurationSpec, GlobalNetworkPolicySpec, HostEndpointSpec, NetworkPolicySpec,
+    NetworkSetSpec, ProfileSpec, TierSpec, WorkloadEndpointSpec,
 };
 use crate::k8s::{K8sNetworkPolicySpec, PodSpec, PodStatus};
 use crate::meta::ObjectMeta;
@@ -51,11 +51,13 @@ pub enum Kind {
     Pod,
     /// `v1` ServiceAccount.
     ServiceAccount,
+    /// `projectcalico.org/v3` FelixConfiguration.
+    FelixConfiguration,
 }
 
 impl Kind {
     /// Every kind, in a stable order.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Tier,
         Kind::GlobalNetworkPolicy,
         Kind::NetworkPolicy,
@@ -71,6 +73,7 @@ impl Kind {
         Kind::Namespace,
         Kind::Pod,
         Kind::ServiceAccount,
+        Kind::FelixConfiguration,
     ];
 
     /// The kind for a document's `apiVersion` and `kind`.
@@ -106,6 +109,29 @@ impl Kind {
             Kind::Namespace => "Namespace",
             Kind::Pod => "Pod",
             Kind::ServiceAccount => "ServiceAccount",
+            Kind::FelixConfiguration => "FelixConfiguration",
+        }
+    }
+
+    /// The lowercase plural that names the kind's collection in API paths and store keys
+    /// (`globalnetworkpolicies`, `pods`, …): unique within its API group.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Tier => "tiers",
+            Kind::GlobalNetworkPolicy => "globalnetworkpolicies",
+            Kind::NetworkPolicy | Kind::KubernetesNetworkPolicy => "networkpolicies",
+            Kind::StagedGlobalNetworkPolicy => "stagedglobalnetworkpolicies",
+            Kind::StagedNetworkPolicy => "stagednetworkpolicies",
+            Kind::StagedKubernetesNetworkPolicy => "stagedkubernetesnetworkpolicies",
+            Kind::GlobalNetworkSet => "globalnetworksets",
+            Kind::NetworkSet => "networksets",
+            Kind::HostEndpoint => "hostendpoints",
+            Kind::WorkloadEndpoint => "workloadendpoints",
+            Kind::Profile => "profiles",
+            Kind::Namespace => "namespaces",
+            Kind::Pod => "pods",
+            Kind::ServiceAccount => "serviceaccounts",
+            Kind::FelixConfiguration => "felixconfigurations",
         }
     }
 
@@ -175,6 +201,7 @@ impl Kind {
             Kind::Namespace => "namespace",
             Kind::Pod => "pod",
             Kind::ServiceAccount => "sa",
+            Kind::FelixConfiguration => "felixconfig",
         }
     }
 
@@ -271,6 +298,8 @@ pub enum Resource {
     Pod(PodObject),
     /// ServiceAccount.
     ServiceAccount(ObjectMeta),
+    /// FelixConfiguration.
+    FelixConfiguration(Object<FelixConfigurationSpec>),
 }
 
 impl Resource {
@@ -292,6 +321,7 @@ impl Resource {
             Resource::Namespace(_) => Kind::Namespace,
             Resource::Pod(_) => Kind::Pod,
             Resource::ServiceAccount(_) => Kind::ServiceAccount,
+            Resource::FelixConfiguration(_) => Kind::FelixConfiguration,
         }
     }
 
@@ -310,6 +340,7 @@ impl Resource {
             Resource::HostEndpoint(o) => &o.metadata,
             Resource::WorkloadEndpoint(o) => &o.metadata,
             Resource::Profile(o) => &o.metadata,
+            Resource::FelixConfiguration(o) => &o.metadata,
             Resource::Namespace(m) | Resource::ServiceAccount(m) => m,
             Resource::Pod(p) => &p.metadata,
         }
@@ -352,6 +383,7 @@ impl Resource {
             Resource::HostEndpoint(o) => Some(to(&o.spec)),
             Resource::WorkloadEndpoint(o) => Some(to(&o.spec)),
             Resource::Profile(o) => Some(to(&o.spec)),
+            Resource::FelixConfiguration(o) => Some(to(&o.spec)),
             Resource::Pod(p) => {
                 doc.insert("status".into(), to(&p.status));
                 Some(to(&p.spec))

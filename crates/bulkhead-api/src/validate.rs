@@ -9,8 +9,8 @@ use bulkhead_selector::Selector;
 use ipnet::IpNet;
 
 use crate::calico::{
-    EntityRule, GlobalNetworkPolicySpec, HostEndpointSpec, NetworkPolicySpec, Rule,
-    WorkloadEndpointSpec,
+    EntityRule, FelixConfigurationSpec, GlobalNetworkPolicySpec, HostEndpointSpec,
+    NetworkPolicySpec, Rule, WorkloadEndpointSpec,
 };
 use crate::k8s::{K8sNetworkPolicySpec, K8sPolicyPort, LabelSelector, SelectorOperator};
 use crate::meta::{LabelMap, ObjectMeta};
@@ -83,6 +83,10 @@ pub fn validate(resource: &mut Resource) -> Vec<FieldError> {
             c.dns_label("metadata.name", &m.name, "a namespace name");
         }
         Resource::ServiceAccount(m) => c.meta(m, kind),
+        Resource::FelixConfiguration(o) => {
+            c.meta(&mut o.metadata, kind);
+            c.felix_configuration(&o.spec);
+        }
         Resource::Pod(p) => {
             c.meta(&mut p.metadata, kind);
             if let Some(ip) = &p.status.pod_ip {
@@ -685,6 +689,41 @@ impl Checker {
             self.ip(&format!("spec.expectedIPs[{i}]"), ip);
         }
         self.endpoint_ports(&spec.ports);
+    }
+
+    fn felix_configuration(&mut self, spec: &FelixConfigurationSpec) {
+        let lists = [
+            (
+                "failsafeInboundHostPorts",
+                &spec.failsafe_inbound_host_ports,
+            ),
+            (
+                "failsafeOutboundHostPorts",
+                &spec.failsafe_outbound_host_ports,
+            ),
+        ];
+        for (field, ports) in lists {
+            for (i, p) in ports.iter().flatten().enumerate() {
+                let path = format!("spec.{field}[{i}]");
+                if let Some(protocol) = p.protocol
+                    && ![Protocol::TCP, Protocol::UDP, Protocol::SCTP].contains(&protocol)
+                {
+                    self.err(
+                        format!("{path}.protocol"),
+                        format!("failsafe ports are TCP, UDP or SCTP, not {protocol}"),
+                    );
+                }
+                if p.port == 0 {
+                    self.err(format!("{path}.port"), "expected a port 1-65535");
+                }
+                if p.net.is_some() {
+                    self.err(
+                        format!("{path}.net"),
+                        "per-net failsafe ports are not supported: leave net out to open the port to every address, or allow the net by policy",
+                    );
+                }
+            }
+        }
     }
 
     fn workload_endpoint(&mut self, spec: &WorkloadEndpointSpec) {

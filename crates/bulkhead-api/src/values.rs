@@ -273,9 +273,93 @@ pub enum StagedAction {
     Ignore,
 }
 
+/// What happens to a workload's traffic to its own host once the workload's egress policy
+/// allowed it (Felix's `DefaultEndpointToHostAction`). The host's own endpoints never
+/// judge it: in Calico the traffic between a host and its workloads skips the host
+/// endpoints' policies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EndpointToHost {
+    /// Dropped: workloads reach their host only by the replies of connections the host
+    /// opened. Felix's own default.
+    Drop,
+    /// Left to the host's other firewall rules. Bulkhead's table is a table of its own,
+    /// which every other table sees the packet after anyway, so this comes to
+    /// [`EndpointToHost::Accept`] here.
+    Return,
+    /// Accepted: the workload's egress policy alone decides. What Calico's shipped
+    /// manifests set, and Bulkhead's default.
+    #[default]
+    Accept,
+}
+
+impl EndpointToHost {
+    /// Whether the host takes what the workload's egress allowed.
+    pub fn admits(self) -> bool {
+        self != EndpointToHost::Drop
+    }
+}
+
+impl std::str::FromStr for EndpointToHost {
+    type Err = String;
+
+    /// `Drop`, `Return` or `Accept`, in any case (Felix's spellings).
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "drop" => Ok(EndpointToHost::Drop),
+            "return" => Ok(EndpointToHost::Return),
+            "accept" => Ok(EndpointToHost::Accept),
+            _ => Err(format!("{text:?}: expected Drop, Return or Accept")),
+        }
+    }
+}
+
+impl fmt::Display for EndpointToHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EndpointToHost::Drop => "Drop",
+            EndpointToHost::Return => "Return",
+            EndpointToHost::Accept => "Accept",
+        })
+    }
+}
+
+impl Serialize for EndpointToHost {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EndpointToHost {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoint_to_host_takes_felix_spellings_in_any_case() {
+        for (text, action) in [
+            ("Drop", EndpointToHost::Drop),
+            ("DROP", EndpointToHost::Drop),
+            ("return", EndpointToHost::Return),
+            (" Accept ", EndpointToHost::Accept),
+        ] {
+            assert_eq!(text.parse::<EndpointToHost>(), Ok(action), "{text}");
+            assert_eq!(
+                action.to_string().parse::<EndpointToHost>(),
+                Ok(action),
+                "round trip"
+            );
+        }
+        let e = "reject".parse::<EndpointToHost>().unwrap_err();
+        assert!(e.contains("expected Drop, Return or Accept"), "{e}");
+        assert!(!EndpointToHost::Drop.admits());
+        assert!(EndpointToHost::Return.admits() && EndpointToHost::Accept.admits());
+    }
 
     #[test]
     fn protocols_parse_names_and_numbers() {

@@ -1,6 +1,6 @@
 //! Loading: every kind, defaulting, and precise errors that change nothing.
 
-use bulkhead_api::values::{PolicyType, StagedAction};
+use bulkhead_api::values::{EndpointToHost, PolicyType, StagedAction};
 use bulkhead_api::{Kind, LoadErrors, Resource, load_str};
 
 fn errors(text: &str) -> LoadErrors {
@@ -90,13 +90,23 @@ kind: Pod
 metadata: {name: a, namespace: x, labels: {app: a}}
 spec: {serviceAccountName: web, containers: [{name: c, ports: [{containerPort: 80, name: http}]}]}
 status: {podIP: 10.65.0.10}
+---
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: default}
+spec:
+  failsafeInboundHostPorts: [{protocol: TCP, port: 22}, {port: 2222}]
+  failsafeOutboundHostPorts: []
+  defaultEndpointToHostAction: DROP
+  logSeverityScreen: Info
+  iptablesRefreshInterval: 90s
 "#;
 
 #[test]
 fn loads_every_kind_with_defaults() {
     let loaded = load_str("every.yaml", EVERY_KIND).expect("valid resources");
     let kinds: Vec<Kind> = loaded.iter().map(|l| l.resource.kind()).collect();
-    assert_eq!(kinds.len(), 15);
+    assert_eq!(kinds.len(), 16);
     for k in Kind::ALL {
         assert!(kinds.contains(&k), "{k:?} not loaded");
     }
@@ -115,6 +125,23 @@ fn loads_every_kind_with_defaults() {
                 vec![PolicyType::Ingress, PolicyType::Egress]
             ),
             Resource::Pod(p) => assert_eq!(p.metadata.namespace.as_deref(), Some("x")),
+            Resource::FelixConfiguration(f) => {
+                let inbound = f.spec.failsafe_inbound_host_ports.as_deref();
+                assert_eq!(inbound.map(|p| p.len()), Some(2));
+                assert_eq!(
+                    f.spec.failsafe_outbound_host_ports.as_deref(),
+                    Some(&[][..])
+                );
+                assert_eq!(
+                    f.spec.default_endpoint_to_host_action,
+                    Some(EndpointToHost::Drop)
+                );
+                // Felix's other settings are kept, and written back out.
+                assert_eq!(f.spec.other.len(), 2);
+                let doc = l.resource.to_document();
+                assert_eq!(doc["spec"]["iptablesRefreshInterval"], "90s");
+                assert_eq!(doc["spec"]["defaultEndpointToHostAction"], "Drop");
+            }
             _ => {}
         }
     }
@@ -221,6 +248,45 @@ spec:
     ] {
         assert!(fields.contains(&want), "missing {want} in {fields:?}");
     }
+}
+
+#[test]
+fn felix_configuration_errors_name_the_field_and_the_line() {
+    let text = r#"
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: default}
+spec:
+  failsafeInboundHostPorts:
+    - {protocol: ICMP, port: 8}
+    - {protocol: TCP, port: 22, net: 10.0.0.0/8}
+    - {protocol: UDP, port: 0}
+"#;
+    let e = errors(text);
+    let got: Vec<(&str, &str)> =
+        e.0.iter()
+            .map(|x| (x.field.as_deref().unwrap_or(""), x.message.as_str()))
+            .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0].0, "spec.failsafeInboundHostPorts[0].protocol");
+    assert!(got[0].1.contains("TCP, UDP or SCTP"), "{got:?}");
+    assert_eq!(got[1].0, "spec.failsafeInboundHostPorts[1].net");
+    assert!(got[1].1.contains("not supported"), "{got:?}");
+    assert_eq!(got[2].0, "spec.failsafeInboundHostPorts[2].port");
+    let e = errors(
+        "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\nspec:\n  defaultEndpointToHostAction: Reject\n",
+    );
+    let first = &e.0[0];
+    assert_eq!(
+        first.field.as_deref(),
+        Some("spec.defaultEndpointToHostAction"),
+        "{first}"
+    );
+    assert!(
+        first.message.contains("expected Drop, Return or Accept"),
+        "{first}"
+    );
+    assert_eq!(first.line, Some(5), "{first}");
 }
 
 #[test]

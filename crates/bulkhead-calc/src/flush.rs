@@ -3,10 +3,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 use bulkhead_dataplane::render::{
-    EARLY_CLASSES, HOST_BASE_CHAINS, ProfileChain, TierChains, WL_FROM, WL_TO, WorkloadChains,
-    allow_verdict, dispatch_chains, early_chain, endpoint_chains, endpoint_profiles,
-    forwarded_chain, host_base_chains, host_chain_name, policy_chain, policy_chain_name,
-    profile_chain, resolve_host_endpoints,
+    EARLY_CLASSES, HOST_BASE_CHAINS, ProfileChain, TierChains, WL_FROM, WL_TO, WL_TO_HOST,
+    WorkloadChains, allow_verdict, dispatch_chains, early_chain, endpoint_chains,
+    endpoint_profiles, forwarded_chain, host_base_chains, host_chain_name, policy_chain,
+    policy_chain_name, profile_chain, resolve_host_endpoints,
 };
 use bulkhead_dataplane::rules::{SetRequest, SetRequests};
 use bulkhead_dataplane::table::Chain;
@@ -358,6 +358,9 @@ impl CalcGraph {
             let render = &self.config.render;
             for (name, chain) in dispatch_chains(render, !hosts.is_empty()) {
                 self.seq.put_chain(&name, chain);
+            }
+            if render.host_defaults.endpoint_to_host.admits() {
+                self.seq.remove_chain(WL_TO_HOST);
             }
             if hosts.is_empty() {
                 for name in HOST_BASE_CHAINS {

@@ -19,6 +19,7 @@ use bulkhead_dataplane::table::Table;
 use bulkhead_engine::EndpointKind;
 use bulkhead_engine::compile::PolicyClass;
 use bulkhead_engine::endpoint::{Endpoint, NetworkSet};
+use bulkhead_engine::host_defaults::{HostDefaults, HostDefaultsByNode, HostDefaultsLayer};
 use bulkhead_engine::incremental;
 use ipnet::IpNet;
 
@@ -34,7 +35,9 @@ pub struct NodeConfig {
     /// The node's name: endpoints whose `spec.nodeName` (Pods) or `spec.node`
     /// (WorkloadEndpoints, HostEndpoints) is this name are local.
     pub node: String,
-    /// Naming of the node's table (workload interface prefix).
+    /// Naming of the node's table (workload interface prefix). Its `host_defaults` are
+    /// the graph's to set: from the FelixConfigurations that apply to the node, under
+    /// [`CalcGraph::override_host_defaults`].
     pub render: RenderConfig,
 }
 
@@ -207,6 +210,8 @@ pub struct CalcGraph {
     pub(crate) dirty_ifaces: BTreeSet<String>,
     pub(crate) hosts: BTreeMap<OrderKey, ItemId>,
     pub(crate) hosts_dirty: bool,
+    /// The FelixConfigurations and the overrides the node's `host_defaults` come from.
+    pub(crate) host_defaults: HostDefaultsByNode,
     /// [`CalcGraph::host_placement`].
     pub(crate) placement: Vec<(String, String)>,
     pub(crate) seq: TableSequencer,
@@ -236,7 +241,9 @@ impl CalcGraph {
     ///     5. dispatch (wl_from, wl_to) and host base chains
     ///     6. TableSequencer ──► Delta (sets → chains → maps; removals reversed)
     /// ```
-    pub fn new(config: NodeConfig) -> CalcGraph {
+    pub fn new(mut config: NodeConfig) -> CalcGraph {
+        let host_defaults = HostDefaultsByNode::default();
+        config.render.host_defaults = host_defaults.of(Some(&config.node)).clone();
         let mut seq = TableSequencer::default();
         for (name, chain) in dispatch_chains(&config.render, false) {
             seq.put_chain(&name, chain);
@@ -263,6 +270,7 @@ impl CalcGraph {
             dirty_ifaces: BTreeSet::new(),
             hosts: BTreeMap::new(),
             hosts_dirty: false,
+            host_defaults,
             placement: Vec::new(),
             seq,
             errors: BTreeMap::new(),
@@ -288,6 +296,29 @@ impl CalcGraph {
         let matters = self.needs_host_interfaces();
         self.hosts_dirty |= matters;
         matters
+    }
+
+    /// Sets the settings that win over the node's FelixConfigurations (the agent's
+    /// flags); the table follows at the next flush.
+    pub fn override_host_defaults(&mut self, overrides: HostDefaultsLayer) {
+        self.host_defaults.set_overrides(overrides);
+        self.refresh_host_defaults();
+    }
+
+    /// The node's settings around the policies (failsafe ports,
+    /// `DefaultEndpointToHostAction`) as the table enforces them after the next flush.
+    pub fn host_defaults(&self) -> &HostDefaults {
+        &self.config.render.host_defaults
+    }
+
+    /// Takes the node's settings anew; if they changed, the chains that carry them
+    /// (dispatch and host base chains) are rendered again at the next flush.
+    fn refresh_host_defaults(&mut self) {
+        let now = self.host_defaults.of(Some(&self.config.node));
+        if *now != self.config.render.host_defaults {
+            self.config.render.host_defaults = now.clone();
+            self.hosts_dirty = true;
+        }
     }
 
     /// Which local host endpoint governs which interface (`*`: every other host
@@ -406,6 +437,12 @@ impl CalcGraph {
             | Resource::HostEndpoint(_)
             | Resource::GlobalNetworkSet(_)
             | Resource::NetworkSet(_) => self.upsert_item(key, r),
+            Resource::FelixConfiguration(f) => {
+                let layer = HostDefaultsLayer::from_spec(&f.spec);
+                if self.host_defaults.set_configuration(&key.name, Some(layer)) {
+                    self.refresh_host_defaults();
+                }
+            }
         }
     }
 
@@ -447,6 +484,11 @@ impl CalcGraph {
             | Kind::HostEndpoint
             | Kind::GlobalNetworkSet
             | Kind::NetworkSet => self.delete_item(key),
+            Kind::FelixConfiguration => {
+                if self.host_defaults.set_configuration(&key.name, None) {
+                    self.refresh_host_defaults();
+                }
+            }
         }
     }
 

@@ -19,7 +19,6 @@ use bulkhead_api::Resource;
 use bulkhead_api::values::Protocol;
 use bulkhead_calc::{CalcGraph, NodeConfig, Update};
 use bulkhead_dataplane::{CommandRunner, Dataplane, RenderConfig};
-use bulkhead_engine::host_defaults::{EndpointToHost, HostDefaults};
 use bulkhead_engine::{Cluster, Flow, Verdict};
 use bulkhead_netns::{
     BatchOptions, Endpoint, EndpointKind, Netns, NodeSandbox, Probe, Service, run_batch,
@@ -110,11 +109,9 @@ fn check(
     node: &NodeSandbox,
     paths: &[Path<'_>],
     resources: &[Resource],
-    host_defaults: &HostDefaults,
 ) -> Vec<(String, bool, bool)> {
     node.netns().flush_conntrack().expect("flush conntrack");
-    let mut cluster = Cluster::build(resources).expect("valid model");
-    cluster.set_host_defaults(host_defaults.clone());
+    let cluster = Cluster::build(resources).expect("valid model");
     let mut probes = Vec::new();
     let mut want = Vec::new();
     for path in paths {
@@ -156,20 +153,17 @@ fn check(
 
 /// Feeds `resources`, then each step's policy, to one graph, applies its table to the
 /// node after each, and checks the paths; returns, per check, how many probes the engine
-/// allowed. The node and the engine both have `host_defaults`. Panics, naming every
-/// probe, where the kernel disagrees with the engine.
+/// allowed. Panics, naming every probe, where the kernel disagrees with the engine.
 fn run_steps(
     node: &NodeSandbox,
     paths: &[Path<'_>],
     mut resources: Vec<Resource>,
     steps: Vec<(&str, Resource)>,
-    host_defaults: HostDefaults,
 ) -> Vec<usize> {
     let config = NodeConfig {
         node: NODE.into(),
         render: RenderConfig {
             workload_prefix: "cali".into(),
-            host_defaults: host_defaults.clone(),
             ..RenderConfig::default()
         },
     };
@@ -180,14 +174,13 @@ fn run_steps(
     graph.flush();
     let mut dp = Dataplane::new(CommandRunner::in_netns(node.name()));
     dp.apply(graph.table().clone()).expect("apply");
-    let check = |resources: &[Resource]| check(node, paths, resources, &host_defaults);
-    let mut results = vec![("before the first step", check(&resources))];
+    let mut results = vec![("before the first step", check(node, paths, &resources))];
     for (step, policy) in steps {
         resources.push(policy.clone());
         graph.apply(Update::Upsert(policy));
         graph.flush();
         dp.apply(graph.table().clone()).expect("apply");
-        results.push((step, check(&resources)));
+        results.push((step, check(node, paths, &resources)));
     }
     let word = |b: bool| if b { "allow" } else { "deny" };
     let mut report = String::new();
@@ -362,7 +355,7 @@ fn forwarded_traffic_gets_the_engines_verdicts_through_host_endpoints() {
             ),
         ),
     ];
-    let allowed = run_steps(&node, &paths, resources, steps, HostDefaults::default());
+    let allowed = run_steps(&node, &paths, resources, steps);
     // The steps do change what gets through: everything at first, then less, then more,
     // then less at each untracked step but the one whose answers the pod's policy then
     // stops.
@@ -385,7 +378,7 @@ fn forwarded_traffic_gets_the_engines_verdicts_through_host_endpoints() {
 #[test]
 fn a_node_and_its_own_workload_meet_only_the_workloads_egress() {
     // pod -> node and node -> pod (4), outside -> pod (2): the node's own ports are closed.
-    let Some(allowed) = own_workload_steps("own", HostDefaults::default()) else {
+    let Some(allowed) = own_workload_steps("own", None) else {
         return;
     };
     assert_eq!(allowed, [6, 5, 3, 5], "per step");
@@ -393,22 +386,26 @@ fn a_node_and_its_own_workload_meet_only_the_workloads_egress() {
 
 #[test]
 fn with_endpoint_to_host_drop_a_workload_reaches_its_node_only_by_replies() {
-    let drop = HostDefaults {
-        endpoint_to_host: EndpointToHost::Drop,
-        ..HostDefaults::default()
-    };
+    // The node's own FelixConfiguration, as the agent takes it.
+    let felix = resource(
+        &json!({"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
+                "metadata": {"name": format!("node.{NODE}")},
+                "spec": {"defaultEndpointToHostAction": "Drop"}})
+        .to_string(),
+    );
     // node -> pod (2) and outside -> pod (2) as with Accept; pod -> node never, whatever
     // the pod's egress allows.
-    let Some(allowed) = own_workload_steps("own-drop", drop) else {
+    let Some(allowed) = own_workload_steps("own-drop", Some(felix)) else {
         return;
     };
     assert_eq!(allowed, [4, 4, 2, 4], "per step");
 }
 
 /// Traffic between a node and its own workload, and from outside to both, over steps
-/// that narrow the workload's egress and ingress and open the node; returns the allowed
-/// probes per step (`None` when the kernel tests cannot run here).
-fn own_workload_steps(tag: &str, host_defaults: HostDefaults) -> Option<Vec<usize>> {
+/// that narrow the workload's egress and ingress and open the node, with `felix` among
+/// the resources; returns the allowed probes per step (`None` when the kernel tests
+/// cannot run here).
+fn own_workload_steps(tag: &str, felix: Option<Resource>) -> Option<Vec<usize>> {
     if !bulkhead_netns::kernel_tests_can_run(true) {
         return None;
     }
@@ -466,5 +463,6 @@ fn own_workload_steps(tag: &str, host_defaults: HostDefaults) -> Option<Vec<usiz
             ),
         ),
     ];
-    Some(run_steps(&node, &paths, resources, steps, host_defaults))
+    resources.extend(felix);
+    Some(run_steps(&node, &paths, resources, steps))
 }

@@ -299,6 +299,27 @@ fn host_endpoint() -> impl Strategy<Value = Value> {
         })
 }
 
+/// Felix's settings for every node, for this one or for another, each setting set or not.
+fn felix_configuration() -> impl Strategy<Value = Value> {
+    (
+        select(&["default", "node.node-a", "node.node-b"]),
+        select(vec![None, Some(vec![]), Some(vec![22, 8443])]),
+        select(vec![None, Some("Drop"), Some("Accept")]),
+    )
+        .prop_map(|(name, inbound, action)| {
+            let mut spec = json!({"logSeverityScreen": "Info"});
+            if let Some(ports) = inbound {
+                let ports: Vec<Value> = ports.iter().map(|p| json!({"port": p})).collect();
+                spec["failsafeInboundHostPorts"] = ports.into();
+            }
+            if let Some(action) = action {
+                spec["defaultEndpointToHostAction"] = action.into();
+            }
+            json!({"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
+                   "metadata": {"name": name}, "spec": spec})
+        })
+}
+
 fn network_set() -> impl Strategy<Value = Value> {
     (
         prop_oneof![Just(None), select(&NAMESPACES).prop_map(Some)],
@@ -508,6 +529,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => profile(),
         5 => calico_policy(),
         2 => k8s_policy(),
+        1 => felix_configuration(),
     ];
     prop_oneof![
         10 => upsert.prop_map(Op::Upsert),

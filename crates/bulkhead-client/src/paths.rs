@@ -12,26 +12,6 @@ pub fn group_prefix(kind: Kind) -> &'static str {
     }
 }
 
-/// The plural resource name in paths (`globalnetworkpolicies`, `pods`, …).
-pub fn plural(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Tier => "tiers",
-        Kind::GlobalNetworkPolicy => "globalnetworkpolicies",
-        Kind::NetworkPolicy | Kind::KubernetesNetworkPolicy => "networkpolicies",
-        Kind::StagedGlobalNetworkPolicy => "stagedglobalnetworkpolicies",
-        Kind::StagedNetworkPolicy => "stagednetworkpolicies",
-        Kind::StagedKubernetesNetworkPolicy => "stagedkubernetesnetworkpolicies",
-        Kind::GlobalNetworkSet => "globalnetworksets",
-        Kind::NetworkSet => "networksets",
-        Kind::HostEndpoint => "hostendpoints",
-        Kind::WorkloadEndpoint => "workloadendpoints",
-        Kind::Profile => "profiles",
-        Kind::Namespace => "namespaces",
-        Kind::Pod => "pods",
-        Kind::ServiceAccount => "serviceaccounts",
-    }
-}
-
 /// The collection path. For a namespaced kind, `None` is the collection across every
 /// namespace (list and watch only); for other kinds the namespace is ignored.
 pub fn collection_path(kind: Kind, namespace: Option<&str>) -> String {
@@ -40,9 +20,9 @@ pub fn collection_path(kind: Kind, namespace: Option<&str>) -> String {
             "{}/namespaces/{}/{}",
             group_prefix(kind),
             segment(ns),
-            plural(kind)
+            kind.plural()
         ),
-        _ => format!("{}/{}", group_prefix(kind), plural(kind)),
+        _ => format!("{}/{}", group_prefix(kind), kind.plural()),
     }
 }
 
@@ -101,6 +81,7 @@ pub fn kind_from_name(name: &str) -> Option<Kind> {
         "namespace" | "namespaces" | "ns" => Kind::Namespace,
         "pod" | "pods" | "po" => Kind::Pod,
         "serviceaccount" | "serviceaccounts" | "sa" => Kind::ServiceAccount,
+        "felixconfiguration" | "felixconfigurations" | "felixconfig" => Kind::FelixConfiguration,
         _ => return None,
     };
     // A group suffix must be the kind's own.

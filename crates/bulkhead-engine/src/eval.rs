@@ -29,6 +29,7 @@ use crate::decision::{
 };
 use crate::endpoint::Endpoint;
 use crate::flow::Flow;
+use crate::host_defaults::HostDefaults;
 use crate::model::{Cluster, Mode, Tier, TierSlice};
 
 /// Where the walk reports what it did, in order.
@@ -82,11 +83,17 @@ impl Via {
 }
 
 impl Cluster {
-    /// Whether the failsafe rules of the raw table let `flow` by a host endpoint it comes
-    /// in by before any untracked policy ([`crate::failsafe::Failsafe::raw_allows`]). The
-    /// packet then goes on to the tracked policies.
-    fn raw_failsafe(&self, flow: &Flow) -> bool {
-        self.host_defaults
+    /// The settings around the policies of the node endpoint `ep` is on.
+    fn node_defaults(&self, ep: usize) -> &HostDefaults {
+        self.host_defaults(self.endpoints[ep].node.as_deref())
+    }
+
+    /// Whether the failsafe rules of the raw table let `flow` by host endpoint `ep`, which
+    /// it comes in by, before any untracked policy
+    /// ([`crate::failsafe::Failsafe::raw_allows`]). The packet then goes on to the
+    /// tracked policies.
+    fn raw_failsafe(&self, ep: usize, flow: &Flow) -> bool {
+        self.node_defaults(ep)
             .failsafe
             .raw_allows(flow.protocol, flow.dst_port, flow.src_port)
     }
@@ -194,13 +201,12 @@ impl Cluster {
     /// ([`crate::host_defaults::EndpointToHost`]); `None` when the node admits it or the
     /// flow goes elsewhere. A host is known by its host endpoints' addresses.
     fn dropped_at_own_host(&self, src: &Address<'_>, dst: &Address<'_>) -> Option<usize> {
-        if self.host_defaults.endpoint_to_host.admits() {
-            return None;
-        }
         let (&a, &b) = (src.endpoints.first()?, dst.endpoints.first()?);
         let workload = &self.endpoints[a];
-        (workload.kind == EndpointKind::Workload && workload.is_own_workload_of(&self.endpoints[b]))
-            .then_some(b)
+        (workload.kind == EndpointKind::Workload
+            && workload.is_own_workload_of(&self.endpoints[b])
+            && !self.node_defaults(a).endpoint_to_host.admits())
+        .then_some(b)
     }
 
     fn outcome(
@@ -252,7 +258,7 @@ impl Cluster {
     fn forwarded_reply(&self, mode: Mode, request: Packet<'_>, via: Via, outcome: &mut Outcome) {
         let flow = request.flow;
         let untracked_request = via.inbound.is_some_and(|ep| {
-            !self.raw_failsafe(flow)
+            !self.raw_failsafe(ep, flow)
                 && self.untracked(mode, ep, true, request, &mut ()) == Some(Verdict::Allow)
         });
         let (answer, reply_src, reply_dst) = self.answer(flow);
@@ -263,7 +269,7 @@ impl Cluster {
         };
         let reply_raw = via
             .outbound
-            .filter(|_| !self.raw_failsafe(&answer))
+            .filter(|&ep| !self.raw_failsafe(ep, &answer))
             .and_then(|ep| self.untracked(mode, ep, true, reply, &mut ()));
         let afresh = || self.reply_afresh(mode, reply, via.reversed());
         // The verdict, and whether the outbound endpoint (or else the inbound) caused it.
@@ -377,7 +383,7 @@ impl Cluster {
         }
         let flow = packet.flow;
         if self
-            .host_defaults
+            .node_defaults(ep)
             .failsafe
             .allows(ingress, flow.protocol, flow.dst_port)
         {
@@ -440,7 +446,7 @@ impl Cluster {
     ) -> Verdict {
         let lists = self.endpoint_policies(ep);
         if ingress {
-            if !self.raw_failsafe(packet.flow)
+            if !self.raw_failsafe(ep, packet.flow)
                 && let Some(v) = self.untracked(mode, ep, true, packet, sink)
             {
                 return v;

@@ -1,62 +1,22 @@
-//! A node's configuration that changes verdicts: the settings of Felix's
-//! `FelixConfiguration` that Bulkhead's agent takes as flags. The evaluator
-//! ([`Cluster::set_host_defaults`](crate::Cluster::set_host_defaults)) and the rendered table
-//! carry the same value, so `check` answers for the node the agent enforces.
+//! What a node does with traffic to and from its host that no policy expresses: the
+//! failsafe ports and `DefaultEndpointToHostAction`, the settings of Felix's
+//! `FelixConfiguration` that Bulkhead honours.
+//!
+//! As in Felix, each setting comes from the first source that sets it: the agent's flags
+//! ([`Cluster::override_host_defaults`](crate::Cluster::override_host_defaults)), then
+//! the FelixConfiguration named `node.<nodename>`, then the one named `default`, then
+//! Felix's default. The evaluator resolves them per node
+//! ([`Cluster::host_defaults`](crate::Cluster::host_defaults)); the agent's calculation
+//! resolves them for its node the same way, so `check` answers for the node the agent
+//! enforces.
 
-use std::fmt;
-use std::str::FromStr;
+use std::collections::{BTreeMap, HashMap};
+
+use bulkhead_api::calico::{FelixConfigurationSpec, ProtoPort};
+pub use bulkhead_api::values::EndpointToHost;
+use bulkhead_api::values::Protocol;
 
 use crate::failsafe::Failsafe;
-
-/// What happens to a workload's traffic to its own host once the workload's egress policy
-/// allowed it (Felix's `DefaultEndpointToHostAction`). The host's own endpoints never
-/// judge it: in Calico the traffic between a host and its workloads skips the host
-/// endpoints' policies.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum EndpointToHost {
-    /// Dropped: workloads reach their host only by the replies of connections the host
-    /// opened. Felix's own default.
-    Drop,
-    /// Left to the host's other firewall rules. Bulkhead's table is a table of its own,
-    /// which every other table sees the packet after anyway, so this comes to
-    /// [`EndpointToHost::Accept`] here.
-    Return,
-    /// Accepted: the workload's egress policy alone decides. What Calico's shipped
-    /// manifests set, and Bulkhead's default.
-    #[default]
-    Accept,
-}
-
-impl EndpointToHost {
-    /// Whether the host takes what the workload's egress allowed.
-    pub fn admits(self) -> bool {
-        self != EndpointToHost::Drop
-    }
-}
-
-impl FromStr for EndpointToHost {
-    type Err = String;
-
-    /// `Drop`, `Return` or `Accept`, in any case (Felix's spellings).
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "drop" => Ok(EndpointToHost::Drop),
-            "return" => Ok(EndpointToHost::Return),
-            "accept" => Ok(EndpointToHost::Accept),
-            _ => Err(format!("{text:?}: expected Drop, Return or Accept")),
-        }
-    }
-}
-
-impl fmt::Display for EndpointToHost {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            EndpointToHost::Drop => "Drop",
-            EndpointToHost::Return => "Return",
-            EndpointToHost::Accept => "Accept",
-        })
-    }
-}
 
 /// A node's defaults for traffic to and from its host, around the policies.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,37 +27,232 @@ pub struct HostDefaults {
     pub endpoint_to_host: EndpointToHost,
 }
 
+/// One source of settings: each field it sets (`Some`) wins over later sources.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostDefaultsLayer {
+    /// Ports a host endpoint always lets in.
+    pub failsafe_inbound: Option<Vec<(Protocol, u16)>>,
+    /// Ports a host endpoint always lets out.
+    pub failsafe_outbound: Option<Vec<(Protocol, u16)>>,
+    /// What a workload's traffic to its own host meets after its egress policy.
+    pub endpoint_to_host: Option<EndpointToHost>,
+}
+
+impl HostDefaultsLayer {
+    /// The settings a FelixConfiguration sets. A failsafe port with a `net`, which
+    /// validation refuses, is left out rather than opened to every address.
+    pub fn from_spec(spec: &FelixConfigurationSpec) -> HostDefaultsLayer {
+        let ports = |list: &Option<Vec<ProtoPort>>| {
+            list.as_ref().map(|ports| {
+                let mut out: Vec<(Protocol, u16)> = Vec::new();
+                for p in ports.iter().filter(|p| p.net.is_none()) {
+                    let entry = (p.protocol.unwrap_or(Protocol::TCP), p.port);
+                    if !out.contains(&entry) {
+                        out.push(entry);
+                    }
+                }
+                out
+            })
+        };
+        HostDefaultsLayer {
+            failsafe_inbound: ports(&spec.failsafe_inbound_host_ports),
+            failsafe_outbound: ports(&spec.failsafe_outbound_host_ports),
+            endpoint_to_host: spec.default_endpoint_to_host_action,
+        }
+    }
+
+    /// Whether the layer sets nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == HostDefaultsLayer::default()
+    }
+}
+
+/// Every setting given.
+impl From<HostDefaults> for HostDefaultsLayer {
+    fn from(d: HostDefaults) -> HostDefaultsLayer {
+        HostDefaultsLayer {
+            failsafe_inbound: Some(d.failsafe.inbound),
+            failsafe_outbound: Some(d.failsafe.outbound),
+            endpoint_to_host: Some(d.endpoint_to_host),
+        }
+    }
+}
+
+impl HostDefaults {
+    /// Each setting from the first of `layers` that sets it, else Felix's default.
+    pub fn resolve<'a>(layers: impl IntoIterator<Item = &'a HostDefaultsLayer>) -> HostDefaults {
+        let mut inbound = None;
+        let mut outbound = None;
+        let mut to_host = None;
+        for layer in layers {
+            inbound = inbound.or_else(|| layer.failsafe_inbound.clone());
+            outbound = outbound.or_else(|| layer.failsafe_outbound.clone());
+            to_host = to_host.or(layer.endpoint_to_host);
+        }
+        let default = Failsafe::default();
+        HostDefaults {
+            failsafe: Failsafe {
+                inbound: inbound.unwrap_or(default.inbound),
+                outbound: outbound.unwrap_or(default.outbound),
+            },
+            endpoint_to_host: to_host.unwrap_or_default(),
+        }
+    }
+}
+
+/// Every node's settings, from the FelixConfigurations and the agent's flags, resolved
+/// once per change so that a lookup is a map access.
+#[derive(Debug, Clone, Default)]
+pub struct HostDefaultsByNode {
+    overrides: HostDefaultsLayer,
+    /// By FelixConfiguration name (`default`, `node.<nodename>`).
+    configurations: BTreeMap<String, HostDefaultsLayer>,
+    /// A node without a configuration of its own.
+    global: HostDefaults,
+    /// Nodes with a configuration of their own.
+    nodes: HashMap<String, HostDefaults>,
+}
+
+impl HostDefaultsByNode {
+    /// Sets (`Some`) or removes the FelixConfiguration `name`'s settings. Returns whether
+    /// the configurations changed.
+    pub fn set_configuration(&mut self, name: &str, layer: Option<HostDefaultsLayer>) -> bool {
+        let changed = match layer {
+            Some(l) => self.configurations.insert(name.to_string(), l.clone()) != Some(l),
+            None => self.configurations.remove(name).is_some(),
+        };
+        if changed {
+            self.resolve();
+        }
+        changed
+    }
+
+    /// Sets the layer above every FelixConfiguration (the agent's flags).
+    pub fn set_overrides(&mut self, overrides: HostDefaultsLayer) {
+        self.overrides = overrides;
+        self.resolve();
+    }
+
+    /// The settings of `node` (a node's own configuration, then `default`); those of
+    /// `default` for an endpoint on no node.
+    pub fn of(&self, node: Option<&str>) -> &HostDefaults {
+        node.and_then(|n| self.nodes.get(n)).unwrap_or(&self.global)
+    }
+
+    fn resolve(&mut self) {
+        let global = self.configurations.get(GLOBAL_CONFIGURATION);
+        self.global = HostDefaults::resolve([&self.overrides].into_iter().chain(global));
+        self.nodes = self
+            .configurations
+            .iter()
+            .filter_map(|(name, layer)| Some((name.strip_prefix(NODE_PREFIX)?, layer)))
+            .filter(|(node, _)| !node.is_empty())
+            .map(|(node, layer)| {
+                let layers = [&self.overrides, layer].into_iter().chain(global);
+                (node.to_string(), HostDefaults::resolve(layers))
+            })
+            .collect();
+    }
+}
+
+const NODE_PREFIX: &str = "node.";
+
+/// The name of the FelixConfiguration that sets `node`'s own settings.
+pub fn node_configuration_name(node: &str) -> String {
+    format!("{NODE_PREFIX}{node}")
+}
+
+/// The name of the FelixConfiguration that applies to every node.
+pub const GLOBAL_CONFIGURATION: &str = "default";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_felix_spellings_in_any_case() {
-        for (text, action) in [
-            ("Drop", EndpointToHost::Drop),
-            ("DROP", EndpointToHost::Drop),
-            ("return", EndpointToHost::Return),
-            (" Accept ", EndpointToHost::Accept),
-        ] {
-            assert_eq!(text.parse::<EndpointToHost>(), Ok(action), "{text}");
-            assert_eq!(
-                action.to_string().parse::<EndpointToHost>(),
-                Ok(action),
-                "round trip"
-            );
+    fn spec(yaml: &str) -> FelixConfigurationSpec {
+        let text = format!(
+            "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {{name: default}}\nspec: {yaml}\n"
+        );
+        let loaded = bulkhead_api::load_str("felix.yaml", &text).expect("valid");
+        match &loaded[0].resource {
+            bulkhead_api::Resource::FelixConfiguration(o) => o.spec.clone(),
+            other => panic!("not a FelixConfiguration: {other:?}"),
         }
-        let e = "reject".parse::<EndpointToHost>().unwrap_err();
-        assert!(e.contains("expected Drop, Return or Accept"), "{e}");
     }
 
     #[test]
-    fn only_drop_keeps_workloads_out_of_their_host() {
-        assert!(!EndpointToHost::Drop.admits());
-        assert!(EndpointToHost::Return.admits());
-        assert!(EndpointToHost::Accept.admits());
+    fn each_setting_comes_from_the_first_layer_that_sets_it() {
+        let flags = HostDefaultsLayer {
+            endpoint_to_host: Some(EndpointToHost::Accept),
+            ..HostDefaultsLayer::default()
+        };
+        let node = HostDefaultsLayer::from_spec(&spec(
+            "{defaultEndpointToHostAction: Drop, failsafeInboundHostPorts: [{port: 2222}, {protocol: UDP, port: 53}]}",
+        ));
+        let global = HostDefaultsLayer::from_spec(&spec(
+            "{failsafeInboundHostPorts: [], failsafeOutboundHostPorts: []}",
+        ));
+        let d = HostDefaults::resolve([&flags, &node, &global]);
+        assert_eq!(d.endpoint_to_host, EndpointToHost::Accept, "the flag wins");
         assert_eq!(
-            HostDefaults::default().endpoint_to_host,
+            d.failsafe.inbound,
+            [(Protocol::TCP, 2222), (Protocol::UDP, 53)],
+            "the node's list, TCP when no protocol is given"
+        );
+        assert!(
+            d.failsafe.outbound.is_empty(),
+            "the global empty list: none"
+        );
+        let d = HostDefaults::resolve([&node]);
+        assert_eq!(d.endpoint_to_host, EndpointToHost::Drop);
+        assert_eq!(d.failsafe.outbound, Failsafe::default().outbound);
+        assert_eq!(HostDefaults::resolve([]), HostDefaults::default());
+    }
+
+    #[test]
+    fn each_node_takes_its_own_configuration_then_the_global_one() {
+        let mut by_node = HostDefaultsByNode::default();
+        let drop = HostDefaultsLayer::from_spec(&spec("{defaultEndpointToHostAction: Drop}"));
+        let ssh_only =
+            HostDefaultsLayer::from_spec(&spec("{failsafeInboundHostPorts: [{port: 22}]}"));
+        assert!(by_node.set_configuration(GLOBAL_CONFIGURATION, Some(drop.clone())));
+        assert!(
+            !by_node.set_configuration(GLOBAL_CONFIGURATION, Some(drop)),
+            "unchanged"
+        );
+        assert!(by_node.set_configuration(&node_configuration_name("n1"), Some(ssh_only)));
+        assert!(!by_node.set_configuration("elsewhere", None));
+        let n1 = by_node.of(Some("n1"));
+        assert_eq!(n1.failsafe.inbound, [(Protocol::TCP, 22)]);
+        assert_eq!(n1.endpoint_to_host, EndpointToHost::Drop, "from default");
+        let n2 = by_node.of(Some("n2"));
+        assert_eq!(n2.failsafe, Failsafe::default());
+        assert_eq!(n2.endpoint_to_host, EndpointToHost::Drop);
+        assert_eq!(by_node.of(None), n2);
+        by_node.set_overrides(HostDefaultsLayer {
+            endpoint_to_host: Some(EndpointToHost::Accept),
+            ..HostDefaultsLayer::default()
+        });
+        assert_eq!(
+            by_node.of(Some("n1")).endpoint_to_host,
             EndpointToHost::Accept
         );
+        assert!(by_node.set_configuration(GLOBAL_CONFIGURATION, None));
+        assert_eq!(
+            by_node.of(Some("n1")).failsafe.inbound,
+            [(Protocol::TCP, 22)]
+        );
+    }
+
+    #[test]
+    fn a_full_set_of_defaults_is_a_layer_that_sets_everything() {
+        let d = HostDefaults {
+            endpoint_to_host: EndpointToHost::Drop,
+            ..HostDefaults::default()
+        };
+        let layer = HostDefaultsLayer::from(d.clone());
+        assert!(!layer.is_empty());
+        let other = HostDefaultsLayer::from_spec(&spec("{defaultEndpointToHostAction: Accept}"));
+        assert_eq!(HostDefaults::resolve([&layer, &other]), d);
     }
 }

@@ -26,7 +26,7 @@ use crate::endpoint::{
     namespace_profile_labels, namespace_profile_name, service_account_profile_labels,
     service_account_profile_name,
 };
-use crate::host_defaults::HostDefaults;
+use crate::host_defaults::{HostDefaults, HostDefaultsByNode, HostDefaultsLayer};
 use crate::index::{FastMap, FlatLabels, SelectorIndex};
 use crate::net_index::NetIndex;
 
@@ -205,20 +205,21 @@ pub struct Cluster {
     /// The same for each network set.
     set_rule_matches: Vec<OnceLock<Box<[u32]>>>,
     pub(crate) has_staged: bool,
-    /// The node settings the verdicts depend on (Felix's defaults unless set).
-    pub(crate) host_defaults: HostDefaults,
+    /// Each node's settings around the policies (Felix's defaults unless set).
+    pub(crate) host_defaults: HostDefaultsByNode,
 }
 
 impl Cluster {
-    /// Sets the node settings the verdicts depend on (a node's agent configuration, not a
-    /// resource: Felix's failsafe ports and `DefaultEndpointToHostAction`).
-    pub fn set_host_defaults(&mut self, host_defaults: HostDefaults) {
-        self.host_defaults = host_defaults;
+    /// Sets the settings that win over every node's FelixConfiguration (an agent's
+    /// flags; a full [`HostDefaults`] sets them all).
+    pub fn override_host_defaults(&mut self, overrides: impl Into<HostDefaultsLayer>) {
+        self.host_defaults.set_overrides(overrides.into());
     }
 
-    /// The node settings the verdicts depend on.
-    pub fn host_defaults(&self) -> &HostDefaults {
-        &self.host_defaults
+    /// The settings of `node` around the policies: failsafe ports and
+    /// `DefaultEndpointToHostAction` (those of FelixConfiguration `default` for `None`).
+    pub fn host_defaults(&self, node: Option<&str>) -> &HostDefaults {
+        self.host_defaults.of(node)
     }
 
     /// Builds the model. Resources may come in any order; the result does not depend on it.
@@ -516,8 +517,13 @@ impl Builder {
         resources.sort_by_cached_key(|r| r.key());
 
         let mut tiers = well_known_tiers();
+        let mut host_defaults = HostDefaultsByNode::default();
         for r in &resources {
             match r {
+                Resource::FelixConfiguration(f) => {
+                    let layer = HostDefaultsLayer::from_spec(&f.spec);
+                    host_defaults.set_configuration(&f.metadata.name, Some(layer));
+                }
                 Resource::Namespace(m) => {
                     let mut labels = m.labels.clone();
                     labels.insert(K8S_NAMESPACE_NAME_LABEL.into(), m.name.clone());
@@ -736,7 +742,7 @@ impl Builder {
             by_ip,
             index,
             has_staged,
-            host_defaults: HostDefaults::default(),
+            host_defaults,
         })
     }
 }

@@ -35,6 +35,9 @@ metadata: {name: h, labels: {role: host}}
 spec: {node: n1, interfaceName: eth0, expectedIPs: [10.66.0.1]}
 "#;
 
+/// A pod on node n1, whose host endpoint is `h` (10.66.0.1).
+const LOCAL_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: local, namespace: x, labels: {app: local}}\nspec: {nodeName: n1}\nstatus: {podIP: 10.65.1.1}\n---\n";
+
 fn cluster(policies: &str) -> Cluster {
     let text = format!("{ESTATE}\n---\n{policies}");
     let loaded = load_str("scenario.yaml", &text).expect("valid scenario");
@@ -85,7 +88,7 @@ fn failsafe_ports_are_the_nodes_configuration() {
     );
     let to_bare = |c: &Cluster, port| c.evaluate(&tcp("198.18.0.1", "10.66.0.9", port)).verdict();
     let from_bare = |c: &Cluster, port| c.evaluate(&tcp("10.66.0.9", "198.18.0.1", port)).verdict();
-    c.set_host_defaults(HostDefaults {
+    c.override_host_defaults(HostDefaults {
         failsafe: Failsafe {
             inbound: vec![(Protocol::TCP, 80)],
             outbound: Vec::new(),
@@ -101,7 +104,7 @@ fn failsafe_ports_are_the_nodes_configuration() {
         "no outbound ones"
     );
     assert_eq!(from_bare(&c, 80), Verdict::Deny);
-    c.set_host_defaults(HostDefaults::default());
+    c.override_host_defaults(HostDefaults::default());
     assert_eq!(c.evaluate(&dns).verdict(), Verdict::Allow);
     assert_eq!(to_bare(&c, 22), Verdict::Allow);
 }
@@ -529,14 +532,9 @@ spec:
 
 #[test]
 fn a_host_and_its_own_workloads_meet_only_the_workloads_egress() {
-    let c = cluster(
+    let c = cluster(&format!(
+        "{LOCAL_POD}{}",
         r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: local, namespace: x, labels: {app: local}}
-spec: {nodeName: n1}
-status: {podIP: 10.65.1.1}
----
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata: {name: lockdown}
@@ -544,8 +542,8 @@ spec:
   selector: role == 'host' || app == 'local' || app == 'a'
   types: [Ingress, Egress]
   egress: [{action: Allow, protocol: TCP, destination: {ports: [443]}}]
-"#,
-    );
+"#
+    ));
     // The pod on n1 reaches its host when its own egress allows; the host's ingress
     // (nothing allowed) does not apply.
     assert_eq!(
@@ -583,14 +581,9 @@ spec:
 
 #[test]
 fn default_endpoint_to_host_drop_keeps_workloads_out_of_their_own_host() {
-    let mut c = cluster(
+    let mut c = cluster(&format!(
+        "{LOCAL_POD}{}",
         r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: local, namespace: x, labels: {app: local}}
-spec: {nodeName: n1}
-status: {podIP: 10.65.1.1}
----
 apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata: {name: other}
@@ -603,9 +596,9 @@ spec:
   selector: app == 'local'
   types: [Egress]
   egress: [{action: Allow, protocol: TCP, destination: {ports: [443]}}]
-"#,
-    );
-    c.set_host_defaults(HostDefaults {
+"#
+    ));
+    c.override_host_defaults(HostDefaults {
         endpoint_to_host: EndpointToHost::Drop,
         ..HostDefaults::default()
     });
@@ -654,10 +647,72 @@ spec:
     );
     // Return and Accept let the egress decide alone.
     for admits in [EndpointToHost::Return, EndpointToHost::Accept] {
-        c.set_host_defaults(HostDefaults {
+        c.override_host_defaults(HostDefaults {
             endpoint_to_host: admits,
             ..HostDefaults::default()
         });
         assert_eq!(c.evaluate(&to_own).verdict(), Verdict::Allow, "{admits}");
     }
+}
+
+#[test]
+fn felix_configurations_set_each_nodes_defaults_and_flags_win() {
+    let mut c = cluster(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: local, namespace: x}
+spec: {nodeName: n1}
+status: {podIP: 10.65.1.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: far, namespace: x}
+spec: {nodeName: n2}
+status: {podIP: 10.65.2.1}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: h2}
+spec: {node: n2, interfaceName: eth0, expectedIPs: [10.66.0.2]}
+---
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: default}
+spec:
+  failsafeInboundHostPorts: [{port: 2222}]
+  logSeverityScreen: Info
+---
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: node.n1}
+spec: {defaultEndpointToHostAction: Drop}
+"#,
+    );
+    // n1 (host endpoint h): its own Drop; n2 (h2): the global Accept.
+    let to_n1 = tcp("10.65.1.1", "10.66.0.1", 443);
+    let to_n2 = tcp("10.65.2.1", "10.66.0.2", 443);
+    assert_eq!(c.evaluate(&to_n1).verdict(), Verdict::Deny);
+    assert_eq!(c.evaluate(&to_n2).verdict(), Verdict::Allow);
+    // The global failsafe list, on both nodes: 2222 instead of Felix's 22.
+    for host in ["10.66.0.1", "10.66.0.2"] {
+        assert_eq!(
+            c.evaluate(&tcp("198.18.0.1", host, 2222)).verdict(),
+            Verdict::Allow
+        );
+        assert_eq!(
+            c.evaluate(&tcp("198.18.0.1", host, 22)).verdict(),
+            Verdict::Deny
+        );
+    }
+    // An agent's flags win over every FelixConfiguration.
+    c.override_host_defaults(HostDefaults {
+        endpoint_to_host: EndpointToHost::Accept,
+        ..HostDefaults::default()
+    });
+    assert_eq!(c.evaluate(&to_n1).verdict(), Verdict::Allow);
+    assert_eq!(
+        c.evaluate(&tcp("198.18.0.1", "10.66.0.1", 22)).verdict(),
+        Verdict::Allow
+    );
 }

@@ -33,22 +33,7 @@ impl KindInfo {
             "networking.k8s.io/v1" => ("networking.k8s.io", "v1"),
             _ => ("", "v1"),
         };
-        let plural = match kind {
-            Kind::Tier => "tiers",
-            Kind::GlobalNetworkPolicy => "globalnetworkpolicies",
-            Kind::NetworkPolicy | Kind::KubernetesNetworkPolicy => "networkpolicies",
-            Kind::StagedGlobalNetworkPolicy => "stagedglobalnetworkpolicies",
-            Kind::StagedNetworkPolicy => "stagednetworkpolicies",
-            Kind::StagedKubernetesNetworkPolicy => "stagedkubernetesnetworkpolicies",
-            Kind::GlobalNetworkSet => "globalnetworksets",
-            Kind::NetworkSet => "networksets",
-            Kind::HostEndpoint => "hostendpoints",
-            Kind::WorkloadEndpoint => "workloadendpoints",
-            Kind::Profile => "profiles",
-            Kind::Namespace => "namespaces",
-            Kind::Pod => "pods",
-            Kind::ServiceAccount => "serviceaccounts",
-        };
+        let plural = kind.plural();
         KindInfo {
             kind,
             group,

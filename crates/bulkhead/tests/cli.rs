@@ -269,6 +269,30 @@ fn node_del_of_an_unknown_node_says_so() {
     );
 }
 
+/// `bulkhead check -f file --from from --to to --port port` and `extra` arguments.
+fn check_flow(
+    file: &std::path::Path,
+    from: &str,
+    to: &str,
+    port: u16,
+    extra: &[&str],
+) -> std::process::Output {
+    let port = port.to_string();
+    let mut args = vec![
+        "check",
+        "-f",
+        file.to_str().expect("utf-8 path"),
+        "--from",
+        from,
+        "--to",
+        to,
+        "--port",
+        &port,
+    ];
+    args.extend(extra);
+    bulkhead(&args)
+}
+
 #[test]
 fn check_takes_the_nodes_failsafe_ports() {
     let dir = std::env::temp_dir().join(format!("bulkhead-cli-failsafe-{}", std::process::id()));
@@ -279,21 +303,7 @@ fn check_takes_the_nodes_failsafe_ports() {
         "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: h1}\nspec: {node: n1, interfaceName: eth0, expectedIPs: [10.66.0.1]}\n",
     )
     .expect("write");
-    let check = |extra: &[&str]| {
-        let mut args = vec![
-            "check",
-            "-f",
-            file.to_str().expect("utf-8 path"),
-            "--from",
-            "198.18.0.1",
-            "--to",
-            "host/h1",
-            "--port",
-            "22",
-        ];
-        args.extend(extra);
-        bulkhead(&args)
-    };
+    let check = |extra: &[&str]| check_flow(&file, "198.18.0.1", "host/h1", 22, extra);
     let o = check(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("failsafe port"), "{}", stdout(&o));
@@ -319,21 +329,7 @@ fn check_takes_the_nodes_default_endpoint_to_host_action() {
         "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: h1}\nspec: {node: n1, interfaceName: eth0, expectedIPs: [10.66.0.1]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\nspec: {nodeName: n1}\nstatus: {podIP: 10.65.0.5}\n",
     )
     .expect("write");
-    let check = |extra: &[&str]| {
-        let mut args = vec![
-            "check",
-            "-f",
-            file.to_str().expect("utf-8 path"),
-            "--from",
-            "shop/web",
-            "--to",
-            "host/h1",
-            "--port",
-            "10250",
-        ];
-        args.extend(extra);
-        bulkhead(&args)
-    };
+    let check = |extra: &[&str]| check_flow(&file, "shop/web", "host/h1", 10250, extra);
     let o = check(&[]);
     assert_eq!(
         o.status.code(),
@@ -352,5 +348,21 @@ fn check_takes_the_nodes_default_endpoint_to_host_action() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("expected Drop, Return or Accept"), "{err}");
+    // The node's own FelixConfiguration says Drop; the flag still wins over it.
+    std::fs::write(
+        dir.join("felix.yaml"),
+        "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: node.n1}\nspec: {defaultEndpointToHostAction: Drop}\n",
+    )
+    .expect("write");
+    let with_felix = |extra: &[&str]| {
+        let felix = dir.join("felix.yaml");
+        let mut args = vec!["-f", felix.to_str().expect("utf-8 path")];
+        args.extend(extra);
+        check(&args)
+    };
+    let o = with_felix(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let o = with_felix(&["--default-endpoint-to-host-action", "Accept"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }

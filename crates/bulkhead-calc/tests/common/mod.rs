@@ -61,6 +61,7 @@ pub fn oracle(store: &BTreeMap<ResourceKey, Resource>, interfaces: &HostInterfac
         .unwrap_or_else(|e| panic!("the model refuses the test's resources: {e}"));
     let mut config = config();
     config.render.host_interfaces = interfaces.clone();
+    config.render.host_defaults = cluster.host_defaults(Some(NODE)).clone();
     let local = local_endpoints(
         resources.iter().copied(),
         NODE,

@@ -182,6 +182,10 @@ pub fn sample(kind: bulkhead_api::Kind, name: &str) -> Value {
         ),
         Profile => (json!({"ingress": [{"action": "Allow"}]}), None),
         Namespace | ServiceAccount => (Value::Null, None),
+        FelixConfiguration => (
+            json!({"failsafeInboundHostPorts": [{"protocol": "TCP", "port": 22}], "defaultEndpointToHostAction": "Drop"}),
+            None,
+        ),
         Pod => (
             json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "name": "http"}]}]}),
             Some(("status", json!({"podIP": "10.65.0.10"}))),

@@ -100,11 +100,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, None) => anyhow::bail!("give --from-dir DIR or --server URL"),
     };
-    let host_defaults = args.host_defaults.host_defaults();
     tracing::info!(
         node = %args.node,
         %from,
-        default_endpoint_to_host_action = %host_defaults.endpoint_to_host,
         netns = %args.netns.as_deref().unwrap_or("(own)"),
         state_dir = %state_dir.display(),
         "agent starting"
@@ -123,9 +121,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 Tagging::Off
             },
-            host_defaults,
             ..RenderConfig::default()
         },
+        host_defaults: args.host_defaults.overrides(),
     };
     let mut agent = Agent::with_source(config, source, metrics);
     let stop = AtomicBool::new(false);

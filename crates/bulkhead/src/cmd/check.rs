@@ -69,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let resources: Vec<_> = loaded.into_iter().map(|l| l.resource).collect();
     let mut cluster =
         Cluster::build(&resources).context("the resources do not form a valid model")?;
-    cluster.set_host_defaults(args.host_defaults.host_defaults());
+    cluster.override_host_defaults(args.host_defaults.overrides());
     let protocol = Protocol::parse(&args.protocol).ok_or_else(|| {
         anyhow!(
             "unknown protocol {:?}: expected TCP, UDP, SCTP, ICMP, ICMPv6 or a number",

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
+use bulkhead_api::calico::ProtoPort;
 use bulkhead_api::k8s::{LabelSelector, SelectorOperator};
-use bulkhead_api::values::PolicyType;
+use bulkhead_api::values::{PolicyType, Protocol};
 use bulkhead_api::{Kind, Resource};
 use bulkhead_client::paths::kind_names_help;
 use bulkhead_client::{Client, kind_from_name};
@@ -307,6 +308,15 @@ fn columns(kind: Kind) -> (Vec<&'static str>, Vec<&'static str>) {
             vec!["SERVICE-ACCOUNT", "LABELS"],
         ),
         Kind::ServiceAccount => (vec!["NAME"], vec!["LABELS"]),
+        Kind::FelixConfiguration => (
+            vec![
+                "NAME",
+                "FAILSAFE-INBOUND",
+                "FAILSAFE-OUTBOUND",
+                "ENDPOINT-TO-HOST",
+            ],
+            vec!["NOT-ENFORCED"],
+        ),
     }
 }
 
@@ -423,6 +433,32 @@ fn cells(r: &Resource) -> (Vec<String>, Vec<String>) {
             ],
         ),
         Resource::Namespace(_) | Resource::ServiceAccount(_) => (vec![name], vec![labels]),
+        Resource::FelixConfiguration(o) => {
+            // Unset: Felix's default; empty: none.
+            let ports = |l: &Option<Vec<ProtoPort>>| match l {
+                None => NONE.to_string(),
+                Some(l) if l.is_empty() => "none".to_string(),
+                Some(l) => {
+                    let ports: Vec<String> = l
+                        .iter()
+                        .map(|p| format!("{}:{}", p.protocol.unwrap_or(Protocol::TCP), p.port))
+                        .collect();
+                    ports.join(",")
+                }
+            };
+            let spec = &o.spec;
+            let action = spec.default_endpoint_to_host_action;
+            let other: Vec<String> = spec.other.keys().cloned().collect();
+            (
+                vec![
+                    name,
+                    ports(&spec.failsafe_inbound_host_ports),
+                    ports(&spec.failsafe_outbound_host_ports),
+                    action.map_or_else(|| NONE.to_string(), |a| a.to_string()),
+                ],
+                vec![list(&other)],
+            )
+        }
         Resource::Pod(p) => {
             let mut ips: Vec<String> = p.status.pod_ips.iter().map(|i| i.ip.clone()).collect();
             if ips.is_empty() {

@@ -1,13 +1,14 @@
 //! `--failsafe-inbound`, `--failsafe-outbound` and `--default-endpoint-to-host-action`,
 //! shared by `agent` and `check` so that a check can be asked with the settings a node's
-//! agent enforces.
+//! agent enforces. Each flag given wins over the FelixConfigurations, as Felix's
+//! environment variables do.
 
 use bulkhead_api::values::Protocol;
 use bulkhead_engine::failsafe::Failsafe;
-use bulkhead_engine::host_defaults::{EndpointToHost, HostDefaults};
+use bulkhead_engine::host_defaults::{EndpointToHost, HostDefaultsLayer};
 
 /// The node's defaults for traffic to and from its host, as Felix's environment writes
-/// them.
+/// them; unset flags leave the setting to the FelixConfigurations.
 #[derive(clap::Args, Debug, Clone)]
 pub struct HostDefaultsArgs {
     /// Ports a host endpoint always lets in, before any policy: `tcp:22,udp:68,…` or
@@ -23,14 +24,13 @@ pub struct HostDefaultsArgs {
     /// What a workload's traffic to its own host meets once the workload's egress policy
     /// allowed it: `Drop` (workloads reach their host only by replies; Felix's own
     /// default), `Return` or `Accept` (the egress policy alone decides; what Calico's
-    /// manifests set). The host endpoints' policies never apply to it.
+    /// manifests set, and the default). The host endpoints' policies never apply to it.
     #[arg(
         long,
         env = "BULKHEAD_DEFAULT_ENDPOINT_TO_HOST_ACTION",
-        value_name = "ACTION",
-        default_value_t = EndpointToHost::Accept
+        value_name = "ACTION"
     )]
-    default_endpoint_to_host_action: EndpointToHost,
+    default_endpoint_to_host_action: Option<EndpointToHost>,
 }
 
 /// One flag's port list (one value to clap, not many).
@@ -42,20 +42,13 @@ fn ports(text: &str) -> Result<Ports, String> {
 }
 
 impl HostDefaultsArgs {
-    /// The settings these flags give (Felix's failsafe ports where absent).
-    pub fn host_defaults(&self) -> HostDefaults {
-        let default = Failsafe::default();
-        HostDefaults {
-            failsafe: Failsafe {
-                inbound: self
-                    .failsafe_inbound
-                    .clone()
-                    .map_or(default.inbound, |p| p.0),
-                outbound: self
-                    .failsafe_outbound
-                    .clone()
-                    .map_or(default.outbound, |p| p.0),
-            },
+    /// The settings these flags give: each one given wins over the node's
+    /// FelixConfigurations (as Felix's environment does); the others come from them, or
+    /// from Felix's defaults.
+    pub fn overrides(&self) -> HostDefaultsLayer {
+        HostDefaultsLayer {
+            failsafe_inbound: self.failsafe_inbound.clone().map(|p| p.0),
+            failsafe_outbound: self.failsafe_outbound.clone().map(|p| p.0),
             endpoint_to_host: self.default_endpoint_to_host_action,
         }
     }

@@ -137,6 +137,7 @@ fn run_in(
                 workload_prefix: "cali".into(),
                 ..RenderConfig::default()
             },
+            host_defaults: Default::default(),
         };
         let stop = Arc::clone(&agents_stop);
         let m = Arc::clone(&metrics);
