@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bulkhead_api::values::Protocol;
 use bulkhead_calc::{CalcGraph, NodeConfig, Update};
 use bulkhead_dataplane::{CommandRunner, Dataplane, RenderConfig, Table};
+use bulkhead_engine::failsafe::format_ports;
 use bulkhead_engine::host_defaults::{HostDefaults, HostDefaultsLayer};
 
 use crate::interfaces::AddressWatch;
@@ -314,17 +314,9 @@ impl Agent {
         if self.host_defaults.as_ref() == Some(now) {
             return;
         }
-        let ports = |list: &[(Protocol, u16)]| {
-            let text: Vec<String> = list.iter().map(|(p, n)| format!("{p}:{n}")).collect();
-            if text.is_empty() {
-                "none".to_string()
-            } else {
-                text.join(",")
-            }
-        };
         tracing::info!(
-            failsafe_inbound = %ports(&now.failsafe.inbound),
-            failsafe_outbound = %ports(&now.failsafe.outbound),
+            failsafe_inbound = %format_ports(&now.failsafe.inbound),
+            failsafe_outbound = %format_ports(&now.failsafe.outbound),
             default_endpoint_to_host_action = %now.endpoint_to_host,
             "host defaults"
         );

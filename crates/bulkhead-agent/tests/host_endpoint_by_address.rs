@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bulkhead_agent::{Agent, AgentConfig, Metrics, Step};
-use bulkhead_api::values::Protocol;
 use bulkhead_dataplane::RenderConfig;
+use bulkhead_engine::failsafe::Failsafe;
 use bulkhead_engine::host_defaults::HostDefaultsLayer;
 use bulkhead_netns::{Endpoint, EndpointKind, NodeSandbox, Service, tcp_connect, unique_name};
 
@@ -24,8 +24,9 @@ const EXPECTED: &str = "10.66.9.1";
 /// interface it governs.
 const HEP: &str = "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: uplink, labels: {role: uplink}}\nspec: {node: node1, expectedIPs: [10.66.9.1]}\n";
 
-/// Felix's settings for every node: port 80 is the only inbound failsafe port.
-const FELIX: &str = "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeInboundHostPorts: [{protocol: TCP, port: 80}]}\n";
+/// Felix's settings for every node: port 80 is the only inbound failsafe port, open to
+/// the externals' net.
+const FELIX: &str = "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeInboundHostPorts: [{protocol: TCP, port: 80, net: 198.18.0.0/24}]}\n";
 
 struct Dir(PathBuf);
 
@@ -162,10 +163,12 @@ fn follows_its_expected_address_from_interface_to_interface() {
     assert_eq!(until_applied(&mut agent), Step::Applied);
     assert!(reaches_node(&x1), "port 80 is a failsafe port now");
 
-    // An agent whose flag sets the list wins over the FelixConfiguration.
+    // An agent whose flag sets the list wins over the FelixConfiguration: port 80 open
+    // to x2's address only.
     drop(agent);
     let mut config = config;
-    config.host_defaults.failsafe_inbound = Some(vec![(Protocol::TCP, 22)]);
+    config.host_defaults.failsafe_inbound =
+        Some(Failsafe::parse_ports("tcp:198.18.0.2/32:80").expect("valid"));
     let second = Arc::new(Metrics::default());
     let mut agent = Agent::new(config, Arc::clone(&second));
     assert_eq!(agent.step(), Step::Applied);
@@ -174,5 +177,5 @@ fn follows_its_expected_address_from_interface_to_interface() {
         x1.host_ifname()
     );
     assert!(second.render().contains(&placed), "{}", second.render());
-    assert!(!reaches_node(&x1), "the flag's list has no port 80");
+    assert!(!reaches_node(&x1), "the flag opens port 80 to x2 only");
 }

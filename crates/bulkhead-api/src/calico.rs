@@ -407,8 +407,8 @@ pub struct ProtoPort {
     pub protocol: Option<Protocol>,
     /// The port.
     pub port: u16,
-    /// The remote net the port is open to (Bulkhead has no per-net failsafe rules and
-    /// refuses it).
+    /// The remote net the port is open to: the source of inbound connections, the
+    /// destination of outbound ones (every address when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<String>,
 }

@@ -716,11 +716,8 @@ impl Checker {
                 if p.port == 0 {
                     self.err(format!("{path}.port"), "expected a port 1-65535");
                 }
-                if p.net.is_some() {
-                    self.err(
-                        format!("{path}.net"),
-                        "per-net failsafe ports are not supported: leave net out to open the port to every address, or allow the net by policy",
-                    );
+                if let Some(net) = &p.net {
+                    self.cidr(format!("{path}.net"), net);
                 }
             }
         }

@@ -95,7 +95,7 @@ apiVersion: projectcalico.org/v3
 kind: FelixConfiguration
 metadata: {name: default}
 spec:
-  failsafeInboundHostPorts: [{protocol: TCP, port: 22}, {port: 2222}]
+  failsafeInboundHostPorts: [{protocol: TCP, port: 22}, {port: 2222}, {protocol: tcp, port: 22, net: 10.0.0.0/8}]
   failsafeOutboundHostPorts: []
   defaultEndpointToHostAction: DROP
   logSeverityScreen: Info
@@ -127,7 +127,7 @@ fn loads_every_kind_with_defaults() {
             Resource::Pod(p) => assert_eq!(p.metadata.namespace.as_deref(), Some("x")),
             Resource::FelixConfiguration(f) => {
                 let inbound = f.spec.failsafe_inbound_host_ports.as_deref();
-                assert_eq!(inbound.map(|p| p.len()), Some(2));
+                assert_eq!(inbound.map(|p| p.len()), Some(3));
                 assert_eq!(
                     f.spec.failsafe_outbound_host_ports.as_deref(),
                     Some(&[][..])
@@ -259,7 +259,7 @@ metadata: {name: default}
 spec:
   failsafeInboundHostPorts:
     - {protocol: ICMP, port: 8}
-    - {protocol: TCP, port: 22, net: 10.0.0.0/8}
+    - {protocol: TCP, port: 22, net: 10.0.0.0/33}
     - {protocol: UDP, port: 0}
 "#;
     let e = errors(text);
@@ -271,7 +271,7 @@ spec:
     assert_eq!(got[0].0, "spec.failsafeInboundHostPorts[0].protocol");
     assert!(got[0].1.contains("TCP, UDP or SCTP"), "{got:?}");
     assert_eq!(got[1].0, "spec.failsafeInboundHostPorts[1].net");
-    assert!(got[1].1.contains("not supported"), "{got:?}");
+    assert!(got[1].1.contains("is not a CIDR"), "{got:?}");
     assert_eq!(got[2].0, "spec.failsafeInboundHostPorts[2].port");
     let e = errors(
         "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\nspec:\n  defaultEndpointToHostAction: Reject\n",

@@ -385,20 +385,24 @@ fn a_node_and_its_own_workload_meet_only_the_workloads_egress() {
 }
 
 #[test]
-fn with_endpoint_to_host_drop_a_workload_reaches_its_node_only_by_replies() {
+fn the_nodes_felix_configuration_drops_its_workloads_and_opens_failsafe_ports_by_net() {
     // The node's own FelixConfiguration, as the agent takes it.
     let felix = resource(
         &json!({"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
                 "metadata": {"name": format!("node.{NODE}")},
-                "spec": {"defaultEndpointToHostAction": "Drop"}})
+                "spec": {"defaultEndpointToHostAction": "Drop",
+                         "failsafeInboundHostPorts": [
+                             {"protocol": "TCP", "port": 80, "net": "198.18.0.0/24"},
+                             {"protocol": "TCP", "port": 443, "net": "10.0.0.0/8"}]}})
         .to_string(),
     );
     // node -> pod (2) and outside -> pod (2) as with Accept; pod -> node never, whatever
-    // the pod's egress allows.
+    // the pod's egress allows; outside -> node 80 by the failsafe port open to its net,
+    // but not 443, open to another net, until the node's policy allows it.
     let Some(allowed) = own_workload_steps("own-drop", Some(felix)) else {
         return;
     };
-    assert_eq!(allowed, [4, 4, 2, 4], "per step");
+    assert_eq!(allowed, [5, 5, 3, 4], "per step");
 }
 
 /// Traffic between a node and its own workload, and from outside to both, over steps

@@ -5,9 +5,11 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use bulkhead_api::load_paths;
+use bulkhead_api::{Resource, load_paths, load_str};
 use bulkhead_dataplane::table::{Chain, Set, SetKind, Table, diff};
 use bulkhead_dataplane::{CommandRunner, Dataplane, LocalEndpoint, RenderConfig, render};
+use bulkhead_engine::failsafe::Failsafe;
+use bulkhead_engine::host_defaults::EndpointToHost;
 use bulkhead_engine::{Cluster, EndpointKind};
 
 /// A network namespace for one test, deleted on drop.
@@ -60,11 +62,15 @@ impl Drop for Scratch {
     }
 }
 
-fn cluster(path: &str) -> Cluster {
+/// The resources of the repository's `path`.
+fn resources(path: &str) -> Vec<Resource> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../");
     let loaded = load_paths(&[format!("{root}{path}")]).expect("example loads");
-    let resources: Vec<_> = loaded.into_iter().map(|l| l.resource).collect();
-    Cluster::build(&resources).expect("example builds")
+    loaded.into_iter().map(|l| l.resource).collect()
+}
+
+fn cluster(path: &str) -> Cluster {
+    Cluster::build(&resources(path)).expect("example builds")
 }
 
 fn all_local(cluster: &Cluster) -> Vec<LocalEndpoint> {
@@ -105,6 +111,43 @@ fn the_brief_example_renders_to_a_table_the_kernel_accepts_and_applies() {
     assert!(stats.chains > 0 || stats.elements > 0, "{script}");
     let second = dp.apply(smaller).expect("diff applies").expect("applied");
     assert!(!second.full);
+}
+
+#[test]
+fn host_defaults_render_to_rules_the_kernel_accepts() {
+    let Some(ns) = Scratch::new("hostdef") else {
+        return;
+    };
+    // The brief's resources and a host endpoint, whose chains hold the failsafe ports.
+    let mut resources = resources("examples/brief");
+    let hep = "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: node}\nspec: {node: n1, interfaceName: eth0}\n";
+    resources.extend(
+        load_str("hep.yaml", hep)
+            .expect("valid")
+            .into_iter()
+            .map(|l| l.resource),
+    );
+    let c = Cluster::build(&resources).expect("builds");
+    let mut config = RenderConfig::default();
+    config.host_defaults.endpoint_to_host = EndpointToHost::Drop;
+    config.host_defaults.failsafe = Failsafe {
+        inbound: Failsafe::parse_ports("tcp:22,tcp:10.0.0.0/8:2222,udp:[fd00::/8]:53")
+            .expect("valid"),
+        outbound: Failsafe::parse_ports("udp:192.0.2.53:53,tcp:2001:db8::/32:443").expect("valid"),
+    };
+    let table = render(&c, &all_local(&c), &config);
+    assert!(table.chains.contains_key("wl_to_host"));
+    assert!(
+        table.chains["failsafe.out"]
+            .rules
+            .iter()
+            .any(|r| r.contains("ip6 daddr 2001:db8::/32")),
+        "{:?}",
+        table.chains["failsafe.out"]
+    );
+    let script = table.load_script();
+    ns.nft(&["-f", "-"], &script)
+        .unwrap_or_else(|e| panic!("{e}\n{script}"));
 }
 
 #[test]

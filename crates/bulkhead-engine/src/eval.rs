@@ -93,9 +93,12 @@ impl Cluster {
     /// ([`crate::failsafe::Failsafe::raw_allows`]). The packet then goes on to the
     /// tracked policies.
     fn raw_failsafe(&self, ep: usize, flow: &Flow) -> bool {
-        self.node_defaults(ep)
-            .failsafe
-            .raw_allows(flow.protocol, flow.dst_port, flow.src_port)
+        self.node_defaults(ep).failsafe.raw_allows(
+            flow.protocol,
+            flow.dst_port,
+            flow.src_port,
+            flow.src,
+        )
     }
 
     /// The [`Via`] of a flow forwarded in through the HostEndpoint named `inbound` and out
@@ -382,10 +385,11 @@ impl Cluster {
             return self.tracked(mode, ep, ingress, packet, sink);
         }
         let flow = packet.flow;
+        let remote = if ingress { flow.src } else { flow.dst };
         if self
             .node_defaults(ep)
             .failsafe
-            .allows(ingress, flow.protocol, flow.dst_port)
+            .allows(ingress, flow.protocol, flow.dst_port, remote)
         {
             sink.hit(|| self.host_hit(ep, HitAction::Allow, RuleRef::Failsafe));
             return Verdict::Allow;

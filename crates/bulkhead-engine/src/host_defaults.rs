@@ -13,10 +13,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bulkhead_api::calico::{FelixConfigurationSpec, ProtoPort};
+use bulkhead_api::parse_cidr;
 pub use bulkhead_api::values::EndpointToHost;
 use bulkhead_api::values::Protocol;
 
-use crate::failsafe::Failsafe;
+use crate::failsafe::{Failsafe, FailsafePort};
 
 /// A node's defaults for traffic to and from its host, around the policies.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,24 +32,34 @@ pub struct HostDefaults {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostDefaultsLayer {
     /// Ports a host endpoint always lets in.
-    pub failsafe_inbound: Option<Vec<(Protocol, u16)>>,
+    pub failsafe_inbound: Option<Vec<FailsafePort>>,
     /// Ports a host endpoint always lets out.
-    pub failsafe_outbound: Option<Vec<(Protocol, u16)>>,
+    pub failsafe_outbound: Option<Vec<FailsafePort>>,
     /// What a workload's traffic to its own host meets after its egress policy.
     pub endpoint_to_host: Option<EndpointToHost>,
 }
 
 impl HostDefaultsLayer {
-    /// The settings a FelixConfiguration sets. A failsafe port with a `net`, which
-    /// validation refuses, is left out rather than opened to every address.
+    /// The settings a FelixConfiguration sets. A failsafe port whose `net` does not
+    /// parse, which validation refuses, is left out rather than opened to every address.
     pub fn from_spec(spec: &FelixConfigurationSpec) -> HostDefaultsLayer {
+        let entry = |p: &ProtoPort| {
+            let net = match &p.net {
+                Some(text) => Some(parse_cidr(text)?),
+                None => None,
+            };
+            Some(FailsafePort {
+                protocol: p.protocol.unwrap_or(Protocol::TCP),
+                port: p.port,
+                net,
+            })
+        };
         let ports = |list: &Option<Vec<ProtoPort>>| {
             list.as_ref().map(|ports| {
-                let mut out: Vec<(Protocol, u16)> = Vec::new();
-                for p in ports.iter().filter(|p| p.net.is_none()) {
-                    let entry = (p.protocol.unwrap_or(Protocol::TCP), p.port);
-                    if !out.contains(&entry) {
-                        out.push(entry);
+                let mut out: Vec<FailsafePort> = Vec::new();
+                for e in ports.iter().filter_map(entry) {
+                    if !out.contains(&e) {
+                        out.push(e);
                     }
                 }
                 out
@@ -196,7 +207,10 @@ mod tests {
         assert_eq!(d.endpoint_to_host, EndpointToHost::Accept, "the flag wins");
         assert_eq!(
             d.failsafe.inbound,
-            [(Protocol::TCP, 2222), (Protocol::UDP, 53)],
+            [
+                FailsafePort::any(Protocol::TCP, 2222),
+                FailsafePort::any(Protocol::UDP, 53)
+            ],
             "the node's list, TCP when no protocol is given"
         );
         assert!(
@@ -223,7 +237,7 @@ mod tests {
         assert!(by_node.set_configuration(&node_configuration_name("n1"), Some(ssh_only)));
         assert!(!by_node.set_configuration("elsewhere", None));
         let n1 = by_node.of(Some("n1"));
-        assert_eq!(n1.failsafe.inbound, [(Protocol::TCP, 22)]);
+        assert_eq!(n1.failsafe.inbound, [FailsafePort::any(Protocol::TCP, 22)]);
         assert_eq!(n1.endpoint_to_host, EndpointToHost::Drop, "from default");
         let n2 = by_node.of(Some("n2"));
         assert_eq!(n2.failsafe, Failsafe::default());
@@ -240,8 +254,19 @@ mod tests {
         assert!(by_node.set_configuration(GLOBAL_CONFIGURATION, None));
         assert_eq!(
             by_node.of(Some("n1")).failsafe.inbound,
-            [(Protocol::TCP, 22)]
+            [FailsafePort::any(Protocol::TCP, 22)]
         );
+    }
+
+    #[test]
+    fn a_failsafe_port_keeps_its_net() {
+        let layer = HostDefaultsLayer::from_spec(&spec(
+            "{failsafeInboundHostPorts: [{protocol: tcp, port: 22, net: 10.0.0.0/8}, {port: 22}]}",
+        ));
+        let ports = layer.failsafe_inbound.expect("set");
+        assert_eq!(ports.len(), 2, "{ports:?}");
+        assert_eq!(ports[0].to_string(), "tcp:10.0.0.0/8:22");
+        assert_eq!(ports[1], FailsafePort::any(Protocol::TCP, 22));
     }
 
     #[test]

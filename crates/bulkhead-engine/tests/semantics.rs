@@ -90,13 +90,19 @@ fn failsafe_ports_are_the_nodes_configuration() {
     let from_bare = |c: &Cluster, port| c.evaluate(&tcp("10.66.0.9", "198.18.0.1", port)).verdict();
     c.override_host_defaults(HostDefaults {
         failsafe: Failsafe {
-            inbound: vec![(Protocol::TCP, 80)],
+            inbound: Failsafe::parse_ports("tcp:80,tcp:198.18.0.0/24:8080").expect("valid"),
             outbound: Vec::new(),
         },
         ..HostDefaults::default()
     });
     assert_eq!(to_bare(&c, 22), Verdict::Deny, "22 is no longer failsafe");
     assert_eq!(to_bare(&c, 80), Verdict::Allow);
+    assert_eq!(to_bare(&c, 8080), Verdict::Allow, "from its net");
+    assert_eq!(
+        c.evaluate(&tcp("203.0.113.1", "10.66.0.9", 8080)).verdict(),
+        Verdict::Deny,
+        "from outside its net"
+    );
     let dns = Flow::with_port(ip("10.66.0.9"), ip("198.18.0.1"), Protocol::UDP, 53);
     assert_eq!(
         c.evaluate(&dns).verdict(),

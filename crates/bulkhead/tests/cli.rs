@@ -309,13 +309,18 @@ fn check_takes_the_nodes_failsafe_ports() {
     assert!(stdout(&o).contains("failsafe port"), "{}", stdout(&o));
     let o = check(&["--failsafe-inbound", "none"]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
-    let o = check(&["--failsafe-inbound", "tcp:22:0.0.0.0/0"]);
+    let o = check(&["--failsafe-inbound", "tcp:10.0.0.0/33:22"]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("--failsafe-inbound") && err.contains("protocol:port"),
+        err.contains("--failsafe-inbound") && err.contains("not a CIDR"),
         "{err}"
     );
+    // Open to the source's net only.
+    let o = check(&["--failsafe-inbound", "tcp:198.18.0.0/24:22"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = check(&["--failsafe-inbound", "tcp:203.0.113.0/24:22"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -2,6 +2,7 @@
 //! each host endpoint's untracked, pre-DNAT and normal chains) and their names.
 
 use bulkhead_engine::compile::PolicyClass;
+use bulkhead_engine::failsafe::FailsafePort;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -143,10 +144,21 @@ pub fn host_base_chains(
     config: &RenderConfig,
 ) -> Vec<(String, Chain)> {
     let workload_prefix = &config.workload_prefix;
-    let ports = |ports: &[(bulkhead_api::values::Protocol, u16)], field: &str| -> Vec<String> {
+    // Failsafe entries, matched by the port of `field` and, with a net, the remote
+    // address: the source of what comes in (`incoming`), the destination of what goes out.
+    let ports = |ports: &[FailsafePort], field: &str, incoming: bool| -> Vec<String> {
         ports
             .iter()
-            .map(|(p, n)| format!("meta l4proto {} th {field} {n} accept", proto_name(*p)))
+            .map(|e| {
+                let proto = proto_name(e.protocol);
+                let remote = e.net.map(|net| {
+                    let family = if net.addr().is_ipv4() { "ip" } else { "ip6" };
+                    let side = if incoming { "saddr" } else { "daddr" };
+                    format!(" {family} {side} {}", net.trunc())
+                });
+                let remote = remote.unwrap_or_default();
+                format!("meta l4proto {proto} th {field} {}{remote} accept", e.port)
+            })
             .collect()
     };
     let accepted = format!("meta mark & {MARK_ACCEPT:#x} == {MARK_ACCEPT:#x} accept");
@@ -162,7 +174,11 @@ pub fn host_base_chains(
         ND_ACCEPT.into(),
         from_workload.clone(),
     ];
-    raw_in.extend(ports(&config.host_defaults.failsafe.outbound, "sport"));
+    raw_in.extend(ports(
+        &config.host_defaults.failsafe.outbound,
+        "sport",
+        true,
+    ));
     raw_in.push("jump failsafe.in".into());
     let mut raw_out = vec![
         clear_marks(),
@@ -170,7 +186,11 @@ pub fn host_base_chains(
         ND_ACCEPT.into(),
         to_workload.clone(),
     ];
-    raw_out.extend(ports(&config.host_defaults.failsafe.inbound, "sport"));
+    raw_out.extend(ports(
+        &config.host_defaults.failsafe.inbound,
+        "sport",
+        false,
+    ));
     raw_out.push("jump failsafe.out".into());
     let mut mangle_in = vec![
         CT[0].to_string(),
@@ -261,11 +281,15 @@ pub fn host_base_chains(
     vec![
         (
             fs_in.into(),
-            regular(ports(&config.host_defaults.failsafe.inbound, "dport")),
+            regular(ports(&config.host_defaults.failsafe.inbound, "dport", true)),
         ),
         (
             fs_out.into(),
-            regular(ports(&config.host_defaults.failsafe.outbound, "dport")),
+            regular(ports(
+                &config.host_defaults.failsafe.outbound,
+                "dport",
+                false,
+            )),
         ),
         (raw_pre.into(), base(Hook::RawPrerouting, raw_in)),
         (raw_output.into(), base(Hook::RawOutput, raw_out)),

@@ -287,7 +287,10 @@ fn failsafe_chains_list_the_configured_ports() {
     let config = RenderConfig {
         host_defaults: HostDefaults {
             failsafe: bulkhead_engine::failsafe::Failsafe {
-                inbound: vec![(bulkhead_api::values::Protocol::TCP, 2222)],
+                inbound: bulkhead_engine::failsafe::Failsafe::parse_ports(
+                    "tcp:2222,udp:10.1.2.3/8:53,tcp:[fd00::/8]:22",
+                )
+                .expect("valid"),
                 outbound: Vec::new(),
             },
             ..HostDefaults::default()
@@ -300,15 +303,23 @@ fn failsafe_chains_list_the_configured_ports() {
             .collect();
     assert_eq!(
         chains["failsafe.in"].rules,
-        ["meta l4proto tcp th dport 2222 accept"]
+        [
+            "meta l4proto tcp th dport 2222 accept",
+            "meta l4proto udp th dport 53 ip saddr 10.0.0.0/8 accept",
+            "meta l4proto tcp th dport 22 ip6 saddr fd00::/8 accept",
+        ]
     );
     assert!(chains["failsafe.out"].rules.is_empty());
     // The raw output chain lets the replies of inbound failsafe connections by.
-    assert!(
-        chains["raw_output"]
-            .rules
-            .contains(&"meta l4proto tcp th sport 2222 accept".to_string())
-    );
+    for reply in [
+        "meta l4proto tcp th sport 2222 accept",
+        "meta l4proto udp th sport 53 ip daddr 10.0.0.0/8 accept",
+    ] {
+        assert!(
+            chains["raw_output"].rules.contains(&reply.to_string()),
+            "{reply}"
+        );
+    }
 }
 
 #[test]

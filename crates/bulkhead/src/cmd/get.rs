@@ -441,7 +441,13 @@ fn cells(r: &Resource) -> (Vec<String>, Vec<String>) {
                 Some(l) => {
                     let ports: Vec<String> = l
                         .iter()
-                        .map(|p| format!("{}:{}", p.protocol.unwrap_or(Protocol::TCP), p.port))
+                        .map(|p| {
+                            let protocol = p.protocol.unwrap_or(Protocol::TCP);
+                            match &p.net {
+                                Some(net) => format!("{protocol}:{net}:{}", p.port),
+                                None => format!("{protocol}:{}", p.port),
+                            }
+                        })
                         .collect();
                     ports.join(",")
                 }

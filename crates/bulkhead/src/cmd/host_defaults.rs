@@ -3,20 +3,21 @@
 //! agent enforces. Each flag given wins over the FelixConfigurations, as Felix's
 //! environment variables do.
 
-use bulkhead_api::values::Protocol;
-use bulkhead_engine::failsafe::Failsafe;
+use bulkhead_engine::failsafe::{Failsafe, FailsafePort};
 use bulkhead_engine::host_defaults::{EndpointToHost, HostDefaultsLayer};
 
 /// The node's defaults for traffic to and from its host, as Felix's environment writes
 /// them; unset flags leave the setting to the FelixConfigurations.
 #[derive(clap::Args, Debug, Clone)]
 pub struct HostDefaultsArgs {
-    /// Ports a host endpoint always lets in, before any policy: `tcp:22,udp:68,…` or
-    /// `none` (default: Felix's, tcp:22, udp:68, tcp:179, tcp:2379, tcp:2380, tcp:5473,
-    /// tcp:6443, tcp:6666, tcp:6667).
+    /// Ports a host endpoint always lets in, before any policy: `tcp:22,udp:68,…`, an
+    /// entry with the source net it is open to as `tcp:10.0.0.0/8:22`, or `none`
+    /// (default: Felix's, tcp:22, udp:68, tcp:179, tcp:2379, tcp:2380, tcp:5473, tcp:6443,
+    /// tcp:6666, tcp:6667).
     #[arg(long, env = "BULKHEAD_FAILSAFE_INBOUND", value_name = "PORTS", value_parser = ports)]
     failsafe_inbound: Option<Ports>,
-    /// Ports a host endpoint always lets out, before any policy: `udp:53,…` or `none`
+    /// Ports a host endpoint always lets out, before any policy: `udp:53,…`, an entry
+    /// with the destination net it is open to as `udp:10.96.0.10/32:53`, or `none`
     /// (default: Felix's, udp:53, udp:67, tcp:179, tcp:2379, tcp:2380, tcp:5473,
     /// tcp:6443, tcp:6666, tcp:6667).
     #[arg(long, env = "BULKHEAD_FAILSAFE_OUTBOUND", value_name = "PORTS", value_parser = ports)]
@@ -35,7 +36,7 @@ pub struct HostDefaultsArgs {
 
 /// One flag's port list (one value to clap, not many).
 #[derive(Debug, Clone)]
-struct Ports(Vec<(Protocol, u16)>);
+struct Ports(Vec<FailsafePort>);
 
 fn ports(text: &str) -> Result<Ports, String> {
     Failsafe::parse_ports(text).map(Ports)
