@@ -135,8 +135,10 @@ impl Backend for DataplaneBackend {
         }
         // A host is a namespace of its own with its own table. A `*` HostEndpoint covers
         // all its interfaces; one with a named interface (or placed by its expectedIPs)
-        // covers the namespace's one interface, whatever the case calls it.
-        let hosts: Vec<(String, Vec<IpAddr>, &str)> = cluster
+        // covers the namespace's one interface, whatever the case calls it. Its node names
+        // the FelixConfiguration of its own.
+        type Host<'a> = (String, Vec<IpAddr>, &'a str, Option<String>);
+        let hosts: Vec<Host> = cluster
             .endpoints()
             .iter()
             .filter(|e| e.kind == EndpointKind::Host)
@@ -146,10 +148,11 @@ impl Backend for DataplaneBackend {
                 } else {
                     bulkhead_netns::ENDPOINT_IFNAME
                 };
-                (e.name.to_string(), e.ips.clone(), interface)
+                let node = e.node.as_deref().map(str::to_string);
+                (e.name.to_string(), e.ips.clone(), interface, node)
             })
             .collect();
-        for (name, ips, _) in &hosts {
+        for (name, ips, _, _) in &hosts {
             world.ensure(
                 &format!("host/{name}"),
                 bulkhead_netns::EndpointKind::Host,
@@ -169,17 +172,19 @@ impl Backend for DataplaneBackend {
                 endpoint.host_ifname(),
             ));
         }
-        // Tags on: the corpus then also checks that they change no verdict.
-        let config = RenderConfig {
+        // Tags on: the corpus then also checks that they change no verdict. Each node
+        // takes the settings its FelixConfigurations give it, as its agent would.
+        let config = |node: Option<&str>| RenderConfig {
             workload_prefix: "cali".into(),
             tagging: Tagging::On,
+            host_defaults: cluster.host_defaults(node).clone(),
             ..RenderConfig::default()
         };
         world
             .node_dataplane
-            .apply(render(cluster, &local, &config))
+            .apply(render(cluster, &local, &config(None)))
             .map_err(|e| e.to_string())?;
-        for (name, _, interface) in &hosts {
+        for (name, _, interface, node) in &hosts {
             let id = format!("host/{name}");
             let netns = world
                 .endpoints
@@ -194,7 +199,7 @@ impl Backend for DataplaneBackend {
                 .or_insert_with(|| Dataplane::new(CommandRunner::in_netns(&netns)));
             let hep = LocalEndpoint::host(name, interface);
             dataplane
-                .apply(render(cluster, &[hep], &config))
+                .apply(render(cluster, &[hep], &config(node.as_deref())))
                 .map_err(|e| e.to_string())?;
         }
         // Every probe is a new flow: forget the flows of earlier probes, which conntrack
@@ -203,7 +208,7 @@ impl Backend for DataplaneBackend {
         let tracking = std::iter::once(world.node.netns()).chain(
             hosts
                 .iter()
-                .filter_map(|(name, _, _)| world.endpoints.get(&format!("host/{name}")))
+                .filter_map(|(name, ..)| world.endpoints.get(&format!("host/{name}")))
                 .map(|e| e.netns()),
         );
         for netns in tracking {
