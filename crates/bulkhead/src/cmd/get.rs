@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
-use bulkhead_api::calico::ProtoPort;
 use bulkhead_api::k8s::{LabelSelector, SelectorOperator};
-use bulkhead_api::values::{PolicyType, Protocol};
+use bulkhead_api::values::PolicyType;
 use bulkhead_api::{Kind, Resource};
 use bulkhead_client::paths::kind_names_help;
 use bulkhead_client::{Client, kind_from_name};
+use bulkhead_engine::failsafe::{FailsafePort, format_ports};
+use bulkhead_engine::host_defaults::HostDefaultsLayer;
 
 use super::login::ServerArgs;
 
@@ -434,33 +435,19 @@ fn cells(r: &Resource) -> (Vec<String>, Vec<String>) {
         ),
         Resource::Namespace(_) | Resource::ServiceAccount(_) => (vec![name], vec![labels]),
         Resource::FelixConfiguration(o) => {
-            // Unset: Felix's default; empty: none.
-            let ports = |l: &Option<Vec<ProtoPort>>| match l {
-                None => NONE.to_string(),
-                Some(l) if l.is_empty() => "none".to_string(),
-                Some(l) => {
-                    let ports: Vec<String> = l
-                        .iter()
-                        .map(|p| {
-                            let protocol = p.protocol.unwrap_or(Protocol::TCP);
-                            match &p.net {
-                                Some(net) => format!("{protocol}:{net}:{}", p.port),
-                                None => format!("{protocol}:{}", p.port),
-                            }
-                        })
-                        .collect();
-                    ports.join(",")
-                }
-            };
-            let spec = &o.spec;
-            let action = spec.default_endpoint_to_host_action;
-            let other: Vec<String> = spec.other.keys().cloned().collect();
+            // As the agent reads them; unset means the next source's value (another
+            // configuration, else Felix's default), an empty list `none`.
+            let layer = HostDefaultsLayer::from_spec(&o.spec);
+            let unset = || UNSET.to_string();
+            let ports =
+                |l: &Option<Vec<FailsafePort>>| l.as_deref().map_or_else(unset, format_ports);
+            let other: Vec<String> = o.spec.other.keys().cloned().collect();
             (
                 vec![
                     name,
-                    ports(&spec.failsafe_inbound_host_ports),
-                    ports(&spec.failsafe_outbound_host_ports),
-                    action.map_or_else(|| NONE.to_string(), |a| a.to_string()),
+                    ports(&layer.failsafe_inbound),
+                    ports(&layer.failsafe_outbound),
+                    layer.endpoint_to_host.map_or_else(unset, |a| a.to_string()),
                 ],
                 vec![list(&other)],
             )
@@ -489,6 +476,8 @@ fn cells(r: &Resource) -> (Vec<String>, Vec<String>) {
 }
 
 const NONE: &str = "<none>";
+/// A setting a FelixConfiguration leaves to the next source.
+const UNSET: &str = "<unset>";
 
 fn text(s: &str) -> String {
     if s.is_empty() {
