@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::calico::Rule;
+use crate::calico::{FELIX_GLOBAL_CONFIGURATION, Rule, felix_configuration_node};
 use crate::resource::Resource;
 
 /// One advisory: the field it is about and what is not enforced.
@@ -31,18 +31,13 @@ pub const FELIX_SETTING: &str = "not enforced: Bulkhead's agent honours failsafe
 /// A FelixConfiguration whose name no agent reads.
 pub const FELIX_NAME: &str = "no agent reads this FelixConfiguration: `default` applies to every node, `node.<nodename>` to one";
 
-/// Whether a FelixConfiguration of this name applies to some node: `default` (every
-/// node) or `node.<nodename>` (that one).
-pub fn felix_configuration_applies(name: &str) -> bool {
-    name == "default" || name.strip_prefix("node.").is_some_and(|n| !n.is_empty())
-}
-
 /// The advisories for `resource`, in field order; empty for most resources.
 pub fn advisories(resource: &Resource) -> Vec<Advisory> {
     let mut out = Vec::new();
     let (ingress, egress): (&[Rule], &[Rule]) = match resource {
         Resource::FelixConfiguration(o) => {
-            if !felix_configuration_applies(&o.metadata.name) {
+            let name = o.metadata.name.as_str();
+            if name != FELIX_GLOBAL_CONFIGURATION && felix_configuration_node(name).is_none() {
                 out.push(Advisory {
                     path: "metadata.name".into(),
                     message: FELIX_NAME,
@@ -126,8 +121,9 @@ mod tests {
             "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: node-1}\nspec: {failsafeInboundHostPorts: []}\n",
         );
         assert_eq!(got, [format!("metadata.name: {FELIX_NAME}")]);
-        assert!(felix_configuration_applies("node.n1"));
-        assert!(!felix_configuration_applies("node."));
+        assert_eq!(felix_configuration_node("node.n1"), Some("n1"));
+        assert_eq!(felix_configuration_node("node."), None);
+        assert_eq!(felix_configuration_node("default"), None);
     }
 
     #[test]

@@ -372,6 +372,15 @@ pub struct ProfileSpec {
     pub labels_to_apply: LabelMap,
 }
 
+/// The name of the FelixConfiguration that applies to every node.
+pub const FELIX_GLOBAL_CONFIGURATION: &str = "default";
+
+/// The node a FelixConfiguration applies to by its name, `node.<nodename>`; `None` for
+/// `default` (every node) and for names no agent reads.
+pub fn felix_configuration_node(name: &str) -> Option<&str> {
+    name.strip_prefix("node.").filter(|n| !n.is_empty())
+}
+
 /// Spec of a `FelixConfiguration`: the settings of the agents, for every node (named
 /// `default`) or for one (`node.<nodename>`, which takes precedence field by field).
 /// Bulkhead's agent honours the failsafe ports and `defaultEndpointToHostAction`.

@@ -12,7 +12,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bulkhead_api::calico::{FelixConfigurationSpec, ProtoPort};
+use bulkhead_api::calico::{
+    FELIX_GLOBAL_CONFIGURATION, FelixConfigurationSpec, ProtoPort, felix_configuration_node,
+};
 use bulkhead_api::parse_cidr;
 pub use bulkhead_api::values::EndpointToHost;
 use bulkhead_api::values::Protocol;
@@ -70,11 +72,6 @@ impl HostDefaultsLayer {
             failsafe_outbound: ports(&spec.failsafe_outbound_host_ports),
             endpoint_to_host: spec.default_endpoint_to_host_action,
         }
-    }
-
-    /// Whether the layer sets nothing.
-    pub fn is_empty(&self) -> bool {
-        *self == HostDefaultsLayer::default()
     }
 }
 
@@ -151,13 +148,12 @@ impl HostDefaultsByNode {
     }
 
     fn resolve(&mut self) {
-        let global = self.configurations.get(GLOBAL_CONFIGURATION);
+        let global = self.configurations.get(FELIX_GLOBAL_CONFIGURATION);
         self.global = HostDefaults::resolve([&self.overrides].into_iter().chain(global));
         self.nodes = self
             .configurations
             .iter()
-            .filter_map(|(name, layer)| Some((name.strip_prefix(NODE_PREFIX)?, layer)))
-            .filter(|(node, _)| !node.is_empty())
+            .filter_map(|(name, layer)| Some((felix_configuration_node(name)?, layer)))
             .map(|(node, layer)| {
                 let layers = [&self.overrides, layer].into_iter().chain(global);
                 (node.to_string(), HostDefaults::resolve(layers))
@@ -165,16 +161,6 @@ impl HostDefaultsByNode {
             .collect();
     }
 }
-
-const NODE_PREFIX: &str = "node.";
-
-/// The name of the FelixConfiguration that sets `node`'s own settings.
-pub fn node_configuration_name(node: &str) -> String {
-    format!("{NODE_PREFIX}{node}")
-}
-
-/// The name of the FelixConfiguration that applies to every node.
-pub const GLOBAL_CONFIGURATION: &str = "default";
 
 #[cfg(test)]
 mod tests {
@@ -229,12 +215,12 @@ mod tests {
         let drop = HostDefaultsLayer::from_spec(&spec("{defaultEndpointToHostAction: Drop}"));
         let ssh_only =
             HostDefaultsLayer::from_spec(&spec("{failsafeInboundHostPorts: [{port: 22}]}"));
-        assert!(by_node.set_configuration(GLOBAL_CONFIGURATION, Some(drop.clone())));
+        assert!(by_node.set_configuration(FELIX_GLOBAL_CONFIGURATION, Some(drop.clone())));
         assert!(
-            !by_node.set_configuration(GLOBAL_CONFIGURATION, Some(drop)),
+            !by_node.set_configuration(FELIX_GLOBAL_CONFIGURATION, Some(drop)),
             "unchanged"
         );
-        assert!(by_node.set_configuration(&node_configuration_name("n1"), Some(ssh_only)));
+        assert!(by_node.set_configuration("node.n1", Some(ssh_only)));
         assert!(!by_node.set_configuration("elsewhere", None));
         let n1 = by_node.of(Some("n1"));
         assert_eq!(n1.failsafe.inbound, [FailsafePort::any(Protocol::TCP, 22)]);
@@ -251,7 +237,7 @@ mod tests {
             by_node.of(Some("n1")).endpoint_to_host,
             EndpointToHost::Accept
         );
-        assert!(by_node.set_configuration(GLOBAL_CONFIGURATION, None));
+        assert!(by_node.set_configuration(FELIX_GLOBAL_CONFIGURATION, None));
         assert_eq!(
             by_node.of(Some("n1")).failsafe.inbound,
             [FailsafePort::any(Protocol::TCP, 22)]
@@ -276,7 +262,6 @@ mod tests {
             ..HostDefaults::default()
         };
         let layer = HostDefaultsLayer::from(d.clone());
-        assert!(!layer.is_empty());
         let other = HostDefaultsLayer::from_spec(&spec("{defaultEndpointToHostAction: Accept}"));
         assert_eq!(HostDefaults::resolve([&layer, &other]), d);
     }
