@@ -10,8 +10,8 @@ use nix::errno::Errno;
 use nix::libc;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, sendmsg, setsockopt,
-    sockopt,
+    ControlMessage, ControlMessageOwned, MsgFlags, Shutdown, SockaddrStorage, recvmsg, sendmsg,
+    setsockopt, shutdown, sockopt,
 };
 
 use crate::error::{Error, Result};
@@ -181,7 +181,13 @@ fn serve_loop(sockets: Sockets, stop: PipeReader) {
             .collect();
         drop(fds);
         if ready[0] {
-            // Stop pipe closed (or written to): close everything by returning.
+            // Stop pipe closed (or written to): close everything by returning. Shut the
+            // listeners down first: a process another thread is spawning holds copies of
+            // every descriptor until it execs, and a copy would keep the port accepting
+            // connections after the stop returned; the shutdown ends the socket itself.
+            for l in &listeners {
+                let _ = shutdown(l.as_raw_fd(), Shutdown::Both);
+            }
             return;
         }
         let mut i = 1;

@@ -4,6 +4,8 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bulkhead_netns::nft::{self, Family};
@@ -84,6 +86,51 @@ fn workloads_reach_each_other_over_v4_and_v6() {
     // Stopping servers closes their ports.
     w2.netns().stop_servers();
     assert!(!tcp_connect(a, v4(10, 65, 0, 2), 8080, T));
+}
+
+/// A process being spawned holds copies of the parent's descriptors until it execs, the
+/// listening sockets of servers included. Stopping a server must end its port even then:
+/// no connection after the stop, and the port can be served again at once.
+#[test]
+fn stopping_a_server_is_final_while_other_threads_spawn_processes() {
+    if !common::capable() {
+        return;
+    }
+    let node = NodeSandbox::new(&unique_name("stop")).unwrap();
+    let w1 = node
+        .add_workload("w1", Ipv4Addr::new(10, 65, 0, 1), None)
+        .unwrap();
+    let w2 = node
+        .add_workload("w2", Ipv4Addr::new(10, 65, 0, 2), None)
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let spawner = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            // Bounded: at most 20,000 short-lived children, each reaped.
+            for _ in 0..20_000 {
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Ok(mut child) = std::process::Command::new("true").spawn() {
+                    let _ = child.wait();
+                }
+            }
+        })
+    };
+    let mut reached = 0;
+    for _ in 0..200 {
+        w2.netns()
+            .serve(&[Service::Tcp(8080)])
+            .expect("the port is free again once the server stopped");
+        w2.netns().stop_servers();
+        if tcp_connect(w1.netns(), v4(10, 65, 0, 2), 8080, T) {
+            reached += 1;
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    spawner.join().unwrap();
+    assert_eq!(reached, 0, "connections after the server stopped");
 }
 
 #[test]
