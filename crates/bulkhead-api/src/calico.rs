@@ -381,6 +381,11 @@ pub fn felix_configuration_node(name: &str) -> Option<&str> {
     name.strip_prefix("node.").filter(|n| !n.is_empty())
 }
 
+/// The name of the FelixConfiguration that applies to `node` alone.
+pub fn felix_node_configuration_name(node: &str) -> String {
+    format!("node.{node}")
+}
+
 /// Spec of a `FelixConfiguration`: the settings of the agents, for every node (named
 /// `default`) or for one (`node.<nodename>`, which takes precedence field by field).
 /// Bulkhead's agent honours the failsafe ports and `defaultEndpointToHostAction`.

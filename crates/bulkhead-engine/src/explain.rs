@@ -135,6 +135,7 @@ fn sides(out: &mut String, cluster: &Cluster, ends: &Ends<'_>, outcome: &Outcome
         // The node's `DefaultEndpointToHostAction` decided: no policy of the host's ran.
         if s.trace.iter().any(|h| h.rule == RuleRef::EndpointToHost) {
             side_lines(out, s, label, name, &[]);
+            setting_line(out, cluster, flow, s);
             continue;
         }
         // A host endpoint's untracked and pre-DNAT tiers come first (eval.rs).
@@ -152,10 +153,52 @@ fn sides(out: &mut String, cluster: &Cluster, ends: &Ends<'_>, outcome: &Outcome
             .map(|&class| (class, cluster.applicable(ip, class, ingress, mode)))
             .collect();
         side_lines(out, s, label, name, &groups);
+        setting_line(out, cluster, flow, s);
     }
     if let Some(s) = &outcome.forwarded_out {
         forwarded_side(out, cluster, s, "Forwarded out through", mode);
     }
+}
+
+/// Where the node setting that decided side `s` comes from, when one did: the failsafe
+/// entry that matched, or `DefaultEndpointToHostAction`, and the flag or
+/// FelixConfiguration that set it.
+fn setting_line(out: &mut String, cluster: &Cluster, flow: &Flow, s: &SideOutcome) {
+    let Some(hit) = s
+        .trace
+        .iter()
+        .find(|h| matches!(h.rule, RuleRef::Failsafe | RuleRef::EndpointToHost))
+    else {
+        return;
+    };
+    let node = cluster
+        .endpoint_index(EndpointKind::Host, None, &hit.policy.name)
+        .and_then(|i| cluster.endpoint(i))
+        .and_then(|e| e.node.as_deref());
+    let settings = cluster.host_defaults(node);
+    let sources = cluster.host_defaults_sources(node);
+    let line = if hit.rule == RuleRef::EndpointToHost {
+        format!(
+            "DefaultEndpointToHostAction {}, from {}",
+            settings.endpoint_to_host, sources.endpoint_to_host
+        )
+    } else {
+        let ingress = s.direction == Direction::Ingress;
+        let remote = if ingress { flow.src } else { flow.dst };
+        let Some(entry) = settings
+            .failsafe
+            .entry(ingress, flow.protocol, flow.dst_port, remote)
+        else {
+            return;
+        };
+        let (field, source) = if ingress {
+            ("failsafeInboundHostPorts", &sources.failsafe_inbound)
+        } else {
+            ("failsafeOutboundHostPorts", &sources.failsafe_outbound)
+        };
+        format!("the entry {entry} of {field}, from {source}")
+    };
+    let _ = writeln!(out, "  {line}");
 }
 
 /// A host endpoint's side of a forwarded flow: its untracked and pre-DNAT (coming in) and

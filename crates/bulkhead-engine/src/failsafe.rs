@@ -130,12 +130,23 @@ impl Failsafe {
         port: Option<u16>,
         remote: IpAddr,
     ) -> bool {
+        self.entry(ingress, protocol, port, remote).is_some()
+    }
+
+    /// The first entry that makes a connection a failsafe one ([`Failsafe::allows`]).
+    pub fn entry(
+        &self,
+        ingress: bool,
+        protocol: Protocol,
+        port: Option<u16>,
+        remote: IpAddr,
+    ) -> Option<&FailsafePort> {
         let list = if ingress {
             &self.inbound
         } else {
             &self.outbound
         };
-        list.iter().any(|e| e.matches(protocol, port, remote))
+        list.iter().find(|e| e.matches(protocol, port, remote))
     }
 
     /// Whether the raw table's failsafe rules let a packet from `src` coming in by a host

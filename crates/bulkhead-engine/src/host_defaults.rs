@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bulkhead_api::calico::{
     FELIX_GLOBAL_CONFIGURATION, FelixConfigurationSpec, ProtoPort, felix_configuration_node,
+    felix_node_configuration_name,
 };
 use bulkhead_api::parse_cidr;
 pub use bulkhead_api::values::EndpointToHost;
@@ -108,6 +109,38 @@ impl HostDefaults {
     }
 }
 
+/// Where one of a node's settings comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingSource {
+    /// The agent's flag (or its environment variable).
+    Flag,
+    /// The FelixConfiguration of this name.
+    Configuration(String),
+    /// Nothing sets it: Felix's default.
+    FelixDefault,
+}
+
+impl std::fmt::Display for SettingSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SettingSource::Flag => f.write_str("the agent's flag"),
+            SettingSource::Configuration(name) => write!(f, "FelixConfiguration {name}"),
+            SettingSource::FelixDefault => f.write_str("Felix's default"),
+        }
+    }
+}
+
+/// Where each of a node's settings comes from ([`HostDefaultsByNode::sources`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostDefaultsSources {
+    /// Of the inbound failsafe ports.
+    pub failsafe_inbound: SettingSource,
+    /// Of the outbound failsafe ports.
+    pub failsafe_outbound: SettingSource,
+    /// Of `DefaultEndpointToHostAction`.
+    pub endpoint_to_host: SettingSource,
+}
+
 /// Every node's settings, from the FelixConfigurations and the agent's flags, resolved
 /// once per change so that a lookup is a map access.
 #[derive(Debug, Clone, Default)]
@@ -145,6 +178,33 @@ impl HostDefaultsByNode {
     /// `default` for an endpoint on no node.
     pub fn of(&self, node: Option<&str>) -> &HostDefaults {
         node.and_then(|n| self.nodes.get(n)).unwrap_or(&self.global)
+    }
+
+    /// Where each setting of `node` comes from, in the order [`HostDefaults::resolve`]
+    /// takes them (for explanations; not on any hot path).
+    pub fn sources(&self, node: Option<&str>) -> HostDefaultsSources {
+        let own = node.map(felix_node_configuration_name);
+        let mut layers = vec![(SettingSource::Flag, &self.overrides)];
+        for name in own
+            .iter()
+            .map(String::as_str)
+            .chain([FELIX_GLOBAL_CONFIGURATION])
+        {
+            if let Some(layer) = self.configurations.get(name) {
+                layers.push((SettingSource::Configuration(name.to_string()), layer));
+            }
+        }
+        let first = |set: &dyn Fn(&HostDefaultsLayer) -> bool| {
+            layers
+                .iter()
+                .find(|(_, l)| set(l))
+                .map_or(SettingSource::FelixDefault, |(s, _)| s.clone())
+        };
+        HostDefaultsSources {
+            failsafe_inbound: first(&|l| l.failsafe_inbound.is_some()),
+            failsafe_outbound: first(&|l| l.failsafe_outbound.is_some()),
+            endpoint_to_host: first(&|l| l.endpoint_to_host.is_some()),
+        }
     }
 
     fn resolve(&mut self) {
@@ -236,6 +296,17 @@ mod tests {
         assert_eq!(
             by_node.of(Some("n1")).endpoint_to_host,
             EndpointToHost::Accept
+        );
+        let sources = by_node.sources(Some("n1"));
+        assert_eq!(sources.endpoint_to_host, SettingSource::Flag);
+        assert_eq!(
+            sources.failsafe_inbound,
+            SettingSource::Configuration("node.n1".into())
+        );
+        assert_eq!(sources.failsafe_outbound, SettingSource::FelixDefault);
+        assert_eq!(
+            by_node.sources(Some("n2")).failsafe_inbound,
+            SettingSource::FelixDefault
         );
         assert!(by_node.set_configuration(FELIX_GLOBAL_CONFIGURATION, None));
         assert_eq!(

@@ -26,7 +26,9 @@ use crate::endpoint::{
     namespace_profile_labels, namespace_profile_name, service_account_profile_labels,
     service_account_profile_name,
 };
-use crate::host_defaults::{HostDefaults, HostDefaultsByNode, HostDefaultsLayer};
+use crate::host_defaults::{
+    HostDefaults, HostDefaultsByNode, HostDefaultsLayer, HostDefaultsSources,
+};
 use crate::index::{FastMap, FlatLabels, SelectorIndex};
 use crate::net_index::NetIndex;
 
@@ -220,6 +222,11 @@ impl Cluster {
     /// `DefaultEndpointToHostAction` (those of FelixConfiguration `default` for `None`).
     pub fn host_defaults(&self, node: Option<&str>) -> &HostDefaults {
         self.host_defaults.of(node)
+    }
+
+    /// Where each of [`Cluster::host_defaults`]'s settings of `node` comes from.
+    pub fn host_defaults_sources(&self, node: Option<&str>) -> HostDefaultsSources {
+        self.host_defaults.sources(node)
     }
 
     /// Builds the model. Resources may come in any order; the result does not depend on it.

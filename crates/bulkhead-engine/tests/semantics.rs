@@ -711,6 +711,23 @@ spec: {defaultEndpointToHostAction: Drop}
             Verdict::Deny
         );
     }
+    // Explanations say which entry matched and where the setting came from.
+    let why = |c: &Cluster, flow: &Flow, from: &str, to: &str| {
+        bulkhead_engine::explain::explain(c, flow, &c.evaluate(flow), from, to)
+    };
+    let failsafe = tcp("198.18.0.1", "10.66.0.2", 2222);
+    let text = why(&c, &failsafe, "198.18.0.1", "host/h2");
+    assert!(
+        text.contains(
+            "the entry tcp:2222 of failsafeInboundHostPorts, from FelixConfiguration default"
+        ),
+        "{text}"
+    );
+    let text = why(&c, &to_n1, "x/local", "host/h");
+    assert!(
+        text.contains("DefaultEndpointToHostAction Drop, from FelixConfiguration node.n1"),
+        "{text}"
+    );
     // An agent's flags win over every FelixConfiguration.
     c.override_host_defaults(HostDefaults {
         endpoint_to_host: EndpointToHost::Accept,
@@ -720,5 +737,15 @@ spec: {defaultEndpointToHostAction: Drop}
     assert_eq!(
         c.evaluate(&tcp("198.18.0.1", "10.66.0.1", 22)).verdict(),
         Verdict::Allow
+    );
+    let text = why(
+        &c,
+        &tcp("198.18.0.1", "10.66.0.1", 22),
+        "198.18.0.1",
+        "host/h",
+    );
+    assert!(
+        text.contains("the entry tcp:22 of failsafeInboundHostPorts, from the agent's flag"),
+        "{text}"
     );
 }
