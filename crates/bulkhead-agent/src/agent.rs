@@ -276,10 +276,10 @@ impl Agent {
     }
 
     /// Writes the installed table to the cache if it changed since the last write and
-    /// changes paused ([`CACHE_QUIET`]) or the oldest unsaved one is [`CACHE_MAX_DELAY`]
-    /// old; with `force`, whenever it changed. A restart therefore restores rules at most
-    /// about a second older than the last ones programmed, and the live sync that follows
-    /// brings them up to date.
+    /// changes paused (`CACHE_QUIET`, 100 ms) or the oldest unsaved one is
+    /// `CACHE_MAX_DELAY` (1 s) old; with `force`, whenever it changed. A restart therefore
+    /// restores rules at most about a second older than the last ones programmed, and the
+    /// live sync that follows brings them up to date.
     pub fn save_cache(&mut self, force: bool) {
         let Some((first, last)) = self.unsaved else {
             return;

@@ -12,7 +12,7 @@
 //! in) and `applyOnForward` tiers, before and after the two ends; a reply that the node's
 //! conntrack does not take as established is judged as a packet of its own.
 //!
-//! There is one walk. It reports what it does to a [`Sink`]: `evaluate` records the tiers
+//! There is one walk. It reports what it does to a `Sink`: `evaluate` records the tiers
 //! and hits of the trace, while verdict-only callers ([`Cluster::verdict`], the
 //! connectivity matrix) pass a sink that records nothing, so they never build a hit or
 //! clone a name, and cannot disagree with `evaluate`.

@@ -6,7 +6,7 @@
 //! endpoint are the buckets of its own labels plus the unindexed list; only those are
 //! evaluated, so the cost follows the policies that could apply, not all of them.
 //!
-//! Also here: [`FlatLabels`], the layout of an endpoint's labels that evaluation reads
+//! Also here: `FlatLabels`, the layout of an endpoint's labels that evaluation reads
 //! (one block of text and a table of key hashes, rather than a tree of separately
 //! allocated strings), and the small hash function both use.
 
