@@ -426,3 +426,150 @@ pub struct ProtoPort {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<String>,
 }
+
+/// Spec of a `Node`: the addresses of one node, as Calico's `calico-node` writes them
+/// (and `calicoctl get nodes -o yaml` prints them). Every address here is the node's own;
+/// Bulkhead reads them to know a node's traffic and its workloads' traffic to it where no
+/// host endpoint names the address. The other fields (AS number, tunnel MACs,
+/// orchestrator references) are accepted and kept as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeSpec {
+    /// BGP settings, with the node's main addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<NodeBgpSpec>,
+    /// The node's addresses, each with its type (`InternalIP`, `ExternalIP`,
+    /// `CalicoNodeIP`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<NodeAddress>,
+    /// The address of the node's IPv4 VXLAN tunnel device.
+    #[serde(
+        default,
+        rename = "ipv4VXLANTunnelAddr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv4_vxlan_tunnel_addr: Option<String>,
+    /// The MAC of the IPv4 VXLAN tunnel device (kept, not used).
+    #[serde(
+        default,
+        rename = "vxlanTunnelMACAddr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vxlan_tunnel_mac_addr: Option<String>,
+    /// The address of the node's IPv6 VXLAN tunnel device.
+    #[serde(
+        default,
+        rename = "ipv6VXLANTunnelAddr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv6_vxlan_tunnel_addr: Option<String>,
+    /// The MAC of the IPv6 VXLAN tunnel device (kept, not used).
+    #[serde(
+        default,
+        rename = "vxlanTunnelMACAddrV6",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vxlan_tunnel_mac_addr_v6: Option<String>,
+    /// The node's WireGuard interface addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<NodeWireguardSpec>,
+    /// The orchestrators' names for this node (kept, not used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orch_refs: Option<serde_json::Value>,
+}
+
+/// The BGP part of a [`NodeSpec`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeBgpSpec {
+    /// The node's AS number (kept, not used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_number: Option<serde_json::Value>,
+    /// The node's IPv4 address with its subnet, e.g. `10.66.0.1/24`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
+    /// The node's IPv6 address with its subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<String>,
+    /// The address of the node's IP-in-IP tunnel device.
+    #[serde(
+        default,
+        rename = "ipv4IPIPTunnelAddr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv4_ipip_tunnel_addr: Option<String>,
+    /// The route reflector cluster ID (kept, not used).
+    #[serde(
+        default,
+        rename = "routeReflectorClusterID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub route_reflector_cluster_id: Option<String>,
+}
+
+/// One address of a [`NodeSpec`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeAddress {
+    /// The address, bare or with its subnet (`10.66.0.1`, `10.66.0.1/24`).
+    pub address: String,
+    /// What kind of address it is (kept, not used).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// The WireGuard part of a [`NodeSpec`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeWireguardSpec {
+    /// The IPv4 address of the node's WireGuard interface.
+    #[serde(
+        default,
+        rename = "interfaceIPv4Address",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interface_ipv4_address: Option<String>,
+    /// The IPv6 address of the node's WireGuard interface.
+    #[serde(
+        default,
+        rename = "interfaceIPv6Address",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interface_ipv6_address: Option<String>,
+}
+
+impl NodeSpec {
+    /// Every address of the node as written, each with its field path (`spec.addresses[0].address`,
+    /// `spec.bgp.ipv4Address`, …): bare, or with the subnet it sits in.
+    pub fn addresses(&self) -> Vec<(String, &str)> {
+        let bgp = self.bgp.as_ref();
+        let wg = self.wireguard.as_ref();
+        let fields = [
+            ("bgp.ipv4Address", bgp.and_then(|b| b.ipv4_address.as_ref())),
+            ("bgp.ipv6Address", bgp.and_then(|b| b.ipv6_address.as_ref())),
+            (
+                "bgp.ipv4IPIPTunnelAddr",
+                bgp.and_then(|b| b.ipv4_ipip_tunnel_addr.as_ref()),
+            ),
+            ("ipv4VXLANTunnelAddr", self.ipv4_vxlan_tunnel_addr.as_ref()),
+            ("ipv6VXLANTunnelAddr", self.ipv6_vxlan_tunnel_addr.as_ref()),
+            (
+                "wireguard.interfaceIPv4Address",
+                wg.and_then(|w| w.interface_ipv4_address.as_ref()),
+            ),
+            (
+                "wireguard.interfaceIPv6Address",
+                wg.and_then(|w| w.interface_ipv6_address.as_ref()),
+            ),
+        ];
+        let listed = self
+            .addresses
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("spec.addresses[{i}].address"), a.address.as_str()));
+        let named = fields
+            .into_iter()
+            .filter_map(|(path, v)| Some((format!("spec.{path}"), v?.as_str())));
+        listed.chain(named).collect()
+    }
+}

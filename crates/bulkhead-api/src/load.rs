@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::calico::{
     FelixConfigurationSpec, GlobalNetworkPolicySpec, HostEndpointSpec, NetworkPolicySpec,
-    NetworkSetSpec, ProfileSpec, TierSpec, WorkloadEndpointSpec,
+    NetworkSetSpec, NodeSpec, ProfileSpec, TierSpec, WorkloadEndpointSpec,
 };
 use crate::k8s::{K8sNetworkPolicySpec, PodSpec, PodStatus};
 use crate::meta::ObjectMeta;
@@ -459,6 +459,23 @@ struct PodEnvelope {
     status: PodStatus,
 }
 
+/// Node: Calico's `calico-node` reports the node's state (WireGuard keys, pod CIDRs) in a
+/// `status`, which `calicoctl get nodes -o yaml` prints; it is accepted and ignored.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NodeEnvelope {
+    #[serde(rename = "apiVersion")]
+    _api_version: String,
+    #[serde(rename = "kind")]
+    _kind: String,
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: NodeSpec,
+    #[serde(default, rename = "status")]
+    _status: Option<Value>,
+}
+
 /// Namespace and ServiceAccount: metadata is what matters; their other top-level fields
 /// (finalizers, secrets, …) are accepted and ignored.
 #[derive(Deserialize)]
@@ -541,6 +558,13 @@ fn decode(kind: Kind, value: Value) -> Result<Resource, DecodeError> {
         Kind::FelixConfiguration => {
             Resource::FelixConfiguration(object::<FelixConfigurationSpec>(value)?)
         }
+        Kind::Node => {
+            let env: NodeEnvelope = typed(value)?;
+            Resource::Node(Object {
+                metadata: env.metadata,
+                spec: env.spec,
+            })
+        }
     })
 }
 
@@ -571,6 +595,7 @@ fn typed_error_line(kind: Kind, chunk: &str) -> Option<usize> {
         Kind::Pod => line_of::<PodEnvelope>(chunk),
         Kind::Namespace | Kind::ServiceAccount => line_of::<MetaOnlyEnvelope>(chunk),
         Kind::FelixConfiguration => line_of::<Envelope<FelixConfigurationSpec>>(chunk),
+        Kind::Node => line_of::<NodeEnvelope>(chunk),
     }
 }
 

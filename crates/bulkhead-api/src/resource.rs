@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calico::{
     FelixConfigurationSpec, GlobalNetworkPolicySpec, HostEndpointSpec, NetworkPolicySpec,
-    NetworkSetSpec, ProfileSpec, TierSpec, WorkloadEndpointSpec,
+    NetworkSetSpec, NodeSpec, ProfileSpec, TierSpec, WorkloadEndpointSpec,
 };
 use crate::k8s::{K8sNetworkPolicySpec, PodSpec, PodStatus};
 use crate::meta::ObjectMeta;
@@ -53,11 +53,13 @@ pub enum Kind {
     ServiceAccount,
     /// `projectcalico.org/v3` FelixConfiguration.
     FelixConfiguration,
+    /// `projectcalico.org/v3` Node.
+    Node,
 }
 
 impl Kind {
     /// Every kind, in a stable order.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Tier,
         Kind::GlobalNetworkPolicy,
         Kind::NetworkPolicy,
@@ -74,6 +76,7 @@ impl Kind {
         Kind::Pod,
         Kind::ServiceAccount,
         Kind::FelixConfiguration,
+        Kind::Node,
     ];
 
     /// The kind for a document's `apiVersion` and `kind`.
@@ -110,6 +113,7 @@ impl Kind {
             Kind::Pod => "Pod",
             Kind::ServiceAccount => "ServiceAccount",
             Kind::FelixConfiguration => "FelixConfiguration",
+            Kind::Node => "Node",
         }
     }
 
@@ -132,6 +136,7 @@ impl Kind {
             Kind::Pod => "pods",
             Kind::ServiceAccount => "serviceaccounts",
             Kind::FelixConfiguration => "felixconfigurations",
+            Kind::Node => "nodes",
         }
     }
 
@@ -202,6 +207,7 @@ impl Kind {
             Kind::Pod => "pod",
             Kind::ServiceAccount => "sa",
             Kind::FelixConfiguration => "felixconfig",
+            Kind::Node => "node",
         }
     }
 
@@ -300,6 +306,8 @@ pub enum Resource {
     ServiceAccount(ObjectMeta),
     /// FelixConfiguration.
     FelixConfiguration(Object<FelixConfigurationSpec>),
+    /// Node.
+    Node(Object<NodeSpec>),
 }
 
 impl Resource {
@@ -322,6 +330,7 @@ impl Resource {
             Resource::Pod(_) => Kind::Pod,
             Resource::ServiceAccount(_) => Kind::ServiceAccount,
             Resource::FelixConfiguration(_) => Kind::FelixConfiguration,
+            Resource::Node(_) => Kind::Node,
         }
     }
 
@@ -341,6 +350,7 @@ impl Resource {
             Resource::WorkloadEndpoint(o) => &o.metadata,
             Resource::Profile(o) => &o.metadata,
             Resource::FelixConfiguration(o) => &o.metadata,
+            Resource::Node(o) => &o.metadata,
             Resource::Namespace(m) | Resource::ServiceAccount(m) => m,
             Resource::Pod(p) => &p.metadata,
         }
@@ -384,6 +394,7 @@ impl Resource {
             Resource::WorkloadEndpoint(o) => Some(to(&o.spec)),
             Resource::Profile(o) => Some(to(&o.spec)),
             Resource::FelixConfiguration(o) => Some(to(&o.spec)),
+            Resource::Node(o) => Some(to(&o.spec)),
             Resource::Pod(p) => {
                 doc.insert("status".into(), to(&p.status));
                 Some(to(&p.spec))

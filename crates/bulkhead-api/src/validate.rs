@@ -87,6 +87,17 @@ pub fn validate(resource: &mut Resource) -> Vec<FieldError> {
             c.meta(&mut o.metadata, kind);
             c.felix_configuration(&o.spec);
         }
+        Resource::Node(o) => {
+            c.meta(&mut o.metadata, kind);
+            for (path, address) in o.spec.addresses() {
+                if parse_cidr(address).is_none() {
+                    c.err(
+                        path,
+                        format!("{address:?} is not an address: expected e.g. 10.66.0.1, 10.66.0.1/24 or fd66::1/64"),
+                    );
+                }
+            }
+        }
         Resource::Pod(p) => {
             c.meta(&mut p.metadata, kind);
             if let Some(ip) = &p.status.pod_ip {

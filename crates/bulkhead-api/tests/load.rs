@@ -100,13 +100,25 @@ spec:
   defaultEndpointToHostAction: DROP
   logSeverityScreen: Info
   iptablesRefreshInterval: 90s
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: n1, labels: {kubernetes.io/hostname: n1}}
+spec:
+  bgp: {asNumber: 64512, ipv4Address: 10.66.0.1/24, ipv4IPIPTunnelAddr: 10.65.1.0}
+  addresses: [{address: 10.66.0.1/24, type: CalicoNodeIP}, {address: "fd66::1", type: InternalIP}]
+  ipv4VXLANTunnelAddr: 10.65.1.1
+  vxlanTunnelMACAddr: "66:a1:3e:44:01:02"
+  wireguard: {interfaceIPv4Address: 10.65.1.2}
+  orchRefs: [{nodeName: n1, orchestrator: k8s}]
+status: {podCIDRs: [10.65.1.0/24], wireguardPublicKey: "x"}
 "#;
 
 #[test]
 fn loads_every_kind_with_defaults() {
     let loaded = load_str("every.yaml", EVERY_KIND).expect("valid resources");
     let kinds: Vec<Kind> = loaded.iter().map(|l| l.resource.kind()).collect();
-    assert_eq!(kinds.len(), 16);
+    assert_eq!(kinds.len(), 17);
     for k in Kind::ALL {
         assert!(kinds.contains(&k), "{k:?} not loaded");
     }
@@ -141,6 +153,30 @@ fn loads_every_kind_with_defaults() {
                 let doc = l.resource.to_document();
                 assert_eq!(doc["spec"]["iptablesRefreshInterval"], "90s");
                 assert_eq!(doc["spec"]["defaultEndpointToHostAction"], "Drop");
+            }
+            Resource::Node(n) => {
+                // Every address, each with the field it came from; the rest is kept.
+                let addresses = n.spec.addresses();
+                let paths: Vec<&str> = addresses.iter().map(|(p, _)| p.as_str()).collect();
+                assert_eq!(
+                    paths,
+                    [
+                        "spec.addresses[0].address",
+                        "spec.addresses[1].address",
+                        "spec.bgp.ipv4Address",
+                        "spec.bgp.ipv4IPIPTunnelAddr",
+                        "spec.ipv4VXLANTunnelAddr",
+                        "spec.wireguard.interfaceIPv4Address"
+                    ]
+                );
+                assert_eq!(addresses[1].1, "fd66::1");
+                let doc = l.resource.to_document();
+                assert_eq!(doc["spec"]["vxlanTunnelMACAddr"], "66:a1:3e:44:01:02");
+                assert_eq!(doc["spec"]["orchRefs"][0]["orchestrator"], "k8s");
+                assert_eq!(
+                    doc["spec"]["wireguard"]["interfaceIPv4Address"],
+                    "10.65.1.2"
+                );
             }
             _ => {}
         }
@@ -287,6 +323,28 @@ spec:
         "{first}"
     );
     assert_eq!(first.line, Some(5), "{first}");
+}
+
+#[test]
+fn node_addresses_must_be_addresses() {
+    let e = errors(
+        "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: n1}\nspec:\n  bgp:\n    ipv4Address: 10.66.0.300/24\n",
+    );
+    let first = &e.0[0];
+    assert_eq!(
+        first.field.as_deref(),
+        Some("spec.bgp.ipv4Address"),
+        "{first}"
+    );
+    assert!(first.message.contains("is not an address"), "{first}");
+    assert_eq!(first.line, Some(6), "{first}");
+    // A misspelt field is refused, not ignored.
+    let e = errors(
+        "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: n1}\nspec:\n  adresses: [{address: 10.66.0.1}]\n",
+    );
+    let first = &e.0[0];
+    assert_eq!(first.field.as_deref(), Some("spec.adresses"), "{first}");
+    assert!(first.message.contains("unknown field"), "{first}");
 }
 
 #[test]

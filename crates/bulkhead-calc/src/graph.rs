@@ -443,6 +443,9 @@ impl CalcGraph {
                     self.refresh_host_defaults();
                 }
             }
+            // A node's addresses tell the evaluator which traffic is between a host and
+            // its own workloads; the kernel knows its own addresses.
+            Resource::Node(_) => {}
         }
     }
 
@@ -489,6 +492,7 @@ impl CalcGraph {
                     self.refresh_host_defaults();
                 }
             }
+            Kind::Node => {}
         }
     }
 

@@ -378,7 +378,7 @@ fn forwarded_traffic_gets_the_engines_verdicts_through_host_endpoints() {
 #[test]
 fn a_node_and_its_own_workload_meet_only_the_workloads_egress() {
     // pod -> node and node -> pod (4), outside -> pod (2): the node's own ports are closed.
-    let Some(allowed) = own_workload_steps("own", None) else {
+    let Some(allowed) = own_workload_steps("own", None, KnownBy::HostEndpoint) else {
         return;
     };
     assert_eq!(allowed, [6, 5, 3, 5], "per step");
@@ -399,17 +399,43 @@ fn the_nodes_felix_configuration_drops_its_workloads_and_opens_failsafe_ports_by
     // node -> pod (2) and outside -> pod (2) as with Accept; pod -> node never, whatever
     // the pod's egress allows; outside -> node 80 by the failsafe port open to its net,
     // but not 443, open to another net, until the node's policy allows it.
-    let Some(allowed) = own_workload_steps("own-drop", Some(felix)) else {
+    let Some(allowed) = own_workload_steps("own-drop", Some(felix), KnownBy::HostEndpoint) else {
         return;
     };
     assert_eq!(allowed, [5, 5, 3, 4], "per step");
 }
 
+#[test]
+fn a_node_known_by_its_node_resource_alone_is_its_workloads_own_host() {
+    let felix = resource(
+        &json!({"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
+                "metadata": {"name": "default"},
+                "spec": {"defaultEndpointToHostAction": "Drop"}})
+        .to_string(),
+    );
+    // No host endpoint: outside -> node always (2). node -> pod (2) whatever the pod's
+    // ingress says, pod -> node never, outside -> pod (2) until the pod takes nothing in.
+    // Without the Node resource the engine took the node's address for any other.
+    let Some(allowed) = own_workload_steps("own-node", Some(felix), KnownBy::NodeResource) else {
+        return;
+    };
+    assert_eq!(allowed, [6, 6, 4, 4], "per step");
+}
+
+/// How the model knows the node's address.
+#[derive(Clone, Copy, PartialEq)]
+enum KnownBy {
+    /// A HostEndpoint of every interface (`*`) lists it.
+    HostEndpoint,
+    /// Only the node's `Node` resource lists it.
+    NodeResource,
+}
+
 /// Traffic between a node and its own workload, and from outside to both, over steps
 /// that narrow the workload's egress and ingress and open the node, with `felix` among
-/// the resources; returns the allowed probes per step (`None` when the kernel tests
-/// cannot run here).
-fn own_workload_steps(tag: &str, felix: Option<Resource>) -> Option<Vec<usize>> {
+/// the resources and the node's address `known` as said; returns the allowed probes per
+/// step (`None` when the kernel tests cannot run here).
+fn own_workload_steps(tag: &str, felix: Option<Resource>, known: KnownBy) -> Option<Vec<usize>> {
     if !bulkhead_netns::kernel_tests_can_run(true) {
         return None;
     }
@@ -429,18 +455,26 @@ fn own_workload_steps(tag: &str, felix: Option<Resource>) -> Option<Vec<usize>> 
         },
         Path::between("outside -> node", &outside, host_ip),
         Path {
-            via_in: Some("node"),
+            via_in: (known == KnownBy::HostEndpoint).then_some("node"),
             ..Path::between("outside -> pod", &outside, pod.ipv4())
         },
     ];
     let mut resources = workload(&pod);
-    // The node's every interface, without a profile: nothing reaches it from outside
-    // but its failsafe ports until a policy allows it.
-    resources.push(host_endpoint(
-        "node",
-        json!({"role": "node"}),
-        json!({"node": NODE, "interfaceName": "*", "expectedIPs": [host_ip.to_string()]}),
-    ));
+    resources.push(match known {
+        // The node's every interface, without a profile: nothing reaches it from
+        // outside but its failsafe ports until a policy allows it.
+        KnownBy::HostEndpoint => host_endpoint(
+            "node",
+            json!({"role": "node"}),
+            json!({"node": NODE, "interfaceName": "*", "expectedIPs": [host_ip.to_string()]}),
+        ),
+        KnownBy::NodeResource => resource(
+            &json!({"apiVersion": "projectcalico.org/v3", "kind": "Node",
+                    "metadata": {"name": NODE},
+                    "spec": {"bgp": {"ipv4Address": format!("{host_ip}/24")}}})
+            .to_string(),
+        ),
+    });
     let steps = vec![
         (
             "the workload may only send to 443",

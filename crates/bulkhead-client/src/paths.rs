@@ -82,6 +82,7 @@ pub fn kind_from_name(name: &str) -> Option<Kind> {
         "pod" | "pods" | "po" => Kind::Pod,
         "serviceaccount" | "serviceaccounts" | "sa" => Kind::ServiceAccount,
         "felixconfiguration" | "felixconfigurations" | "felixconfig" => Kind::FelixConfiguration,
+        "node" | "nodes" | "no" => Kind::Node,
         _ => return None,
     };
     // A group suffix must be the kind's own.
@@ -103,7 +104,7 @@ pub fn kind_names_help() -> &'static str {
      stagednetworkpolicy (snp), stagedkubernetesnetworkpolicy (sknp), \
      kubernetesnetworkpolicy (knp, netpol), globalnetworkset (gns), networkset (netset), \
      hostendpoint (hep), workloadendpoint (wep), profile, namespace (ns), pod (po), \
-     serviceaccount (sa); plurals are accepted"
+     serviceaccount (sa), felixconfiguration (felixconfig), node (no); plurals are accepted"
 }
 
 #[cfg(test)]

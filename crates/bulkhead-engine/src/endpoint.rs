@@ -72,14 +72,6 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Whether traffic between `self` and `other` is between a host and one of its own
-    /// workloads: one of each kind, on the same known node. Calico's dataplane polices
-    /// such traffic only by the workload's egress (workload to host) or not at all (host
-    /// to workload); the host's policies do not apply.
-    pub fn is_own_workload_of(&self, other: &Endpoint) -> bool {
-        self.kind != other.kind && self.node.is_some() && self.node == other.node
-    }
-
     /// Whether policies of `class` can apply to this endpoint: untracked ones not to a `*`
     /// host endpoint ([`Endpoint::all_interfaces`]).
     pub fn governed_by(&self, class: PolicyClass) -> bool {

@@ -179,37 +179,48 @@ impl Cluster {
 
     /// The endpoints whose policy a flow between `src` and `dst` meets: the source's
     /// (egress) and the destination's (ingress), except between a host and its own
-    /// workloads ([`Endpoint::is_own_workload_of`]): a workload's traffic to its host
-    /// meets the workload's egress only (and then the node's `DefaultEndpointToHostAction`,
-    /// [`Cluster::dropped_at_own_host`]), and a host's traffic to its workloads is not
-    /// policed.
+    /// workloads: a workload's traffic to its host meets the workload's egress only (and
+    /// then the node's `DefaultEndpointToHostAction`, [`Cluster::dropped_at_own_host`]),
+    /// and a host's traffic to its workloads is not policed. A host is known by its host
+    /// endpoints' addresses and its `Node` resource's ([`Cluster::node_at`]).
     fn policed_ends(&self, src: &Address<'_>, dst: &Address<'_>) -> (Option<usize>, Option<usize>) {
-        let ends = (
-            src.endpoints.first().copied(),
-            dst.endpoints.first().copied(),
-        );
-        match ends {
-            (Some(a), Some(b)) if self.endpoints[a].is_own_workload_of(&self.endpoints[b]) => {
-                match self.endpoints[a].kind {
-                    EndpointKind::Workload => (Some(a), None),
-                    EndpointKind::Host => (None, None),
-                }
-            }
-            ends => ends,
+        let from = src.endpoints.first().copied();
+        if self.is_own_host(src, dst) {
+            (from, None)
+        } else if self.is_own_host(dst, src) {
+            (None, None)
+        } else {
+            (from, dst.endpoints.first().copied())
         }
     }
 
-    /// The host endpoint a workload's flow to its own host reaches when the node's
-    /// `DefaultEndpointToHostAction` drops such traffic after the workload's egress
-    /// ([`crate::host_defaults::EndpointToHost`]); `None` when the node admits it or the
-    /// flow goes elsewhere. A host is known by its host endpoints' addresses.
-    fn dropped_at_own_host(&self, src: &Address<'_>, dst: &Address<'_>) -> Option<usize> {
-        let (&a, &b) = (src.endpoints.first()?, dst.endpoints.first()?);
-        let workload = &self.endpoints[a];
-        (workload.kind == EndpointKind::Workload
-            && workload.is_own_workload_of(&self.endpoints[b])
-            && !self.node_defaults(a).endpoint_to_host.admits())
-        .then_some(b)
+    /// Whether `flow` goes between a host and one of its own workloads, either way.
+    pub(crate) fn between_host_and_own_workload(&self, flow: &Flow) -> bool {
+        let (src, dst) = self.ends(flow);
+        self.is_own_host(&src, &dst) || self.is_own_host(&dst, &src)
+    }
+
+    /// Whether `host` is an address of the node that the workload at `workload` runs on.
+    fn is_own_host(&self, workload: &Address<'_>, host: &Address<'_>) -> bool {
+        self.workload_node(workload)
+            .is_some_and(|node| self.node_owning(host.endpoints, host.ip) == Some(node))
+    }
+
+    /// The node of the workload at `addr`, when it is a workload on a known node.
+    fn workload_node<'c>(&'c self, addr: &Address<'_>) -> Option<&'c Name> {
+        let e = &self.endpoints[*addr.endpoints.first()?];
+        (e.kind == EndpointKind::Workload)
+            .then_some(e.node.as_ref())
+            .flatten()
+    }
+
+    /// The node whose `DefaultEndpointToHostAction` drops a workload's flow to it after
+    /// the workload's egress ([`crate::host_defaults::EndpointToHost`]): the workload's
+    /// own node, when the flow goes there and the node does not admit such traffic.
+    fn dropped_at_own_host<'c>(&'c self, src: &Address<'_>, dst: &Address<'_>) -> Option<&'c Name> {
+        let node = self.workload_node(src)?;
+        (self.is_own_host(src, dst) && !self.host_defaults(Some(node)).endpoint_to_host.admits())
+            .then_some(node)
     }
 
     fn outcome(
@@ -232,13 +243,24 @@ impl Cluster {
             ingress: to.map(|ep| side(ep, Direction::Ingress, false)),
             forwarded_out: via.outbound.map(|ep| side(ep, Direction::Egress, true)),
         };
-        if let Some(host) = self.dropped_at_own_host(src, dst) {
-            outcome.ingress = Some(SideOutcome {
-                endpoint: self.endpoints[host].to_ref(),
-                direction: Direction::Ingress,
-                verdict: Verdict::Deny,
-                tiers: Vec::new(),
-                trace: vec![self.host_hit(host, HitAction::Deny, RuleRef::EndpointToHost)],
+        // The node's action comes after the workload's egress allowed the flow, in the
+        // same path (Felix's `cali-wl-to-host`), so it ends the egress side.
+        if let Some(node) = self.dropped_at_own_host(src, dst)
+            && let Some(egress) = outcome
+                .egress
+                .as_mut()
+                .filter(|s| s.verdict == Verdict::Allow)
+        {
+            egress.verdict = Verdict::Deny;
+            egress.trace.push(Hit {
+                tier: None,
+                policy: PolicyRef {
+                    kind: Kind::Node,
+                    namespace: None,
+                    name: node.clone(),
+                },
+                action: HitAction::Deny,
+                rule: RuleRef::EndpointToHost,
             });
         }
         if outcome.sides().any(|s| s.verdict == Verdict::Deny) {

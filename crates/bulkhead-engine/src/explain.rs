@@ -124,7 +124,7 @@ fn sides(out: &mut String, cluster: &Cluster, ends: &Ends<'_>, outcome: &Outcome
         (&outcome.ingress, flow.dst, "Ingress to", ends.to, true),
     ] {
         let Some(s) = s else {
-            let why = if cluster.endpoint_at(ip).is_some() {
+            let why = if cluster.between_host_and_own_workload(flow) {
                 "traffic between a host and its own workloads, not policed on this side"
             } else {
                 "not a Bulkhead endpoint, no policy applies"
@@ -132,12 +132,6 @@ fn sides(out: &mut String, cluster: &Cluster, ends: &Ends<'_>, outcome: &Outcome
             let _ = writeln!(out, "{label} {name}: {why} (allow).");
             continue;
         };
-        // The node's `DefaultEndpointToHostAction` decided: no policy of the host's ran.
-        if s.trace.iter().any(|h| h.rule == RuleRef::EndpointToHost) {
-            side_lines(out, s, label, name, &[]);
-            setting_line(out, cluster, flow, s);
-            continue;
-        }
         // A host endpoint's untracked and pre-DNAT tiers come first (eval.rs).
         let classes: &[PolicyClass] = match (s.endpoint.kind, ingress) {
             (EndpointKind::Host, true) => &[
@@ -171,10 +165,13 @@ fn setting_line(out: &mut String, cluster: &Cluster, flow: &Flow, s: &SideOutcom
     else {
         return;
     };
-    let node = cluster
-        .endpoint_index(EndpointKind::Host, None, &hit.policy.name)
-        .and_then(|i| cluster.endpoint(i))
-        .and_then(|e| e.node.as_deref());
+    let node = match hit.policy.kind {
+        Kind::Node => Some(&*hit.policy.name),
+        _ => cluster
+            .endpoint_index(EndpointKind::Host, None, &hit.policy.name)
+            .and_then(|i| cluster.endpoint(i))
+            .and_then(|e| e.node.as_deref()),
+    };
     let settings = cluster.host_defaults(node);
     let sources = cluster.host_defaults_sources(node);
     let line = if hit.rule == RuleRef::EndpointToHost {
@@ -263,8 +260,7 @@ fn side_lines(
     let _ = writeln!(out, "{label} {who}{aka}: {verdict}");
     let ingress = s.direction == Direction::Ingress;
     let none = groups.iter().all(|(_, tiers)| tiers.is_empty());
-    let before_policy = |h: &Hit| matches!(h.rule, RuleRef::Failsafe | RuleRef::EndpointToHost);
-    if none && !s.trace.iter().any(before_policy) {
+    if none && !s.trace.iter().any(|h| h.rule == RuleRef::Failsafe) {
         let dir = if ingress { "ingress" } else { "egress" };
         let _ = writeln!(
             out,
@@ -368,7 +364,7 @@ fn profile_hit(h: &Hit, s: &SideOutcome) -> String {
             h.policy.name
         ),
         RuleRef::EndpointToHost => format!(
-            "traffic from a workload to its own host ({}): DefaultEndpointToHostAction is Drop -> DENY",
+            "then to its own host, node {}: DefaultEndpointToHostAction is Drop -> DENY",
             h.policy.name
         ),
         RuleRef::NoProfile if h.policy.name.is_empty() => {
@@ -404,7 +400,7 @@ fn hit_summary(h: &Hit) -> String {
         }
         RuleRef::EndpointToHost => {
             return format!(
-                "workload to its own host {name}: DefaultEndpointToHostAction ({})",
+                "workload to its own host, node {name}: DefaultEndpointToHostAction ({})",
                 h.action
             );
         }

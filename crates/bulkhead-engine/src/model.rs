@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use bulkhead_api::values::{StagedAction, TierDefaultAction};
-use bulkhead_api::{DEFAULT_TIER, LabelMap, Resource};
+use bulkhead_api::{DEFAULT_TIER, LabelMap, Resource, parse_cidr};
 use bulkhead_selector::Selector;
 
 use crate::compile::{
@@ -209,6 +209,9 @@ pub struct Cluster {
     pub(crate) has_staged: bool,
     /// Each node's settings around the policies (Felix's defaults unless set).
     pub(crate) host_defaults: HostDefaultsByNode,
+    /// The addresses that `Node` resources list, each with its node (the first node by
+    /// name when two list one address).
+    node_addresses: HashMap<IpAddr, Name>,
 }
 
 impl Cluster {
@@ -307,6 +310,24 @@ impl Cluster {
         self.endpoints
             .iter()
             .find(|e| e.kind == EndpointKind::Host && &*e.name == name)
+    }
+
+    /// The node whose own address `ip` is: the node of the host endpoint there, else the
+    /// `Node` resource that lists it; `None` for a workload's address and for addresses
+    /// no node claims.
+    pub fn node_at(&self, ip: IpAddr) -> Option<&str> {
+        self.node_owning(self.endpoints_at(ip), ip).map(|n| &**n)
+    }
+
+    /// [`Cluster::node_at`] with the endpoints at `ip` already looked up.
+    pub(crate) fn node_owning(&self, endpoints: &[usize], ip: IpAddr) -> Option<&Name> {
+        match endpoints.first() {
+            Some(&e) if self.endpoints[e].kind == EndpointKind::Host => {
+                self.endpoints[e].node.as_ref()
+            }
+            Some(_) => None,
+            None => self.node_addresses.get(&ip),
+        }
     }
 
     /// Index of the endpoint that owns `ip` (workloads before hosts).
@@ -525,8 +546,17 @@ impl Builder {
 
         let mut tiers = well_known_tiers();
         let mut host_defaults = HostDefaultsByNode::default();
+        let mut node_addresses: HashMap<IpAddr, Name> = HashMap::new();
         for r in &resources {
             match r {
+                Resource::Node(n) => {
+                    let name: Name = n.metadata.name.as_str().into();
+                    for (_, address) in n.spec.addresses() {
+                        if let Some(net) = parse_cidr(address) {
+                            node_addresses.entry(net.addr()).or_insert(name.clone());
+                        }
+                    }
+                }
                 Resource::FelixConfiguration(f) => {
                     let layer = HostDefaultsLayer::from_spec(&f.spec);
                     host_defaults.set_configuration(&f.metadata.name, Some(layer));
@@ -750,6 +780,7 @@ impl Builder {
             index,
             has_staged,
             host_defaults,
+            node_addresses,
         })
     }
 }

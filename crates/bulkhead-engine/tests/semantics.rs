@@ -615,23 +615,33 @@ spec:
         c.verdict(bulkhead_engine::Mode::Enforced, &to_own),
         Verdict::Deny
     );
+    // The node's action ends the workload's egress (Felix's `cali-wl-to-host`), after
+    // the policy that allowed the flow; the host's own policy is not consulted.
+    let egress = d.enforced.egress.as_ref().expect("the workload's side");
+    assert_eq!(egress.verdict, Verdict::Deny);
+    let hits: Vec<_> = egress.trace.iter().map(|h| (h.rule, h.action)).collect();
     assert_eq!(
-        d.enforced.egress.as_ref().map(|s| s.verdict),
-        Some(Verdict::Allow),
+        hits,
+        [
+            (RuleRef::Index(0), HitAction::Allow),
+            (RuleRef::EndpointToHost, HitAction::Deny)
+        ],
         "the workload's egress still runs first"
     );
-    let host = d.enforced.ingress.as_ref().expect("the host's side");
-    assert_eq!(host.endpoint.to_string(), "host/h");
     assert_eq!(
-        host.decided_by().map(|h| (h.rule, h.action)),
-        Some((RuleRef::EndpointToHost, HitAction::Deny))
+        d.enforced.decided_by().map(|h| h.policy.to_string()),
+        Some("node:n1".to_string())
     );
+    assert!(d.enforced.ingress.is_none(), "{d:?}");
     let text = bulkhead_engine::explain::explain(&c, &to_own, &d, "x/local", "host/h");
     assert!(
-        text.contains("DefaultEndpointToHostAction is Drop -> DENY"),
+        text.contains("then to its own host, node n1: DefaultEndpointToHostAction is Drop -> DENY"),
         "{text}"
     );
-    assert!(!text.contains("its profiles decide"), "{text}");
+    assert!(
+        text.contains("Ingress to host/h: traffic between a host and its own workloads"),
+        "{text}"
+    );
     // The egress still denies what it denies, before the host's action.
     let d = c.evaluate(&tcp("10.65.1.1", "10.66.0.1", 80));
     assert_eq!(d.verdict(), Verdict::Deny);
@@ -659,6 +669,113 @@ spec:
         });
         assert_eq!(c.evaluate(&to_own).verdict(), Verdict::Allow, "{admits}");
     }
+}
+
+/// Two nodes known only by their `Node` resources (no host endpoint names these
+/// addresses), and a pod on n1 that admits pods only.
+const NODES: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: n1}
+spec:
+  bgp: {asNumber: 64512, ipv4Address: 10.66.1.1/24}
+  addresses: [{address: 10.66.1.1/24, type: CalicoNodeIP}, {address: "fd66::1", type: InternalIP}]
+  wireguard: {interfaceIPv4Address: 10.66.9.1}
+status: {podCIDRs: [10.65.1.0/24]}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: n2}
+spec: {ipv4VXLANTunnelAddr: 10.66.2.1}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: pods-only}
+spec:
+  selector: app == 'local'
+  ingress: [{action: Allow, source: {nets: [10.65.0.0/16]}}]
+  egress: [{action: Allow}]
+"#;
+
+#[test]
+fn a_node_resource_makes_its_addresses_the_hosts_own() {
+    let with_nodes = cluster(&format!("{LOCAL_POD}{NODES}"));
+    for ip in ["10.66.1.1", "10.66.9.1", "fd66::1"] {
+        assert_eq!(with_nodes.node_at(self::ip(ip)), Some("n1"), "{ip}");
+    }
+    assert_eq!(with_nodes.node_at(ip("10.66.2.1")), Some("n2"));
+    assert_eq!(
+        with_nodes.node_at(ip("10.66.0.1")),
+        Some("n1"),
+        "by host endpoint h"
+    );
+    assert_eq!(
+        with_nodes.node_at(ip("10.65.1.1")),
+        None,
+        "a workload's address"
+    );
+    let without = cluster(&format!(
+        "{LOCAL_POD}{}",
+        NODES.split("---").last().expect("the policy")
+    ));
+
+    // The host's traffic to its own pod is not policed: only with the Node is 10.66.1.1
+    // known as n1's.
+    let from_host = tcp("10.66.1.1", "10.65.1.1", 80);
+    assert_eq!(with_nodes.evaluate(&from_host).verdict(), Verdict::Allow);
+    assert_eq!(without.evaluate(&from_host).verdict(), Verdict::Deny);
+    let d = with_nodes.evaluate(&from_host);
+    assert!(
+        d.enforced.egress.is_none() && d.enforced.ingress.is_none(),
+        "{d:?}"
+    );
+    let text =
+        bulkhead_engine::explain::explain(&with_nodes, &from_host, &d, "10.66.1.1", "x/local");
+    assert!(
+        text.contains(
+            "Ingress to x/local: traffic between a host and its own workloads, not policed"
+        ),
+        "{text}"
+    );
+    // Another node's address is any other source.
+    assert_eq!(
+        with_nodes
+            .evaluate(&tcp("10.66.2.1", "10.65.1.1", 80))
+            .verdict(),
+        Verdict::Deny
+    );
+
+    // With Drop, the pod reaches none of its own node's addresses, and still reaches n2.
+    let mut c = with_nodes;
+    c.override_host_defaults(HostDefaults {
+        endpoint_to_host: EndpointToHost::Drop,
+        ..HostDefaults::default()
+    });
+    for ip in ["10.66.1.1", "10.66.9.1"] {
+        let flow = tcp("10.65.1.1", ip, 443);
+        let d = c.evaluate(&flow);
+        assert_eq!(d.verdict(), Verdict::Deny, "{ip}");
+        assert_eq!(
+            c.verdict(bulkhead_engine::Mode::Enforced, &flow),
+            Verdict::Deny
+        );
+        let hit = d.enforced.decided_by().expect("a deciding hit");
+        assert_eq!(
+            (hit.rule, hit.policy.to_string()),
+            (RuleRef::EndpointToHost, "node:n1".into())
+        );
+    }
+    let flow = tcp("10.65.1.1", "10.66.1.1", 443);
+    let text =
+        bulkhead_engine::explain::explain(&c, &flow, &c.evaluate(&flow), "x/local", "10.66.1.1");
+    assert!(
+        text.contains("DefaultEndpointToHostAction Drop, from the agent's flag"),
+        "{text}"
+    );
+    assert_eq!(
+        c.evaluate(&tcp("10.65.1.1", "10.66.2.1", 443)).verdict(),
+        Verdict::Allow
+    );
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! The agent test needs root, nft and ping (it skips with a message otherwise); the others
 //! run anywhere.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -313,6 +315,14 @@ spec:
   failsafeInboundHostPorts: [{protocol: TCP, port: 22}, {port: 2222}]
   defaultEndpointToHostAction: Drop
   logSeverityScreen: Info
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: n1}
+spec:
+  bgp: {asNumber: 64512, ipv4Address: 192.168.1.10/24}
+  addresses: [{address: 192.168.1.10/24, type: CalicoNodeIP}]
+  wireguard: {interfaceIPv4Address: 10.1.0.1}
 "#;
 
 fn resources(text: &str) -> Vec<Resource> {
@@ -926,9 +936,7 @@ impl Drop for NetCleanup {
             let _ = a.kill();
             let _ = a.wait();
         }
-        for ns in &self.netns {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
+        common::delete_leftover_netns(&self.netns);
     }
 }
 

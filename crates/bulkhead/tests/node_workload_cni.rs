@@ -1,6 +1,8 @@
 //! `node`, `workload`, `cni` and `agent` together, as processes, with real packets.
 //! Needs root (skips otherwise). Everything it creates is removed, also on failure.
 
+mod common;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -40,9 +42,7 @@ impl Drop for Cleanup {
             let _ = a.kill();
             let _ = a.wait();
         }
-        for ns in &self.netns {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
+        common::delete_leftover_netns(&self.netns);
         for d in &self.dirs {
             let _ = std::fs::remove_dir_all(d);
         }

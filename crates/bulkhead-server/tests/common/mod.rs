@@ -186,6 +186,10 @@ pub fn sample(kind: bulkhead_api::Kind, name: &str) -> Value {
             json!({"failsafeInboundHostPorts": [{"protocol": "TCP", "port": 22}], "defaultEndpointToHostAction": "Drop"}),
             None,
         ),
+        Node => (
+            json!({"bgp": {"ipv4Address": "10.66.0.1/24", "asNumber": 64512}, "addresses": [{"address": "10.66.0.1", "type": "InternalIP"}]}),
+            Some(("status", json!({"podCIDRs": ["10.65.1.0/24"]}))),
+        ),
         Pod => (
             json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "name": "http"}]}]}),
             Some(("status", json!({"podIP": "10.65.0.10"}))),

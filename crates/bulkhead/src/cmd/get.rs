@@ -318,6 +318,7 @@ fn columns(kind: Kind) -> (Vec<&'static str>, Vec<&'static str>) {
             ],
             vec!["NOT-ENFORCED"],
         ),
+        Kind::Node => (vec!["NAME", "ADDRESSES"], vec!["LABELS"]),
     }
 }
 
@@ -451,6 +452,15 @@ fn cells(r: &Resource) -> (Vec<String>, Vec<String>) {
                 ],
                 vec![list(&other)],
             )
+        }
+        Resource::Node(o) => {
+            let mut addresses: Vec<String> = Vec::new();
+            for (_, a) in o.spec.addresses() {
+                if !addresses.iter().any(|x| x == a) {
+                    addresses.push(a.to_string());
+                }
+            }
+            (vec![name, list(&addresses)], vec![labels])
         }
         Resource::Pod(p) => {
             let mut ips: Vec<String> = p.status.pod_ips.iter().map(|i| i.ip.clone()).collect();
