@@ -371,3 +371,42 @@ fn check_takes_the_nodes_default_endpoint_to_host_action() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_knows_a_nodes_own_addresses_from_its_node_resource() {
+    let dir = std::env::temp_dir().join(format!("bulkhead-cli-node-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("node.yaml");
+    // No host endpoint: only the Node says 10.66.1.1 is n1's. The pod takes pods only.
+    std::fs::write(
+        &file,
+        "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: n1}\nspec: {bgp: {ipv4Address: 10.66.1.1/24}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\nspec: {nodeName: n1}\nstatus: {podIP: 10.65.0.5}\n---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: web}\nspec: {selector: app == 'web', ingress: [{action: Allow, source: {nets: [10.65.0.0/16]}}], egress: [{action: Allow}]}\n",
+    )
+    .expect("write");
+    // The node reaches its pod whatever the pod's ingress says, and is named as the node.
+    let o = check_flow(&file, "10.66.1.1", "shop/web", 80, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("Flow: node n1 (10.66.1.1) -> shop/web"),
+        "{}",
+        stdout(&o)
+    );
+    // Another address is anyone else.
+    let o = check_flow(&file, "10.66.1.2", "shop/web", 80, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    // With Drop, the pod does not reach its node.
+    let o = check_flow(
+        &file,
+        "shop/web",
+        "10.66.1.1",
+        10250,
+        &["--default-endpoint-to-host-action", "Drop"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("then to its own host, node n1: DefaultEndpointToHostAction is Drop"),
+        "{}",
+        stdout(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -101,10 +101,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let decision = cluster.evaluate_via(&flow, via);
     match args.output {
         Output::Text => {
-            print!(
-                "{}",
-                explain(&cluster, &flow, &decision, &args.from, &args.to)
-            );
+            let (from, to) = (label(&cluster, &args.from), label(&cluster, &args.to));
+            print!("{}", explain(&cluster, &flow, &decision, &from, &to));
             if args.in_via.is_none() && args.out_via.is_none() {
                 for hint in forwarding_hints(&cluster, &flow) {
                     eprintln!("hint: {hint}");
@@ -159,6 +157,18 @@ fn forwarding_hints(cluster: &Cluster, flow: &Flow) -> Vec<String> {
         }
     }
     hints
+}
+
+/// How the explanation names an end given as `text`: as given, except an address that no
+/// endpoint has and a `Node` resource lists, which is named after its node.
+fn label(cluster: &Cluster, text: &str) -> String {
+    match text.parse::<IpAddr>() {
+        Ok(ip) if cluster.endpoint_owning(ip).is_none() => match cluster.node_at(ip) {
+            Some(node) => format!("node {node}"),
+            None => text.to_string(),
+        },
+        _ => text.to_string(),
+    }
 }
 
 /// NAMESPACE/POD, host/NAME or an IP address → the address to use.
