@@ -10,7 +10,8 @@
 //! with Pass and Deny defaults (and one overriding `default`), profiles (one overriding
 //! a namespace's), and policies of every kind with selectors, namespace selectors, named
 //! ports, nets and service accounts. The node's interface addresses change too, which moves
-//! host endpoints placed by their `expectedIPs`.
+//! host endpoints placed by their `expectedIPs`; FelixConfigurations and `Node` resources
+//! come and go.
 
 mod common;
 
@@ -320,6 +321,19 @@ fn felix_configuration() -> impl Strategy<Value = Value> {
         })
 }
 
+/// A node's `Node` resource, listing some of the addresses endpoints use: it changes no
+/// table (the kernel knows its own addresses), whichever node it names.
+fn node() -> impl Strategy<Value = Value> {
+    (select(&["node-a", "node-b"]), subset(&V4)).prop_map(|(name, addresses)| {
+        let addresses: Vec<Value> = addresses
+            .iter()
+            .map(|a| json!({"address": a, "type": "InternalIP"}))
+            .collect();
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "Node",
+               "metadata": {"name": name}, "spec": {"addresses": addresses}})
+    })
+}
+
 fn network_set() -> impl Strategy<Value = Value> {
     (
         prop_oneof![Just(None), select(&NAMESPACES).prop_map(Some)],
@@ -530,6 +544,7 @@ fn op() -> impl Strategy<Value = Op> {
         5 => calico_policy(),
         2 => k8s_policy(),
         1 => felix_configuration(),
+        1 => node(),
     ];
     prop_oneof![
         10 => upsert.prop_map(Op::Upsert),
