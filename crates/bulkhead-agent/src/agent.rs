@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bulkhead_calc::{CalcGraph, NodeConfig, Update};
-use bulkhead_dataplane::{CommandRunner, Dataplane, RenderConfig, Table};
+use bulkhead_dataplane::{CommandRunner, Dataplane, RenderConfig, Table, Touched};
 use bulkhead_engine::failsafe::format_ports;
 use bulkhead_engine::host_defaults::{HostDefaults, HostDefaultsLayer};
 
@@ -116,6 +116,9 @@ const CACHE_MAX_DELAY: Duration = Duration::from_secs(1);
 /// The incremental calculation of the node's table.
 struct Calc {
     graph: CalcGraph,
+    /// What the graph's flushes touched since its table was last programmed (everything
+    /// while another table is installed): the dataplane's diff looks there alone.
+    unprogrammed: Touched,
 }
 
 impl Calc {
@@ -125,7 +128,17 @@ impl Calc {
             render: config.render.clone(),
         });
         graph.override_host_defaults(config.host_defaults.clone());
-        Calc { graph }
+        Calc {
+            graph,
+            unprogrammed: Touched::everything(),
+        }
+    }
+
+    /// Flushes the graph; whether its table changed.
+    fn flush(&mut self) -> bool {
+        let delta = self.graph.flush();
+        self.unprogrammed.extend(&delta.touched());
+        !delta.is_empty()
     }
 
     /// Feeds `updates` to the graph; the model errors, if any (then nothing may be
@@ -134,7 +147,7 @@ impl Calc {
         for u in updates {
             self.graph.apply(u);
         }
-        self.graph.flush();
+        self.flush();
         let errors = self.graph.errors();
         if errors.is_empty() {
             Ok(())
@@ -264,7 +277,7 @@ impl Agent {
                 if !self.calc.graph.set_host_interfaces(found) {
                     return false;
                 }
-                let changed = !self.calc.graph.flush().is_empty();
+                let changed = self.calc.flush();
                 self.report_placement();
                 changed
             }
@@ -344,7 +357,20 @@ impl Agent {
             table.sets.len() + table.maps.len(),
             table.element_count(),
         );
-        match self.dataplane.apply(table) {
+        let result = match &given {
+            Some(table) => self.dataplane.apply(table),
+            None => self
+                .dataplane
+                .apply_within(self.calc.graph.table(), &self.calc.unprogrammed),
+        };
+        if result.is_ok() {
+            // The installed table is now the graph's, or another one.
+            self.calc.unprogrammed = match given {
+                Some(_) => Touched::everything(),
+                None => Touched::nothing(),
+            };
+        }
+        match result {
             Ok(None) => {
                 self.metrics.healthy();
                 Ok(false)

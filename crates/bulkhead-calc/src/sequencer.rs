@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bulkhead_dataplane::Touched;
 use bulkhead_dataplane::table::{Chain, Set, SetKind, Table};
 
 /// One change to the table.
@@ -90,6 +91,28 @@ impl Delta {
     /// True when the flush changed nothing.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// The objects the changes touch, for a diff limited to them
+    /// ([`bulkhead_dataplane::Dataplane::apply_within`]).
+    pub fn touched(&self) -> Touched {
+        let mut touched = Touched::nothing();
+        for c in &self.changes {
+            match c {
+                Change::AddSet { name, .. } | Change::RemoveSet { name } => touched.set(name),
+                Change::AddElements { set, .. } | Change::RemoveElements { set, .. } => {
+                    touched.set(set)
+                }
+                Change::AddMap { name } => touched.map(name),
+                Change::SetVerdict { map, .. } | Change::RemoveVerdict { map, .. } => {
+                    touched.map(map)
+                }
+                Change::WriteChain { name, .. } | Change::RemoveChain { name } => {
+                    touched.chain(name)
+                }
+            }
+        }
+        touched
     }
 
     /// Applies the changes to `table` (what a dataplane does with them; tests replay

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::diff::TableDiff;
+use crate::diff::{TableDiff, Touched};
 use crate::netlink::{ElementChange, NfSocket, SendError, element_changes};
 use crate::session::{MAX_SCRIPT, NftSession, SessionError};
 use crate::table::{DiffStats, Table};
@@ -296,13 +296,25 @@ impl<R: NftRunner> Dataplane<R> {
         &mut self,
         desired: impl Borrow<Table>,
     ) -> Result<Option<Applied>, DataplaneError> {
+        self.apply_within(desired, &Touched::everything())
+    }
+
+    /// [`Dataplane::apply`] for a `desired` table that differs from the one last
+    /// applied only in the objects `touched` names (what the calc graph's deltas since
+    /// then name): the diff looks at those alone ([`TableDiff::within`]), so its cost
+    /// follows the change, not the table.
+    pub fn apply_within(
+        &mut self,
+        desired: impl Borrow<Table>,
+        touched: &Touched,
+    ) -> Result<Option<Applied>, DataplaneError> {
         let desired = desired.borrow();
         let start = Instant::now();
         let installed = match self.installed.as_mut() {
             Some(installed) if !self.needs_full => installed,
             _ => return self.load(desired, start).map(Some),
         };
-        let diff = TableDiff::between(installed, desired);
+        let diff = TableDiff::within(installed, desired, touched);
         if diff.is_empty() {
             return Ok(None);
         }

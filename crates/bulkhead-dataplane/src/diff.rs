@@ -59,6 +59,71 @@ pub struct MapElements<'a> {
     pub came: Vec<(&'a String, &'a String)>,
 }
 
+/// The objects of a table that a change may have touched, by name: a diff limited to
+/// them ([`TableDiff::within`]) finds what a full one would, in a walk as long as the
+/// change rather than the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    /// `None`: anything may differ (nothing is known about the change).
+    names: Option<TouchedNames>,
+}
+
+/// The names in a [`Touched`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TouchedNames {
+    sets: BTreeSet<String>,
+    maps: BTreeSet<String>,
+    chains: BTreeSet<String>,
+}
+
+impl Touched {
+    /// Nothing touched: the tables are equal.
+    pub fn nothing() -> Touched {
+        Touched {
+            names: Some(TouchedNames::default()),
+        }
+    }
+
+    /// Anything may differ: a diff walks both tables whole.
+    pub fn everything() -> Touched {
+        Touched { names: None }
+    }
+
+    /// Set `name` may differ (existence, key type or elements).
+    pub fn set(&mut self, name: &str) {
+        if let Some(n) = &mut self.names {
+            n.sets.insert(name.to_string());
+        }
+    }
+
+    /// Verdict map `name` may differ (existence or entries).
+    pub fn map(&mut self, name: &str) {
+        if let Some(n) = &mut self.names {
+            n.maps.insert(name.to_string());
+        }
+    }
+
+    /// Chain `name` may differ (existence or rules).
+    pub fn chain(&mut self, name: &str) {
+        if let Some(n) = &mut self.names {
+            n.chains.insert(name.to_string());
+        }
+    }
+
+    /// Adds what `other` touched.
+    pub fn extend(&mut self, other: &Touched) {
+        match (&mut self.names, &other.names) {
+            (Some(n), Some(o)) => {
+                n.sets.extend(o.sets.iter().cloned());
+                n.maps.extend(o.maps.iter().cloned());
+                n.chains.extend(o.chains.iter().cloned());
+            }
+            (names, None) => *names = None,
+            (None, Some(_)) => {}
+        }
+    }
+}
+
 /// Everything that turns one table into another.
 #[derive(Debug, Default)]
 pub struct TableDiff<'a> {
@@ -85,77 +150,133 @@ impl<'a> TableDiff<'a> {
         let mut d = TableDiff::default();
         // Sets and chains are many: both tables are walked once in key order, no lookups.
         for pair in zip(&old.sets, &new.sets) {
-            match pair {
-                Pair::Both(o, name, set) if o.kind == set.kind => {
-                    let (gone, came) = walk(&o.elements, &set.elements);
-                    if !gone.is_empty() || !came.is_empty() {
-                        d.set_elements.push(SetElements {
-                            set: name,
-                            kind: set.kind,
-                            gone,
-                            came,
-                            was_empty: o.elements.is_empty(),
-                        });
-                    }
-                }
-                Pair::Both(_, name, set) => d.new_sets.push((name, set, true)),
-                Pair::New(name, set) => d.new_sets.push((name, set, false)),
-                Pair::Old(name) => d.gone_sets.push(name.clone()),
+            d.set(pair);
+        }
+        for pair in zip(&old.maps, &new.maps) {
+            d.map(pair);
+        }
+        let retyped = d.retyped();
+        for pair in zip(&old.chains, &new.chains) {
+            d.chain(pair, &retyped);
+        }
+        d
+    }
+
+    /// What turns `old` into `new` when they can differ only in the objects `touched`
+    /// names (a calc flush's delta names them): the same diff as [`TableDiff::between`],
+    /// found by looking at those objects alone, plus the chains that refer to a set
+    /// whose key type changed.
+    pub fn within(old: &Table, new: &'a Table, touched: &Touched) -> TableDiff<'a> {
+        let Some(names) = &touched.names else {
+            return TableDiff::between(old, new);
+        };
+        let mut d = TableDiff::default();
+        for name in &names.sets {
+            if let Some(p) = pair(&old.sets, &new.sets, name) {
+                d.set(p);
             }
         }
+        for name in &names.maps {
+            if let Some(p) = pair(&old.maps, &new.maps, name) {
+                d.map(p);
+            }
+        }
+        let retyped = d.retyped();
+        for name in &names.chains {
+            if let Some(p) = pair(&old.chains, &new.chains, name) {
+                d.chain(p, &retyped);
+            }
+        }
+        if !retyped.is_empty() {
+            // Untouched chains are equal in both tables; those that refer to a retyped
+            // set are emptied and refilled around its re-creation.
+            let others = new
+                .chains
+                .iter()
+                .filter(|(n, _)| !names.chains.contains(*n));
+            for (name, chain) in others {
+                if refers_to_any(chain, &retyped) {
+                    d.chains.push((name, chain, false));
+                }
+            }
+            d.chains.sort_by(|a, b| a.0.cmp(b.0));
+        }
+        d
+    }
+
+    /// One set of either table.
+    fn set(&mut self, pair: Pair<'_, 'a, Set>) {
+        match pair {
+            Pair::Both(o, name, set) if o.kind == set.kind => {
+                let (gone, came) = walk(&o.elements, &set.elements);
+                if !gone.is_empty() || !came.is_empty() {
+                    self.set_elements.push(SetElements {
+                        set: name,
+                        kind: set.kind,
+                        gone,
+                        came,
+                        was_empty: o.elements.is_empty(),
+                    });
+                }
+            }
+            Pair::Both(_, name, set) => self.new_sets.push((name, set, true)),
+            Pair::New(name, set) => self.new_sets.push((name, set, false)),
+            Pair::Old(name) => self.gone_sets.push(name.clone()),
+        }
+    }
+
+    /// One verdict map of either table.
+    fn map(&mut self, pair: Pair<'_, 'a, VerdictMap>) {
         let empty = VerdictMap::default();
-        for (name, map) in &new.maps {
-            let o = match old.maps.get(name) {
-                Some(o) => o,
-                None => {
-                    d.new_maps.push(name);
-                    &empty
-                }
-            };
-            let gone: Vec<String> = o
-                .elements
-                .iter()
-                .filter(|(k, v)| map.elements.get(*k) != Some(*v))
-                .map(|(k, _)| k.clone())
-                .collect();
-            let came: Vec<(&String, &String)> = map
-                .elements
-                .iter()
-                .filter(|(k, v)| o.elements.get(*k) != Some(*v))
-                .collect();
-            if !gone.is_empty() || !came.is_empty() {
-                d.map_elements.push(MapElements {
-                    map: name,
-                    gone,
-                    came,
-                });
+        let (o, name, map) = match pair {
+            Pair::Old(name) => return self.gone_maps.push(name.clone()),
+            Pair::New(name, map) => {
+                self.new_maps.push(name);
+                (&empty, name, map)
             }
+            Pair::Both(o, name, map) => (o, name, map),
+        };
+        let gone: Vec<String> = o
+            .elements
+            .iter()
+            .filter(|(k, v)| map.elements.get(*k) != Some(*v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let came: Vec<(&String, &String)> = map
+            .elements
+            .iter()
+            .filter(|(k, v)| o.elements.get(*k) != Some(*v))
+            .collect();
+        if !gone.is_empty() || !came.is_empty() {
+            self.map_elements.push(MapElements {
+                map: name,
+                gone,
+                came,
+            });
         }
-        let retyped: Vec<&str> = d
-            .new_sets
+    }
+
+    /// The sets whose key type changes (deleted and created again).
+    fn retyped(&self) -> Vec<&'a str> {
+        self.new_sets
             .iter()
             .filter(|(_, _, r)| *r)
             .map(|(n, _, _)| *n)
-            .collect();
-        for pair in zip(&old.chains, &new.chains) {
-            match pair {
-                Pair::Both(o, name, chain) if o == chain => {
-                    if refers_to_any(chain, &retyped) {
-                        d.chains.push((name, chain, false));
-                    }
+            .collect()
+    }
+
+    /// One chain of either table.
+    fn chain(&mut self, pair: Pair<'_, 'a, Chain>, retyped: &[&str]) {
+        match pair {
+            Pair::Both(o, name, chain) if o == chain => {
+                if refers_to_any(chain, retyped) {
+                    self.chains.push((name, chain, false));
                 }
-                Pair::Both(_, name, chain) => d.chains.push((name, chain, false)),
-                Pair::New(name, chain) => d.chains.push((name, chain, true)),
-                Pair::Old(name) => d.gone_chains.push(name.clone()),
             }
+            Pair::Both(_, name, chain) => self.chains.push((name, chain, false)),
+            Pair::New(name, chain) => self.chains.push((name, chain, true)),
+            Pair::Old(name) => self.gone_chains.push(name.clone()),
         }
-        d.gone_maps = old
-            .maps
-            .keys()
-            .filter(|n| !new.maps.contains_key(*n))
-            .cloned()
-            .collect();
-        d
     }
 
     /// True when the two tables are equal.
@@ -344,6 +465,20 @@ fn zip<'o, 'n, V>(
     })
 }
 
+/// Key `name` of two maps, as [`zip`] would give it; `None` when neither has it.
+fn pair<'o, 'n, V>(
+    old: &'o BTreeMap<String, V>,
+    new: &'n BTreeMap<String, V>,
+    name: &str,
+) -> Option<Pair<'o, 'n, V>> {
+    match (old.get_key_value(name), new.get_key_value(name)) {
+        (Some((_, o)), Some((k, v))) => Some(Pair::Both(o, k, v)),
+        (None, Some((k, v))) => Some(Pair::New(k, v)),
+        (Some((k, _)), None) => Some(Pair::Old(k)),
+        (None, None) => None,
+    }
+}
+
 /// One merge walk of two sorted sets: what only `old` has, and what only `new` has.
 fn walk<'a>(old: &BTreeSet<String>, new: &'a BTreeSet<String>) -> (Vec<String>, Vec<&'a String>) {
     let (mut gone, mut came) = (Vec::new(), Vec::new());
@@ -419,6 +554,73 @@ mod tests {
             d.apply_to(&mut patched);
             prop_assert_eq!(patched, new);
         }
+
+        #[test]
+        fn a_diff_within_the_touched_objects_is_the_whole_diff(
+            old in table(),
+            mut new in table(),
+            kept in prop::collection::vec(0u8..4, 0..4),
+            extra in prop::collection::vec(0u8..4, 0..4),
+        ) {
+            // Some of old's chains stay as they were, so that untouched chains refer to
+            // sets that change (retyped ones among them).
+            for i in kept {
+                let name = format!("c{i}");
+                match old.chains.get(&name) {
+                    Some(chain) => new.chains.insert(name, chain.clone()),
+                    None => new.chains.remove(&name),
+                };
+            }
+            // What a delta names: every object that differs, and some that do not.
+            let mut touched = Touched::nothing();
+            for name in old.sets.keys().chain(new.sets.keys()) {
+                if old.sets.get(name) != new.sets.get(name) {
+                    touched.set(name);
+                }
+            }
+            for name in old.maps.keys().chain(new.maps.keys()) {
+                if old.maps.get(name) != new.maps.get(name) {
+                    touched.map(name);
+                }
+            }
+            for name in old.chains.keys().chain(new.chains.keys()) {
+                if old.chains.get(name) != new.chains.get(name) {
+                    touched.chain(name);
+                }
+            }
+            for i in extra {
+                touched.set(&format!("s{i}"));
+                touched.map(&format!("m{i}"));
+                touched.chain(&format!("c{i}"));
+            }
+            let whole = TableDiff::between(&old, &new);
+            let within = TableDiff::within(&old, &new, &touched);
+            prop_assert_eq!(within.script(), whole.script());
+            prop_assert_eq!(within.stats(), whole.stats());
+            let mut patched = old.clone();
+            within.apply_to(&mut patched);
+            prop_assert_eq!(&patched, &new);
+            // Knowing nothing of the change means the whole walk.
+            let everything = TableDiff::within(&old, &new, &Touched::everything());
+            prop_assert_eq!(everything.script(), whole.script());
+        }
+    }
+
+    #[test]
+    fn touched_names_add_up_and_everything_absorbs_them() {
+        let mut a = Touched::nothing();
+        a.set("s");
+        let mut b = Touched::nothing();
+        b.chain("c");
+        a.extend(&b);
+        let mut both = Touched::nothing();
+        both.set("s");
+        both.chain("c");
+        assert_eq!(a, both);
+        a.extend(&Touched::everything());
+        assert_eq!(a, Touched::everything());
+        a.set("t");
+        assert_eq!(a, Touched::everything());
     }
 
     #[test]

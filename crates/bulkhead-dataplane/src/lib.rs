@@ -28,7 +28,7 @@ pub mod tag;
 mod test_policy;
 
 pub use apply::{Applied, CommandRunner, Dataplane, DataplaneError, ElementsError, NftRunner};
-pub use diff::TableDiff;
+pub use diff::{TableDiff, Touched};
 pub use render::{LocalEndpoint, RenderConfig, render};
 pub use table::{DiffStats, Table};
 pub use tag::Tagging;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use bulkhead_api::{Resource, ResourceKey, load_str};
 use bulkhead_calc::{CalcGraph, NodeConfig, Update};
 use bulkhead_dataplane::render::{HostInterfaces, local_endpoints, render};
-use bulkhead_dataplane::{RenderConfig, Table, Tagging};
+use bulkhead_dataplane::{RenderConfig, Table, TableDiff, Tagging};
 use bulkhead_engine::Cluster;
 use bulkhead_engine::incremental::required_tier;
 use bulkhead_engine::model::well_known_tiers;
@@ -141,6 +141,15 @@ impl Harness {
                 "{context}: delta emptiness must match table change: {delta:?}"
             );
         }
+        // From the table of the last flush (as a dataplane holds it), a diff limited to
+        // what the delta touched is the whole diff.
+        let within = TableDiff::within(&self.replayed, got, &delta.touched());
+        let whole = TableDiff::between(&self.replayed, got);
+        assert_eq!(
+            within.script(),
+            whole.script(),
+            "{context}: the diff within the delta's objects"
+        );
         delta.apply_to(&mut self.replayed);
         assert_eq!(&self.replayed, got, "{context}: replaying the deltas");
         let config = config();

@@ -1,7 +1,9 @@
 //! Change → enforced: the time from a changed resource set to the committed nft
 //! transaction, as the agent does it (compute the node's table, diff, apply), for policy
-//! changes and for one endpoint's label change. The baseline in the same run is a full
-//! table reload of the same state (what a naive agent would do).
+//! changes and for one endpoint's label change. The baselines in the same run are a full
+//! table reload of the same state (what a naive agent would do), a recomputation from
+//! scratch, and, for each policy change, the diff as a walk of the whole table beside
+//! the diff within the objects the calc graph's delta names (what the agent does).
 //!
 //! The node has `local` workload endpoints (interface names only: nft needs no real
 //! interface for a dispatch map entry), the cluster `remote` endpoints and `policies`
@@ -12,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use bulkhead_api::Resource;
 use bulkhead_calc::{CalcGraph, NodeConfig, Update};
-use bulkhead_dataplane::{CommandRunner, Dataplane, LocalEndpoint, RenderConfig, Table, render};
+use bulkhead_dataplane::{
+    CommandRunner, Dataplane, LocalEndpoint, RenderConfig, Table, TableDiff, Touched, render,
+};
 use bulkhead_engine::Cluster;
 use bulkhead_netns::{Netns, unique_name};
 
@@ -121,7 +125,7 @@ pub fn run(
     remote: usize,
     policies: usize,
     changes: usize,
-) -> anyhow::Result<[Latencies; 4]> {
+) -> anyhow::Result<[Latencies; 6]> {
     let ns = Netns::create(&unique_name("bench-apply"))?;
     let locals = local_endpoints(local);
     let mut dataplane = Dataplane::new(CommandRunner::in_netns(ns.name()));
@@ -137,6 +141,7 @@ pub fn run(
     dataplane.apply(graph.table())?;
     let (mut policy_changes, mut label_changes, mut scratch, mut reloads) =
         (vec![], vec![], vec![], vec![]);
+    let (mut whole_diffs, mut delta_diffs) = (vec![], vec![]);
     for i in 0..changes {
         // A policy that selects local endpoints changes its port.
         let changed = i % local.clamp(1, 1000);
@@ -144,9 +149,15 @@ pub fn run(
             state[local + remote + changed] = r.clone();
             let start = Instant::now();
             graph.apply(Update::Upsert(r));
-            graph.flush();
-            dataplane.apply(graph.table())?;
-            policy_changes.push(start.elapsed());
+            let touched = graph.flush().touched();
+            let calculated = start.elapsed();
+            // The two ways to diff, timed apart (and left out of the change's time).
+            let (whole, within) = diff_both_ways(&dataplane, graph.table(), &touched, i % 10 == 0)?;
+            whole_diffs.push(whole);
+            delta_diffs.push(within);
+            let start = Instant::now();
+            dataplane.apply_within(graph.table(), &touched)?;
+            policy_changes.push(calculated + start.elapsed());
         }
         // A remote endpoint moves to another application: set memberships change.
         if let Some(Resource::WorkloadEndpoint(w)) = state.get_mut(local + i % remote.max(1)) {
@@ -155,8 +166,8 @@ pub fn run(
             let moved = Resource::WorkloadEndpoint(w.clone());
             let start = Instant::now();
             graph.apply(Update::Upsert(moved));
-            graph.flush();
-            dataplane.apply(graph.table())?;
+            let touched = graph.flush().touched();
+            dataplane.apply_within(graph.table(), &touched)?;
             label_changes.push(start.elapsed());
         }
         if i % 10 == 0 {
@@ -191,5 +202,36 @@ pub fn run(
             what: "baseline: full table reload (nft only)",
             samples: reloads,
         },
+        Latencies {
+            what: "policy change, diff alone: walk of the whole table",
+            samples: whole_diffs,
+        },
+        Latencies {
+            what: "policy change, diff alone: within the delta's objects",
+            samples: delta_diffs,
+        },
     ])
+}
+
+/// How long the diff from the installed table to `desired` takes as a walk of the whole
+/// table and within the objects `touched` names; with `check`, both must agree.
+fn diff_both_ways(
+    dataplane: &Dataplane<CommandRunner>,
+    desired: &Table,
+    touched: &Touched,
+    check: bool,
+) -> anyhow::Result<(Duration, Duration)> {
+    let installed = dataplane
+        .installed()
+        .ok_or_else(|| anyhow::anyhow!("nothing installed to diff against"))?;
+    let start = Instant::now();
+    let whole = TableDiff::between(installed, desired);
+    let whole_time = start.elapsed();
+    let start = Instant::now();
+    let within = TableDiff::within(installed, desired, touched);
+    let within_time = start.elapsed();
+    if check && whole.script() != within.script() {
+        anyhow::bail!("the diff within the delta's objects differs from the whole diff");
+    }
+    Ok((whole_time, within_time))
 }

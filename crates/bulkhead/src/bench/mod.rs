@@ -155,7 +155,7 @@ fn print_latencies(description: &str, results: &[apply::Latencies]) {
     for l in results {
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {} | {:.2} | {:.2} | {:.2} |",
             l.what,
             l.samples.len(),
             ms(l.quantile(0.5)),
