@@ -32,6 +32,28 @@ use crate::flow::Flow;
 use crate::host_defaults::HostDefaults;
 use crate::model::{Cluster, Mode, Tier, TierSlice};
 
+/// Which way a flow goes between a workload and its own host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnHost {
+    /// From the workload to an address of its node.
+    FromWorkload,
+    /// From an address of the node to its workload.
+    ToWorkload,
+}
+
+/// The endpoints whose policy a flow meets ([`Cluster::policed_ends`]).
+#[derive(Debug, Default)]
+struct PolicedEnds<'c> {
+    /// The source's egress side.
+    from: Option<usize>,
+    /// The destination's ingress side.
+    to: Option<usize>,
+    /// The node whose `DefaultEndpointToHostAction` drops the flow after the source's
+    /// egress: a workload's own node, for a flow to it, when the node does not admit
+    /// such traffic ([`crate::host_defaults::EndpointToHost`]).
+    dropped_by: Option<&'c Name>,
+}
+
 /// Where the walk reports what it did, in order.
 pub(crate) trait Sink {
     /// A tier applies to the endpoint and is entered.
@@ -157,8 +179,8 @@ impl Cluster {
         let deny = |ep: Option<usize>, ingress| {
             ep.is_some_and(|ep| self.side(mode, ep, ingress, packet, &mut ()) == Verdict::Deny)
         };
-        let (from, to) = self.policed_ends(src, dst);
-        if deny(from, false) || self.dropped_at_own_host(src, dst).is_some() || deny(to, true) {
+        let ends = self.policed_ends(src, dst);
+        if deny(ends.from, false) || ends.dropped_by.is_some() || deny(ends.to, true) {
             Verdict::Deny
         } else {
             Verdict::Allow
@@ -179,48 +201,65 @@ impl Cluster {
 
     /// The endpoints whose policy a flow between `src` and `dst` meets: the source's
     /// (egress) and the destination's (ingress), except between a host and its own
-    /// workloads: a workload's traffic to its host meets the workload's egress only (and
-    /// then the node's `DefaultEndpointToHostAction`, [`Cluster::dropped_at_own_host`]),
-    /// and a host's traffic to its workloads is not policed. A host is known by its host
-    /// endpoints' addresses and its `Node` resource's ([`Cluster::node_at`]).
-    fn policed_ends(&self, src: &Address<'_>, dst: &Address<'_>) -> (Option<usize>, Option<usize>) {
+    /// workloads ([`Cluster::own_host_flow`]): a workload's traffic to its host meets the
+    /// workload's egress only (and then the node's `DefaultEndpointToHostAction`:
+    /// [`PolicedEnds::dropped_by`]), and a host's traffic to its workloads is not
+    /// policed.
+    fn policed_ends<'c>(&'c self, src: &Address<'_>, dst: &Address<'_>) -> PolicedEnds<'c> {
         let from = src.endpoints.first().copied();
-        if self.is_own_host(src, dst) {
-            (from, None)
-        } else if self.is_own_host(dst, src) {
-            (None, None)
-        } else {
-            (from, dst.endpoints.first().copied())
+        match self.own_host_flow(src, dst) {
+            Some((OwnHost::FromWorkload, node)) => PolicedEnds {
+                from,
+                to: None,
+                dropped_by: (!self.host_defaults(Some(node)).endpoint_to_host.admits())
+                    .then_some(node),
+            },
+            Some((OwnHost::ToWorkload, _)) => PolicedEnds::default(),
+            None => PolicedEnds {
+                from,
+                to: dst.endpoints.first().copied(),
+                dropped_by: None,
+            },
         }
     }
 
     /// Whether `flow` goes between a host and one of its own workloads, either way.
     pub(crate) fn between_host_and_own_workload(&self, flow: &Flow) -> bool {
         let (src, dst) = self.ends(flow);
-        self.is_own_host(&src, &dst) || self.is_own_host(&dst, &src)
+        self.own_host_flow(&src, &dst).is_some()
     }
 
-    /// Whether `host` is an address of the node that the workload at `workload` runs on.
-    fn is_own_host(&self, workload: &Address<'_>, host: &Address<'_>) -> bool {
-        self.workload_node(workload)
-            .is_some_and(|node| self.node_owning(host.endpoints, host.ip) == Some(node))
-    }
-
-    /// The node of the workload at `addr`, when it is a workload on a known node.
-    fn workload_node<'c>(&'c self, addr: &Address<'_>) -> Option<&'c Name> {
-        let e = &self.endpoints[*addr.endpoints.first()?];
-        (e.kind == EndpointKind::Workload)
-            .then_some(e.node.as_ref())
-            .flatten()
-    }
-
-    /// The node whose `DefaultEndpointToHostAction` drops a workload's flow to it after
-    /// the workload's egress ([`crate::host_defaults::EndpointToHost`]): the workload's
-    /// own node, when the flow goes there and the node does not admit such traffic.
-    fn dropped_at_own_host<'c>(&'c self, src: &Address<'_>, dst: &Address<'_>) -> Option<&'c Name> {
-        let node = self.workload_node(src)?;
-        (self.is_own_host(src, dst) && !self.host_defaults(Some(node)).endpoint_to_host.admits())
-            .then_some(node)
+    /// Which way a flow goes between a workload and an address of its own node (one of
+    /// the node's host endpoints, or one its `Node` resource lists: [`Cluster::node_at`]),
+    /// with the node; `None` for every other flow.
+    fn own_host_flow<'c>(
+        &'c self,
+        src: &Address<'_>,
+        dst: &Address<'_>,
+    ) -> Option<(OwnHost, &'c Name)> {
+        let end = |a: &Address<'_>| a.endpoints.first().map(|&i| &self.endpoints[i]);
+        let (s, d) = (end(src), end(dst));
+        // The common case, workload to workload (or host to host), decided on the kinds.
+        if let (Some(s), Some(d)) = (s, d)
+            && s.kind == d.kind
+        {
+            return None;
+        }
+        let workload_node = |e: Option<&'c Endpoint>| {
+            e.filter(|e| e.kind == EndpointKind::Workload)
+                .and_then(|e| e.node.as_ref())
+        };
+        if let Some(node) = workload_node(s)
+            && self.node_owning(dst.endpoints, dst.ip) == Some(node)
+        {
+            return Some((OwnHost::FromWorkload, node));
+        }
+        if let Some(node) = workload_node(d)
+            && self.node_owning(src.endpoints, src.ip) == Some(node)
+        {
+            return Some((OwnHost::ToWorkload, node));
+        }
+        None
     }
 
     fn outcome(
@@ -235,17 +274,17 @@ impl Cluster {
         let side = |ep: usize, direction, forwarded| {
             self.traced_side(mode, ep, direction, forwarded, packet)
         };
-        let (from, to) = self.policed_ends(src, dst);
+        let ends = self.policed_ends(src, dst);
         let mut outcome = Outcome {
             verdict: Verdict::Allow,
             forwarded_in: via.inbound.map(|ep| side(ep, Direction::Ingress, true)),
-            egress: from.map(|ep| side(ep, Direction::Egress, false)),
-            ingress: to.map(|ep| side(ep, Direction::Ingress, false)),
+            egress: ends.from.map(|ep| side(ep, Direction::Egress, false)),
+            ingress: ends.to.map(|ep| side(ep, Direction::Ingress, false)),
             forwarded_out: via.outbound.map(|ep| side(ep, Direction::Egress, true)),
         };
         // The node's action comes after the workload's egress allowed the flow, in the
         // same path (Felix's `cali-wl-to-host`), so it ends the egress side.
-        if let Some(node) = self.dropped_at_own_host(src, dst)
+        if let Some(node) = ends.dropped_by
             && let Some(egress) = outcome
                 .egress
                 .as_mut()
@@ -337,7 +376,7 @@ impl Cluster {
                 e.kind == EndpointKind::Workload && node.is_some() && e.node.as_ref() == node
             })
         };
-        let (from, to) = self.policed_ends(reply.src, reply.dst);
+        let PolicedEnds { from, to, .. } = self.policed_ends(reply.src, reply.dst);
         let denies = |ep: Option<usize>, ingress: bool, forwarded: bool| {
             ep.is_some_and(|ep| {
                 let v = if forwarded {
