@@ -357,12 +357,12 @@ impl Agent {
             table.sets.len() + table.maps.len(),
             table.element_count(),
         );
-        let result = match &given {
-            Some(table) => self.dataplane.apply(table),
-            None => self
-                .dataplane
-                .apply_within(self.calc.graph.table(), &self.calc.unprogrammed),
+        let everything = Touched::everything();
+        let touched = match given {
+            Some(_) => &everything,
+            None => &self.calc.unprogrammed,
         };
+        let result = self.dataplane.apply_within(table, touched);
         if result.is_ok() {
             // The installed table is now the graph's, or another one.
             self.calc.unprogrammed = match given {

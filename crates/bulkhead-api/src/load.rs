@@ -444,9 +444,12 @@ struct Envelope<S> {
     spec: Option<S>,
 }
 
+/// Pod and Node: a `status` beside the spec. A Pod's holds its addresses; a Node's is what
+/// Calico's `calico-node` reports (WireGuard keys, pod CIDRs), which `calicoctl get nodes
+/// -o yaml` prints: accepted and ignored.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PodEnvelope {
+struct StatusEnvelope<S, T> {
     #[serde(rename = "apiVersion")]
     _api_version: String,
     #[serde(rename = "kind")]
@@ -454,27 +457,13 @@ struct PodEnvelope {
     #[serde(default)]
     metadata: ObjectMeta,
     #[serde(default)]
-    spec: PodSpec,
+    spec: S,
     #[serde(default)]
-    status: PodStatus,
+    status: T,
 }
 
-/// Node: Calico's `calico-node` reports the node's state (WireGuard keys, pod CIDRs) in a
-/// `status`, which `calicoctl get nodes -o yaml` prints; it is accepted and ignored.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct NodeEnvelope {
-    #[serde(rename = "apiVersion")]
-    _api_version: String,
-    #[serde(rename = "kind")]
-    _kind: String,
-    #[serde(default)]
-    metadata: ObjectMeta,
-    #[serde(default)]
-    spec: NodeSpec,
-    #[serde(default, rename = "status")]
-    _status: Option<Value>,
-}
+type PodEnvelope = StatusEnvelope<PodSpec, PodStatus>;
+type NodeEnvelope = StatusEnvelope<NodeSpec, Option<Value>>;
 
 /// Namespace and ServiceAccount: metadata is what matters; their other top-level fields
 /// (finalizers, secrets, …) are accepted and ignored.
