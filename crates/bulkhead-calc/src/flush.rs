@@ -309,19 +309,37 @@ impl CalcGraph {
         }
     }
 
+    /// New sets are written whole; the sets of sources whose members changed are edited
+    /// by the members that flipped, or written whole when they cannot be
+    /// ([`IpSetIndex::edit`](crate::ipsets::IpSetIndex::edit)).
     fn flush_set_elements(&mut self) {
-        let mut names: BTreeSet<String> = std::mem::take(&mut self.new_sets);
-        for source in self.ipsets.take_dirty() {
-            if let Some(sets) = self.source_sets.get(&source) {
-                names.extend(sets.iter().cloned());
+        let new: BTreeSet<String> = std::mem::take(&mut self.new_sets);
+        for name in &new {
+            if let Some(state) = self.sets.get(name) {
+                let set = self.ipsets.set(state.source, &state.request);
+                self.seq.put_set(name, set);
             }
         }
-        for name in names {
-            let Some(state) = self.sets.get(&name) else {
+        for (source, flips) in self.ipsets.take_dirty() {
+            let Some(names) = self.source_sets.get(&source) else {
                 continue;
             };
-            let set = self.ipsets.set(state.source, &state.request);
-            self.seq.put_set(&name, set);
+            for name in names.iter().filter(|n| !new.contains(*n)) {
+                let Some(state) = self.sets.get(name) else {
+                    continue;
+                };
+                let edit = self.seq.table().sets.get(name).and_then(|current| {
+                    self.ipsets
+                        .edit(state.source, &state.request, current, &flips)
+                });
+                match edit {
+                    Some(edit) => self.seq.edit_set(name, edit),
+                    None => {
+                        let set = self.ipsets.set(state.source, &state.request);
+                        self.seq.put_set(name, set);
+                    }
+                }
+            }
         }
     }
 

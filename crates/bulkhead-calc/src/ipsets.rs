@@ -9,9 +9,11 @@
 //! Members are reference counted, because two endpoints can share an address, one
 //! endpoint can list an address twice, and network sets overlap: a member leaves a set
 //! only when its last contributor does. A source is marked dirty only when a member key
-//! appears or disappears (0↔1); [`IpSetIndex::elements`] then computes the set's elements
-//! from the member keys, aggregated for interval sets exactly as the from-scratch renderer
-//! does, so overlapping CIDRs always come out the same.
+//! appears or disappears (0↔1), and remembers which keys did ([`Flips`]). At a flush,
+//! [`IpSetIndex::edit`] turns those into element changes of the source's sets, at a cost
+//! that follows the flips, not the set. An interval set, whose elements are aggregated
+//! prefixes, is built again from the member keys instead ([`IpSetIndex::set`]), exactly
+//! as the from-scratch renderer does, so overlapping CIDRs always come out the same.
 //!
 //! Work per change is sub-linear:
 //! - an item (endpoint or network set) that changes is evaluated only against the
@@ -29,7 +31,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use bulkhead_api::LabelMap;
-use bulkhead_dataplane::rules::{SetRequest, SetSource, named_port_set, selector_set};
+use bulkhead_dataplane::rules::{
+    SetEdit, SetRequest, SetSource, named_port_set, named_port_set_edit, selector_set,
+    selector_set_edit,
+};
 use bulkhead_dataplane::table::Set;
 use bulkhead_engine::endpoint::NamedPort;
 use ipnet::IpNet;
@@ -61,12 +66,21 @@ enum Members {
     Ports(HashMap<(IpAddr, u16), u32>),
 }
 
+/// A source's member keys that appeared or disappeared since the last flush (some of
+/// them perhaps both: whether each is a member now is read from the members).
+#[derive(Debug, Default)]
+pub(crate) struct Flips {
+    nets: HashSet<IpNet>,
+    ports: HashSet<(IpAddr, u16)>,
+}
+
 #[derive(Debug)]
 struct Source {
     spec: SetSource,
     users: usize,
     members: Members,
     contributors: HashSet<ItemId>,
+    flips: Flips,
 }
 
 /// Active IP set sources and their reference-counted members.
@@ -144,6 +158,7 @@ impl IpSetIndex {
             users: 1,
             members,
             contributors: HashSet::new(),
+            flips: Flips::default(),
         };
         for item in candidates {
             let Some(v) = view(item) else { continue };
@@ -153,6 +168,8 @@ impl IpSetIndex {
                 self.item_sources.entry(item).or_default().push(id);
             }
         }
+        // Every set of a new source is written whole.
+        source.flips = Flips::default();
         self.sources.insert(id, source);
         self.ids.insert(spec.clone(), id);
         self.dirty.insert(id);
@@ -302,9 +319,45 @@ impl IpSetIndex {
         out
     }
 
-    /// Takes the sources whose member keys changed since the last call.
-    pub(crate) fn take_dirty(&mut self) -> BTreeSet<SourceId> {
+    /// Takes the sources whose member keys changed since the last call, with the keys
+    /// that did.
+    pub(crate) fn take_dirty(&mut self) -> Vec<(SourceId, Flips)> {
         std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|id| {
+                let source = self.sources.get_mut(&id)?;
+                Some((id, std::mem::take(&mut source.flips)))
+            })
+            .collect()
+    }
+
+    /// The element changes that bring `current`, source `id`'s set for `request`, up to
+    /// date after `flips`; `None` when the set must be built again ([`IpSetIndex::set`]).
+    pub(crate) fn edit(
+        &self,
+        id: SourceId,
+        request: &SetRequest,
+        current: &Set,
+        flips: &Flips,
+    ) -> Option<SetEdit> {
+        let family = request.family;
+        match (&self.sources.get(&id)?.members, &request.source) {
+            (Members::Nets(m), SetSource::Selector(_)) => selector_set_edit(
+                family,
+                current,
+                flips.nets.iter().map(|n| (n, m.contains_key(n))),
+            ),
+            (Members::Ports(m), SetSource::NamedPort { protocol, .. }) => {
+                Some(named_port_set_edit(
+                    family,
+                    flips
+                        .ports
+                        .iter()
+                        .map(|&(ip, port)| ((ip, *protocol, port), m.contains_key(&(ip, port)))),
+                ))
+            }
+            _ => None,
+        }
     }
 
     /// Source `id`'s set for `request` (its family and kind), as the table holds it.
@@ -352,7 +405,10 @@ impl Source {
         match (&mut self.members, &self.spec) {
             (Members::Nets(m), _) => {
                 for net in &item.nets {
-                    changed |= bump(m, *net, delta);
+                    if bump(m, *net, delta) {
+                        self.flips.nets.insert(*net);
+                        changed = true;
+                    }
                 }
             }
             (
@@ -364,7 +420,10 @@ impl Source {
                 for p in item.ports {
                     if p.protocol == *protocol && names.contains(&p.name) {
                         for ip in item.ips {
-                            changed |= bump(m, (*ip, p.port), delta);
+                            if bump(m, (*ip, p.port), delta) {
+                                self.flips.ports.insert((*ip, p.port));
+                                changed = true;
+                            }
                         }
                     }
                 }

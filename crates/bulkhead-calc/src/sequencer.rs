@@ -3,13 +3,15 @@
 //!
 //! During a flush the graph writes objects freely (a chain may be written twice, a set
 //! removed and re-added); the sequencer remembers the value each touched object had before
-//! the flush and, at [`TableSequencer::finish`], compares it with the final value. Only
+//! the flush (for a set edited element by element, each edited element's presence) and,
+//! at [`TableSequencer::finish`], compares it with the final value. Only
 //! real differences become [`Change`]s, so a flush that ends where it started emits
 //! nothing, whatever happened in between.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use bulkhead_dataplane::Touched;
+use bulkhead_dataplane::rules::SetEdit;
 use bulkhead_dataplane::table::{Chain, Set, SetKind, Table};
 
 /// One change to the table.
@@ -100,9 +102,8 @@ impl Delta {
         for c in &self.changes {
             match c {
                 Change::AddSet { name, .. } | Change::RemoveSet { name } => touched.set(name),
-                Change::AddElements { set, .. } | Change::RemoveElements { set, .. } => {
-                    touched.set(set)
-                }
+                Change::AddElements { set, elements }
+                | Change::RemoveElements { set, elements } => touched.elements(set, elements),
                 Change::AddMap { name } => touched.map(name),
                 Change::SetVerdict { map, .. } | Change::RemoveVerdict { map, .. } => {
                     touched.map(map)
@@ -176,6 +177,10 @@ impl Delta {
 pub(crate) struct TableSequencer {
     table: Table,
     sets: BTreeMap<String, Option<Set>>,
+    /// Sets edited element by element ([`TableSequencer::edit_set`]) and not tracked
+    /// whole in `sets`: each edited element, and whether the set held it before the
+    /// flush.
+    element_origins: BTreeMap<String, BTreeMap<String, bool>>,
     chains: BTreeMap<String, Option<Chain>>,
     verdicts: BTreeMap<(String, String), Option<String>>,
     maps: BTreeSet<String>,
@@ -201,13 +206,57 @@ impl TableSequencer {
     /// Sets set `name` to exactly `set`.
     pub(crate) fn put_set(&mut self, name: &str, set: Set) {
         let old = self.table.sets.insert(name.to_string(), set);
-        self.sets.entry(name.to_string()).or_insert(old);
+        self.track_set(name, old);
     }
 
     /// Deletes set `name`.
     pub(crate) fn remove_set(&mut self, name: &str) {
         let old = self.table.sets.remove(name);
-        self.sets.entry(name.to_string()).or_insert(old);
+        self.track_set(name, old);
+    }
+
+    /// Removes `edit.gone` from set `name` and adds `edit.came` (an existing set whose key
+    /// type stays): the cost and the delta follow the edit, not the set.
+    pub(crate) fn edit_set(&mut self, name: &str, edit: SetEdit) {
+        let Some(set) = self.table.sets.get_mut(name) else {
+            return;
+        };
+        let whole = self.sets.contains_key(name);
+        let origins = self.element_origins.entry(name.to_string()).or_default();
+        for e in edit.gone {
+            if set.elements.remove(&e) && !whole {
+                origins.entry(e).or_insert(true);
+            }
+        }
+        for e in edit.came {
+            if !set.elements.contains(&e) {
+                set.elements.insert(e.clone());
+                if !whole {
+                    origins.entry(e).or_insert(false);
+                }
+            }
+        }
+        if origins.is_empty() {
+            self.element_origins.remove(name);
+        }
+    }
+
+    /// Remembers set `name` as it was before the flush (`old`: before the write that
+    /// replaces it), unless the flush already did, undoing its element edits.
+    fn track_set(&mut self, name: &str, mut old: Option<Set>) {
+        if self.sets.contains_key(name) {
+            return;
+        }
+        if let (Some(origins), Some(o)) = (self.element_origins.remove(name), old.as_mut()) {
+            for (e, held) in origins {
+                if held {
+                    o.elements.insert(e);
+                } else {
+                    o.elements.remove(&e);
+                }
+            }
+        }
+        self.sets.insert(name.to_string(), old);
     }
 
     /// Sets chain `name` to `chain`.
@@ -295,6 +344,31 @@ impl TableSequencer {
                         });
                     }
                 }
+            }
+        }
+        for (name, origins) in std::mem::take(&mut self.element_origins) {
+            let Some(set) = self.table.sets.get(&name) else {
+                continue;
+            };
+            let (mut gone, mut came) = (Vec::new(), Vec::new());
+            for (e, held) in origins {
+                match (held, set.elements.contains(&e)) {
+                    (true, false) => gone.push(e),
+                    (false, true) => came.push(e),
+                    _ => {}
+                }
+            }
+            if !gone.is_empty() {
+                set_edits.push(Change::RemoveElements {
+                    set: name.clone(),
+                    elements: gone,
+                });
+            }
+            if !came.is_empty() {
+                set_edits.push(Change::AddElements {
+                    set: name,
+                    elements: came,
+                });
             }
         }
         let mut writes: Vec<(u8, Change)> = Vec::new();
@@ -387,6 +461,46 @@ mod tests {
         seq.put_set("s", set(&["10.0.0.1", "10.0.0.2"]));
         seq.put_set("s", set(&["10.0.0.1"]));
         assert!(seq.finish().is_empty());
+    }
+
+    #[test]
+    fn element_edits_emit_what_changed_however_they_mix_with_whole_writes() {
+        let edit = |gone: &[&str], came: &[&str]| SetEdit {
+            gone: gone.iter().map(|e| e.to_string()).collect(),
+            came: came.iter().map(|e| e.to_string()).collect(),
+        };
+        let mut seq = TableSequencer::default();
+        seq.put_set("s", set(&["10.0.0.1", "10.0.0.2"]));
+        seq.put_set("t", set(&["10.0.0.1"]));
+        let mut replay = Table::default();
+        seq.finish().apply_to(&mut replay);
+
+        // Edits that undo each other, and one that stays.
+        seq.edit_set("s", edit(&["10.0.0.1"], &["10.0.0.3"]));
+        seq.edit_set("s", edit(&["10.0.0.3"], &["10.0.0.1", "10.0.0.4"]));
+        // An edit, then a whole write of the same set: the delta is from before both.
+        seq.edit_set("t", edit(&["10.0.0.1"], &["10.0.0.5"]));
+        seq.put_set("t", set(&["10.0.0.5", "10.0.0.6"]));
+        let delta = seq.finish();
+        assert_eq!(
+            delta.changes,
+            [
+                Change::RemoveElements {
+                    set: "t".into(),
+                    elements: vec!["10.0.0.1".into()]
+                },
+                Change::AddElements {
+                    set: "t".into(),
+                    elements: vec!["10.0.0.5".into(), "10.0.0.6".into()]
+                },
+                Change::AddElements {
+                    set: "s".into(),
+                    elements: vec!["10.0.0.4".into()]
+                },
+            ]
+        );
+        delta.apply_to(&mut replay);
+        assert_eq!(&replay, seq.table());
     }
 
     #[test]

@@ -61,7 +61,9 @@ pub struct MapElements<'a> {
 
 /// The objects of a table that a change may have touched, by name: a diff limited to
 /// them ([`TableDiff::within`]) finds what a full one would, in a walk as long as the
-/// change rather than the table.
+/// change rather than the table. A set is touched whole (anything about it may differ)
+/// or in some elements only (it exists on both sides with the same key type, and only
+/// those elements may differ), so that a change to a big set costs what changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Touched {
     /// `None`: anything may differ (nothing is known about the change).
@@ -72,6 +74,8 @@ pub struct Touched {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct TouchedNames {
     sets: BTreeSet<String>,
+    /// Sets touched in these elements only (a set in `sets` is touched whole).
+    set_elements: BTreeMap<String, BTreeSet<String>>,
     maps: BTreeSet<String>,
     chains: BTreeSet<String>,
 }
@@ -92,7 +96,21 @@ impl Touched {
     /// Set `name` may differ (existence, key type or elements).
     pub fn set(&mut self, name: &str) {
         if let Some(n) = &mut self.names {
+            n.set_elements.remove(name);
             n.sets.insert(name.to_string());
+        }
+    }
+
+    /// Set `name` exists in both tables with the same key type, and may differ in
+    /// `elements` alone (unless it is touched whole).
+    pub fn elements<'e>(&mut self, name: &str, elements: impl IntoIterator<Item = &'e String>) {
+        if let Some(n) = &mut self.names
+            && !n.sets.contains(name)
+        {
+            n.set_elements
+                .entry(name.to_string())
+                .or_default()
+                .extend(elements.into_iter().cloned());
         }
     }
 
@@ -114,7 +132,18 @@ impl Touched {
     pub fn extend(&mut self, other: &Touched) {
         match (&mut self.names, &other.names) {
             (Some(n), Some(o)) => {
+                for name in &o.sets {
+                    n.set_elements.remove(name);
+                }
                 n.sets.extend(o.sets.iter().cloned());
+                for (name, elements) in &o.set_elements {
+                    if !n.sets.contains(name) {
+                        n.set_elements
+                            .entry(name.clone())
+                            .or_default()
+                            .extend(elements.iter().cloned());
+                    }
+                }
                 n.maps.extend(o.maps.iter().cloned());
                 n.chains.extend(o.chains.iter().cloned());
             }
@@ -171,9 +200,22 @@ impl<'a> TableDiff<'a> {
             return TableDiff::between(old, new);
         };
         let mut d = TableDiff::default();
-        for name in &names.sets {
-            if let Some(p) = pair(&old.sets, &new.sets, name) {
-                d.set(p);
+        // Sets in name order, as the whole walk finds them.
+        let mut whole = names.sets.iter().peekable();
+        let mut partly = names.set_elements.iter().peekable();
+        loop {
+            let take_whole = match (whole.peek(), partly.peek()) {
+                (Some(w), Some((p, _))) => w <= p,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if take_whole {
+                if let Some(p) = whole.next().and_then(|n| pair(&old.sets, &new.sets, n)) {
+                    d.set(p);
+                }
+            } else if let Some((name, elements)) = partly.next() {
+                d.set_within(old, new, name, elements);
             }
         }
         for name in &names.maps {
@@ -222,6 +264,39 @@ impl<'a> TableDiff<'a> {
             Pair::Both(_, name, set) => self.new_sets.push((name, set, true)),
             Pair::New(name, set) => self.new_sets.push((name, set, false)),
             Pair::Old(name) => self.gone_sets.push(name.clone()),
+        }
+    }
+
+    /// Set `name`, known to differ at most in `elements` when it exists in both tables
+    /// with the same key type (else it is compared whole).
+    fn set_within(&mut self, old: &Table, new: &'a Table, name: &str, elements: &BTreeSet<String>) {
+        let Some(p) = pair(&old.sets, &new.sets, name) else {
+            return;
+        };
+        let Pair::Both(o, name, set) = p else {
+            return self.set(p);
+        };
+        if o.kind != set.kind {
+            return self.set(Pair::Both(o, name, set));
+        }
+        let gone: Vec<String> = elements
+            .iter()
+            .filter(|e| o.elements.contains(*e) && !set.elements.contains(*e))
+            .cloned()
+            .collect();
+        let came: Vec<&'a String> = elements
+            .iter()
+            .filter(|e| !o.elements.contains(*e))
+            .filter_map(|e| set.elements.get(e))
+            .collect();
+        if !gone.is_empty() || !came.is_empty() {
+            self.set_elements.push(SetElements {
+                set: name,
+                kind: set.kind,
+                gone,
+                came,
+                was_empty: o.elements.is_empty(),
+            });
         }
     }
 
@@ -561,6 +636,7 @@ mod tests {
             mut new in table(),
             kept in prop::collection::vec(0u8..4, 0..4),
             extra in prop::collection::vec(0u8..4, 0..4),
+            partly in prop::collection::vec(any::<bool>(), 4),
         ) {
             // Some of old's chains stay as they were, so that untouched chains refer to
             // sets that change (retyped ones among them).
@@ -572,10 +648,25 @@ mod tests {
                 };
             }
             // What a delta names: every object that differs, and some that do not.
+            // A set on both sides with one key type may be named with the elements that
+            // differ (and some that do not: one both have, one neither has).
             let mut touched = Touched::nothing();
-            for name in old.sets.keys().chain(new.sets.keys()) {
-                if old.sets.get(name) != new.sets.get(name) {
-                    touched.set(name);
+            for (i, name) in old.sets.keys().chain(new.sets.keys()).enumerate() {
+                match (old.sets.get(name), new.sets.get(name)) {
+                    (Some(o), Some(n)) if o == n => {}
+                    (Some(o), Some(n)) if o.kind == n.kind && partly[i % 4] => {
+                        let both = o.elements.intersection(&n.elements).take(1);
+                        let neither = "10.0.0.9".to_string();
+                        touched.elements(
+                            name,
+                            o.elements
+                                .symmetric_difference(&n.elements)
+                                .chain(both)
+                                .chain([&neither]),
+                        );
+                    }
+                    (o, n) if o != n => touched.set(name),
+                    _ => {}
                 }
             }
             for name in old.maps.keys().chain(new.maps.keys()) {
@@ -604,6 +695,24 @@ mod tests {
             let everything = TableDiff::within(&old, &new, &Touched::everything());
             prop_assert_eq!(everything.script(), whole.script());
         }
+    }
+
+    #[test]
+    fn a_set_touched_whole_absorbs_its_touched_elements() {
+        let e = |s: &str| s.to_string();
+        let mut a = Touched::nothing();
+        a.elements("s", &[e("10.0.0.1")]);
+        a.elements("t", &[e("10.0.0.2")]);
+        let mut b = Touched::nothing();
+        b.set("s");
+        b.elements("t", &[e("10.0.0.3")]);
+        a.extend(&b);
+        let mut want = Touched::nothing();
+        want.set("s");
+        want.elements("t", &[e("10.0.0.2"), e("10.0.0.3")]);
+        assert_eq!(a, want);
+        a.elements("s", &[e("10.0.0.4")]);
+        assert_eq!(a, want);
     }
 
     #[test]

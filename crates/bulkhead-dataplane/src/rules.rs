@@ -160,6 +160,62 @@ pub fn selector_set<'a>(family: Family, members: impl IntoIterator<Item = &'a Ip
     }
 }
 
+/// Element changes to one set: what leaves it and what joins it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetEdit {
+    /// Elements that may leave (an element the set does not hold is no change).
+    pub gone: Vec<String>,
+    /// Elements that may join (an element the set holds already is no change).
+    pub came: Vec<String>,
+}
+
+/// What turns `current`, the selector set of `family` ([`selector_set`]), into the set
+/// of its members after some of them flipped: `flipped` names each member key that
+/// may have appeared or disappeared, with whether it is a member now. The cost follows
+/// the flips, not the set. `None` when the set must be built again instead: it is an
+/// interval set (its elements are aggregated prefixes, so one member can change many),
+/// or a real prefix joins a set of addresses (the kind changes).
+pub fn selector_set_edit<'a>(
+    family: Family,
+    current: &Set,
+    flipped: impl IntoIterator<Item = (&'a IpNet, bool)>,
+) -> Option<SetEdit> {
+    if !matches!(current.kind, SetKind::Ipv4Hosts | SetKind::Ipv6Hosts) {
+        return None;
+    }
+    let mut edit = SetEdit::default();
+    for (net, now) in flipped.into_iter().filter(|(n, _)| family.contains(n)) {
+        let host = net.prefix_len() == net.max_prefix_len();
+        match (host, now) {
+            (true, true) => edit.came.push(net.addr().to_string()),
+            (true, false) => edit.gone.push(net.addr().to_string()),
+            (false, true) => return None,
+            // A prefix that came and went again: never an element of a set of addresses.
+            (false, false) => {}
+        }
+    }
+    Some(edit)
+}
+
+/// What turns the named-port set of `family` ([`named_port_set`]) into the set of its
+/// members after some flipped: `flipped` names each `(address, protocol, port)` member
+/// that may have appeared or disappeared, with whether it is a member now.
+pub fn named_port_set_edit(
+    family: Family,
+    flipped: impl IntoIterator<Item = ((IpAddr, Protocol, u16), bool)>,
+) -> SetEdit {
+    let mut edit = SetEdit::default();
+    for ((ip, proto, port), now) in flipped.into_iter().filter(|((ip, _, _), _)| family.has(ip)) {
+        let element = named_port_element(ip, proto, port);
+        if now {
+            edit.came.push(element);
+        } else {
+            edit.gone.push(element);
+        }
+    }
+    edit
+}
+
 /// The named-port set in `family` with these `(address, protocol, port)` members (those
 /// of the other family are left out).
 pub fn named_port_set(
@@ -488,6 +544,39 @@ mod tests {
         let policy = gnp(&format!("ingress: [{ingress}]"));
         let mut sets = SetRequests::new();
         RuleRenderer::new(&mut sets).render(&policy.ingress[0], "accept", "c")
+    }
+
+    #[test]
+    fn a_set_of_addresses_is_edited_and_a_set_of_prefixes_rebuilt() {
+        let net = |s: &str| s.parse::<IpNet>().expect("net");
+        let (a, b, v6, prefix) = (
+            net("10.0.0.1/32"),
+            net("10.0.0.2/32"),
+            net("fd00::1/128"),
+            net("10.1.0.0/16"),
+        );
+        let hosts = selector_set(Family::V4, [&a]);
+        // A prefix that came and went is no element; the other family is left out.
+        let edit = selector_set_edit(
+            Family::V4,
+            &hosts,
+            [(&a, false), (&b, true), (&v6, true), (&prefix, false)],
+        );
+        assert_eq!(
+            edit,
+            Some(SetEdit {
+                gone: vec!["10.0.0.1".into()],
+                came: vec!["10.0.0.2".into()],
+            })
+        );
+        // A prefix joining a set of addresses changes its kind; an interval set's
+        // elements are aggregates: both are built again.
+        assert_eq!(
+            selector_set_edit(Family::V4, &hosts, [(&prefix, true)]),
+            None
+        );
+        let prefixes = selector_set(Family::V4, [&a, &prefix]);
+        assert_eq!(selector_set_edit(Family::V4, &prefixes, [(&b, true)]), None);
     }
 
     #[test]

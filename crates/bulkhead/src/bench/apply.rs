@@ -39,11 +39,15 @@ impl Latencies {
     }
 }
 
-fn wep(name: &str, app: &str, node: &str, ip: Ipv4Addr) -> String {
+fn wep(name: &str, app: &str, zone: &str, node: &str, ip: Ipv4Addr) -> String {
     format!(
-        "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: {name}, namespace: bench, labels: {{app: {app}}}}}\nspec: {{node: {node}, interfaceName: bh{name}, ipNetworks: [{ip}/32]}}\n---\n"
+        "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: {name}, namespace: bench, labels: {{app: {app}, zone: {zone}}}}}\nspec: {{node: {node}, interfaceName: bh{name}, ipNetworks: [{ip}/32]}}\n---\n"
     )
 }
+
+/// A policy for local application `app0` whose source is every endpoint in zone `a`
+/// (half the cluster): the node's largest set, for the wide-set label change.
+const WIDE_POLICY: &str = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: wide}\nspec:\n  order: 0\n  selector: app == 'app0'\n  ingress:\n    - {action: Allow, protocol: TCP, source: {selector: zone == 'a'}, destination: {ports: [443]}}\n";
 
 /// Policy `p` of the scenario, allowing `port`.
 pub(super) fn policy(p: usize, port: u16) -> String {
@@ -85,6 +89,7 @@ pub(super) fn resources(
         docs.push_str(&wep(
             &format!("l{i}"),
             &format!("app{}", i % 1000),
+            "a",
             "bench",
             ip,
         ));
@@ -95,6 +100,7 @@ pub(super) fn resources(
         docs.push_str(&wep(
             &format!("r{i}"),
             &format!("app{}", i % 1000),
+            ["a", "b"][i % 2],
             "remote",
             ip,
         ));
@@ -125,11 +131,12 @@ pub fn run(
     remote: usize,
     policies: usize,
     changes: usize,
-) -> anyhow::Result<[Latencies; 6]> {
+) -> anyhow::Result<[Latencies; 7]> {
     let ns = Netns::create(&unique_name("bench-apply"))?;
     let locals = local_endpoints(local);
     let mut dataplane = Dataplane::new(CommandRunner::in_netns(ns.name()));
     let mut state = resources(local, remote, policies)?;
+    state.extend(load(WIDE_POLICY)?);
     let mut graph = CalcGraph::new(NodeConfig {
         node: "bench".into(),
         render: RenderConfig::default(),
@@ -141,7 +148,7 @@ pub fn run(
     dataplane.apply(graph.table())?;
     let (mut policy_changes, mut label_changes, mut scratch, mut reloads) =
         (vec![], vec![], vec![], vec![]);
-    let (mut whole_diffs, mut delta_diffs) = (vec![], vec![]);
+    let (mut whole_diffs, mut delta_diffs, mut wide_changes) = (vec![], vec![], vec![]);
     for i in 0..changes {
         // A policy that selects local endpoints changes its port.
         let changed = i % local.clamp(1, 1000);
@@ -170,6 +177,20 @@ pub fn run(
             dataplane.apply_within(graph.table(), &touched)?;
             label_changes.push(start.elapsed());
         }
+        // A remote endpoint leaves zone `a` (even changes) and comes back (odd ones): one
+        // member less or more in the node's largest set.
+        if let Some(Resource::WorkloadEndpoint(w)) =
+            state.get_mut(local + (i / 2 * 2) % remote.max(1))
+        {
+            let zone = if i % 2 == 0 { "b" } else { "a" };
+            w.metadata.labels.insert("zone".into(), zone.into());
+            let moved = Resource::WorkloadEndpoint(w.clone());
+            let start = Instant::now();
+            graph.apply(Update::Upsert(moved));
+            let touched = graph.flush().touched();
+            dataplane.apply_within(graph.table(), &touched)?;
+            wide_changes.push(start.elapsed());
+        }
         if i % 10 == 0 {
             let start = Instant::now();
             let table = compute(&state, &locals)?;
@@ -177,6 +198,7 @@ pub fn run(
             if &table != graph.table() {
                 anyhow::bail!("the calc graph and the from-scratch render disagree");
             }
+            check_largest_set(&ns, graph.table())?;
             dataplane.force_full();
             let start = Instant::now();
             dataplane.apply(table)?;
@@ -195,6 +217,10 @@ pub fn run(
             samples: label_changes,
         },
         Latencies {
+            what: "one label change -> a set of half the cluster updated",
+            samples: wide_changes,
+        },
+        Latencies {
             what: "baseline: recompute from scratch (build + render, no kernel)",
             samples: scratch,
         },
@@ -211,6 +237,34 @@ pub fn run(
             samples: delta_diffs,
         },
     ])
+}
+
+/// Checks that the kernel holds the largest set of `table` (the wide policy's) element
+/// for element: the label changes timed above really reached it.
+fn check_largest_set(ns: &Netns, table: &Table) -> anyhow::Result<()> {
+    let Some((name, set)) = table.sets.iter().max_by_key(|(_, s)| s.elements.len()) else {
+        return Ok(());
+    };
+    let listed = ns.exec_ok("nft", ["list", "set", "inet", "bulkhead", name])?;
+    let elements = listed
+        .split_once("elements = {")
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map(|(inside, _)| inside)
+        .unwrap_or_default();
+    let kernel: std::collections::BTreeSet<String> = elements
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(String::from)
+        .collect();
+    if kernel != set.elements {
+        anyhow::bail!(
+            "the kernel's set {name} holds {} elements, the calc graph's {}",
+            kernel.len(),
+            set.elements.len()
+        );
+    }
+    Ok(())
 }
 
 /// How long the diff from the installed table to `desired` takes as a walk of the whole
