@@ -405,11 +405,15 @@ impl Agent {
     }
 
     /// Reads the kernel's table back; on any difference, reloads the intended table and
-    /// reports a tamper event.
+    /// reports a tamper event. First, when no change is pending, checks that the
+    /// installed table is the calc graph's (see [`Agent::check_installed`]).
     pub fn check_drift(&mut self) -> Step {
         self.last_check = Instant::now();
         if self.dataplane.installed().is_none() {
             return Step::Idle;
+        }
+        if let Some(step) = self.check_installed() {
+            return step;
         }
         let netns = self.config.netns.clone();
         match self.dataplane.untouched() {
@@ -460,6 +464,27 @@ impl Agent {
         }
     }
 
+    /// The diff of a change looks only where the calc graph's deltas point; if a delta
+    /// ever missed an object, the installed table would keep differing from the graph's
+    /// until the next whole diff. So at each read-back, with no change pending, the two
+    /// are compared whole (off the path of any change); a difference is reported and
+    /// programmed with a whole diff. `None` when they agree.
+    fn check_installed(&mut self) -> Option<Step> {
+        if !self.calc.unprogrammed.is_nothing()
+            || self.dataplane.installed() == Some(self.calc.graph.table())
+        {
+            return None;
+        }
+        let reason = "the installed table differed from the calculated one".to_string();
+        tracing::error!(node = %self.config.node, %reason, "a calc delta missed a change; programming the whole difference");
+        self.metrics.delta_missed();
+        self.calc.unprogrammed = Touched::everything();
+        Some(match self.program(None) {
+            Ok(_) => Step::Repaired(reason),
+            Err(e) => Step::ApplyFailed(e),
+        })
+    }
+
     /// Runs until `stop` is set: restore, then step whenever the source has something,
     /// and at least every poll interval.
     pub fn run(&mut self, stop: &AtomicBool) {
@@ -481,5 +506,78 @@ impl Drop for Agent {
     /// An agent that ends (not one that is killed) leaves the cache current.
     fn drop(&mut self) {
         self.save_cache(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulkhead_netns::{Netns, unique_name};
+
+    const WEP: &str = "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: a, namespace: shop, labels: {app: a}}\nspec: {node: node1, interfaceName: calia, ipNetworks: [10.65.0.1/32]}\n";
+    const POLICY: &str = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: isolate-a}\nspec: {selector: app == 'a', types: [Ingress]}\n";
+
+    #[test]
+    fn a_change_whose_delta_went_missing_is_programmed_at_the_next_read_back() {
+        if bulkhead_netns::preflight().is_err() {
+            eprintln!("skipped: needs root, ip netns and nft");
+            return;
+        }
+        let ns = Netns::create(&unique_name("agent-miss")).expect("namespace");
+        struct Dir(PathBuf);
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let dir = Dir(std::env::temp_dir().join(unique_name("agent-miss")));
+        std::fs::create_dir_all(&dir.0).expect("dir");
+        std::fs::write(dir.0.join("a.yaml"), WEP).expect("write");
+        let metrics = Arc::new(Metrics::default());
+        let mut agent = Agent::new(
+            AgentConfig {
+                node: "node1".into(),
+                from_dir: dir.0.clone(),
+                netns: Some(ns.name().to_string()),
+                state_dir: None,
+                poll: Duration::from_millis(50),
+                resync: Duration::from_secs(3600),
+                render: RenderConfig {
+                    workload_prefix: "cali".into(),
+                    ..RenderConfig::default()
+                },
+                host_defaults: Default::default(),
+            },
+            Arc::clone(&metrics),
+        );
+        assert_eq!(agent.step(), Step::Applied);
+        assert_eq!(agent.check_drift(), Step::Idle, "in agreement");
+
+        // The graph takes a policy, but the flush's delta never reaches `unprogrammed`.
+        let policy = bulkhead_api::load_str("policy.yaml", POLICY)
+            .expect("policy")
+            .remove(0)
+            .resource;
+        agent.calc.graph.apply(Update::Upsert(policy));
+        assert!(!agent.calc.graph.flush().is_empty());
+        assert!(agent.calc.unprogrammed.is_nothing());
+
+        assert!(matches!(agent.check_drift(), Step::Repaired(_)));
+        assert_eq!(agent.dataplane.installed(), Some(agent.calc.graph.table()));
+        let listed = ns
+            .exec_ok("nft", ["list", "table", "inet", "bulkhead"])
+            .expect("list");
+        for name in agent.calc.graph.table().chains.keys() {
+            assert!(
+                listed.contains(&format!("chain {name} {{")),
+                "{name} is in the kernel"
+            );
+        }
+        assert!(
+            metrics
+                .render()
+                .contains("bulkhead_agent_delta_misses_total 1")
+        );
+        assert_eq!(agent.check_drift(), Step::Idle, "in agreement again");
     }
 }

@@ -23,6 +23,7 @@ struct Inner {
     apply_failures: u64,
     load_errors: u64,
     drift_repairs: u64,
+    delta_misses: u64,
     rules: usize,
     sets: usize,
     elements: usize,
@@ -80,6 +81,12 @@ impl Metrics {
     /// Records a repaired difference between the kernel and the intended table.
     pub fn drift_repaired(&self) {
         self.with(|m| m.drift_repairs += 1);
+    }
+
+    /// Records an installed table found to differ from the calc graph's while no change
+    /// was pending (a delta that missed something).
+    pub fn delta_missed(&self) {
+        self.with(|m| m.delta_misses += 1);
     }
 
     /// Records how many endpoints this node enforces.
@@ -177,6 +184,11 @@ impl Metrics {
                 "bulkhead_agent_drift_repairs_total",
                 "Kernel tables found changed and repaired (tamper events).",
                 m.drift_repairs,
+            ),
+            (
+                "bulkhead_agent_delta_misses_total",
+                "Installed tables found to differ from the calculated one with no change pending (repaired by a whole diff).",
+                m.delta_misses,
             ),
         ];
         for (name, help, v) in counters {

@@ -88,6 +88,16 @@ impl Touched {
         }
     }
 
+    /// True when nothing is touched (the tables are known to be equal).
+    pub fn is_nothing(&self) -> bool {
+        self.names.as_ref().is_some_and(|n| {
+            n.sets.is_empty()
+                && n.set_elements.is_empty()
+                && n.maps.is_empty()
+                && n.chains.is_empty()
+        })
+    }
+
     /// Anything may differ: a diff walks both tables whole.
     pub fn everything() -> Touched {
         Touched { names: None }
