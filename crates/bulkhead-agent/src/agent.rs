@@ -406,7 +406,7 @@ impl Agent {
 
     /// Reads the kernel's table back; on any difference, reloads the intended table and
     /// reports a tamper event. First, when no change is pending, checks that the
-    /// installed table is the calc graph's (see [`Agent::check_installed`]).
+    /// installed table is the calc graph's (a delta that missed a change is caught here).
     pub fn check_drift(&mut self) -> Step {
         self.last_check = Instant::now();
         if self.dataplane.installed().is_none() {
