@@ -27,12 +27,12 @@
 //! Each item remembers which sources it contributes to, so removing or changing it never
 //! rescans; each source remembers its contributors, so releasing it never rescans either.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use bulkhead_api::LabelMap;
 use bulkhead_dataplane::rules::{
-    SetEdit, SetRequest, SetSource, named_port_set, named_port_set_edit, selector_set,
+    Family, SetEdit, SetRequest, SetSource, named_port_set, named_port_set_edit, selector_set,
     selector_set_edit,
 };
 use bulkhead_dataplane::table::Set;
@@ -40,6 +40,7 @@ use bulkhead_engine::endpoint::NamedPort;
 use ipnet::IpNet;
 
 use crate::ItemId;
+use crate::aggregate::Aggregate;
 use crate::label_index::LabelIndex;
 use crate::selector_index::SelectorIndex;
 
@@ -62,8 +63,14 @@ pub(crate) struct ItemView<'a> {
 
 #[derive(Debug)]
 enum Members {
-    Nets(HashMap<IpNet, u32>),
-    Ports(HashMap<(IpAddr, u16), u32>),
+    /// A selector's prefixes, their union's maximal prefixes, and how many real
+    /// prefixes (not single addresses) are members, per family (IPv4, IPv6).
+    Nets {
+        counts: BTreeMap<IpNet, u32>,
+        aggregate: Aggregate,
+        prefixes: [u32; 2],
+    },
+    Ports(BTreeMap<(IpAddr, u16), u32>),
 }
 
 /// A source's member keys that appeared or disappeared since the last flush (some of
@@ -71,6 +78,8 @@ enum Members {
 #[derive(Debug, Default)]
 pub(crate) struct Flips {
     nets: HashSet<IpNet>,
+    /// Pieces of the selector members' union ([`Aggregate`]).
+    pieces: HashSet<IpNet>,
     ports: HashSet<(IpAddr, u16)>,
 }
 
@@ -120,8 +129,12 @@ impl IpSetIndex {
         let id = SourceId(self.next);
         self.next += 1;
         let members = match spec {
-            SetSource::Selector(_) => Members::Nets(HashMap::new()),
-            SetSource::NamedPort { .. } => Members::Ports(HashMap::new()),
+            SetSource::Selector(_) => Members::Nets {
+                counts: BTreeMap::new(),
+                aggregate: Aggregate::default(),
+                prefixes: [0; 2],
+            },
+            SetSource::NamedPort { .. } => Members::Ports(BTreeMap::new()),
         };
         // A source with a selector is filed, and its candidates found, by the selector's
         // label restrictions; a named port without one, by its port names.
@@ -342,10 +355,22 @@ impl IpSetIndex {
     ) -> Option<SetEdit> {
         let family = request.family;
         match (&self.sources.get(&id)?.members, &request.source) {
-            (Members::Nets(m), SetSource::Selector(_)) => selector_set_edit(
+            (
+                Members::Nets {
+                    counts,
+                    aggregate,
+                    prefixes,
+                },
+                SetSource::Selector(_),
+            ) => selector_set_edit(
                 family,
                 current,
-                flips.nets.iter().map(|n| (n, m.contains_key(n))),
+                flips.nets.iter().map(|n| (n, counts.contains_key(n))),
+                flips
+                    .pieces
+                    .iter()
+                    .map(|p| (p, aggregate.pieces().contains(p))),
+                prefixes[slot(family)] > 0,
             ),
             (Members::Ports(m), SetSource::NamedPort { protocol, .. }) => {
                 Some(named_port_set_edit(
@@ -365,7 +390,9 @@ impl IpSetIndex {
         let family = request.family;
         let members = self.sources.get(&id).map(|s| &s.members);
         match (members, &request.source) {
-            (Some(Members::Nets(m)), SetSource::Selector(_)) => selector_set(family, m.keys()),
+            (Some(Members::Nets { counts, .. }), SetSource::Selector(_)) => {
+                selector_set(family, counts.keys())
+            }
             (Some(Members::Ports(m)), SetSource::NamedPort { protocol, .. }) => {
                 named_port_set(family, m.keys().map(|(ip, port)| (*ip, *protocol, *port)))
             }
@@ -403,10 +430,30 @@ impl Source {
     fn add(&mut self, item: &ItemView<'_>, delta: i32) -> bool {
         let mut changed = false;
         match (&mut self.members, &self.spec) {
-            (Members::Nets(m), _) => {
+            (
+                Members::Nets {
+                    counts,
+                    aggregate,
+                    prefixes,
+                },
+                _,
+            ) => {
                 for net in &item.nets {
-                    if bump(m, *net, delta) {
+                    if bump(counts, *net, delta) {
                         self.flips.nets.insert(*net);
+                        if net.prefix_len() < net.max_prefix_len() {
+                            let family = match net {
+                                IpNet::V4(_) => Family::V4,
+                                IpNet::V6(_) => Family::V6,
+                            };
+                            let n = &mut prefixes[slot(family)];
+                            *n = if delta > 0 {
+                                *n + 1
+                            } else {
+                                n.saturating_sub(1)
+                            };
+                        }
+                        aggregate.flip(counts, *net, delta > 0, &mut self.flips.pieces);
                         changed = true;
                     }
                 }
@@ -434,8 +481,16 @@ impl Source {
     }
 }
 
+/// The index of `family` in per-family counts.
+fn slot(family: Family) -> usize {
+    match family {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
 /// Adjusts one member's reference count; true on 0 ↔ 1.
-fn bump<K: Eq + std::hash::Hash>(m: &mut HashMap<K, u32>, key: K, delta: i32) -> bool {
+fn bump<K: Ord>(m: &mut BTreeMap<K, u32>, key: K, delta: i32) -> bool {
     if delta > 0 {
         let count = m.entry(key).or_insert(0);
         *count += 1;

@@ -55,6 +55,7 @@
 #![deny(missing_docs)]
 
 mod active_rules;
+mod aggregate;
 mod flush;
 mod graph;
 mod inherit;

@@ -139,25 +139,44 @@ pub fn selector_set<'a>(family: Family, members: impl IntoIterator<Item = &'a Ip
         .filter(|n| family.contains(n))
         .copied()
         .collect();
-    if members.iter().all(|n| n.prefix_len() == n.max_prefix_len()) {
-        return Set {
-            kind: match family {
-                Family::V4 => SetKind::Ipv4Hosts,
-                Family::V6 => SetKind::Ipv6Hosts,
-            },
-            elements: members.iter().map(|n| n.addr().to_string()).collect(),
-        };
-    }
-    Set {
-        kind: match family {
-            Family::V4 => SetKind::Ipv4,
-            Family::V6 => SetKind::Ipv6,
-        },
-        elements: IpNet::aggregate(&members)
+    let kind = selector_set_kind(family, members.iter().any(|n| !is_host(n)));
+    let elements = if is_interval(kind) {
+        IpNet::aggregate(&members)
             .iter()
-            .map(ToString::to_string)
-            .collect(),
+            .map(prefix_element)
+            .collect()
+    } else {
+        members.iter().map(host_element).collect()
+    };
+    Set { kind, elements }
+}
+
+/// A selector set's kind: a hash set of addresses until a real prefix is a member.
+fn selector_set_kind(family: Family, prefix_member: bool) -> SetKind {
+    match (family, prefix_member) {
+        (Family::V4, false) => SetKind::Ipv4Hosts,
+        (Family::V6, false) => SetKind::Ipv6Hosts,
+        (Family::V4, true) => SetKind::Ipv4,
+        (Family::V6, true) => SetKind::Ipv6,
     }
+}
+
+fn is_interval(kind: SetKind) -> bool {
+    matches!(kind, SetKind::Ipv4 | SetKind::Ipv6)
+}
+
+fn is_host(net: &IpNet) -> bool {
+    net.prefix_len() == net.max_prefix_len()
+}
+
+/// An element of a set of addresses: the bare address of a host prefix.
+fn host_element(net: &IpNet) -> String {
+    net.addr().to_string()
+}
+
+/// An element of an interval set: a prefix.
+fn prefix_element(net: &IpNet) -> String {
+    net.to_string()
 }
 
 /// Element changes to one set: what leaves it and what joins it.
@@ -170,28 +189,36 @@ pub struct SetEdit {
 }
 
 /// What turns `current`, the selector set of `family` ([`selector_set`]), into the set
-/// of its members after some of them flipped: `flipped` names each member key that
-/// may have appeared or disappeared, with whether it is a member now. The cost follows
-/// the flips, not the set. `None` when the set must be built again instead: it is an
-/// interval set (its elements are aggregated prefixes, so one member can change many),
-/// or a real prefix joins a set of addresses (the kind changes).
+/// of its members after some of them flipped, at a cost that follows the flips, not the
+/// set: `members` names each member key that may have appeared or disappeared, with
+/// whether it is a member now; `pieces` does the same for the maximal prefixes of the
+/// members' union (an interval set's elements, as [`IpNet::aggregate`] gives them);
+/// `prefix_member` says whether a real prefix of `family` is a member now. `None` when
+/// the set's kind changes: it must be built again.
 pub fn selector_set_edit<'a>(
     family: Family,
     current: &Set,
-    flipped: impl IntoIterator<Item = (&'a IpNet, bool)>,
+    members: impl IntoIterator<Item = (&'a IpNet, bool)>,
+    pieces: impl IntoIterator<Item = (&'a IpNet, bool)>,
+    prefix_member: bool,
 ) -> Option<SetEdit> {
-    if !matches!(current.kind, SetKind::Ipv4Hosts | SetKind::Ipv6Hosts) {
+    let kind = selector_set_kind(family, prefix_member);
+    if current.kind != kind {
         return None;
     }
+    let (flipped, element): (Vec<_>, fn(&IpNet) -> String) = if is_interval(kind) {
+        (pieces.into_iter().collect(), prefix_element)
+    } else {
+        // In a set of addresses, a prefix is never an element (one that came and went).
+        let hosts = members.into_iter().filter(|(n, _)| is_host(n));
+        (hosts.collect(), host_element)
+    };
     let mut edit = SetEdit::default();
     for (net, now) in flipped.into_iter().filter(|(n, _)| family.contains(n)) {
-        let host = net.prefix_len() == net.max_prefix_len();
-        match (host, now) {
-            (true, true) => edit.came.push(net.addr().to_string()),
-            (true, false) => edit.gone.push(net.addr().to_string()),
-            (false, true) => return None,
-            // A prefix that came and went again: never an element of a set of addresses.
-            (false, false) => {}
+        if now {
+            edit.came.push(element(net));
+        } else {
+            edit.gone.push(element(net));
         }
     }
     Some(edit)
@@ -547,7 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn a_set_of_addresses_is_edited_and_a_set_of_prefixes_rebuilt() {
+    fn a_selector_set_is_edited_by_what_flipped_unless_its_kind_changes() {
         let net = |s: &str| s.parse::<IpNet>().expect("net");
         let (a, b, v6, prefix) = (
             net("10.0.0.1/32"),
@@ -557,26 +584,41 @@ mod tests {
         );
         let hosts = selector_set(Family::V4, [&a]);
         // A prefix that came and went is no element; the other family is left out.
-        let edit = selector_set_edit(
-            Family::V4,
-            &hosts,
-            [(&a, false), (&b, true), (&v6, true), (&prefix, false)],
-        );
+        let members = [(&a, false), (&b, true), (&v6, true), (&prefix, false)];
         assert_eq!(
-            edit,
+            selector_set_edit(Family::V4, &hosts, members, [], false),
             Some(SetEdit {
                 gone: vec!["10.0.0.1".into()],
                 came: vec!["10.0.0.2".into()],
             })
         );
-        // A prefix joining a set of addresses changes its kind; an interval set's
-        // elements are aggregates: both are built again.
+        // A prefix joining a set of addresses changes its kind: built again.
         assert_eq!(
-            selector_set_edit(Family::V4, &hosts, [(&prefix, true)]),
+            selector_set_edit(Family::V4, &hosts, [(&prefix, true)], [], true),
             None
         );
+        // An interval set takes the flipped pieces of the union, as prefixes.
         let prefixes = selector_set(Family::V4, [&a, &prefix]);
-        assert_eq!(selector_set_edit(Family::V4, &prefixes, [(&b, true)]), None);
+        assert_eq!(prefixes.kind, SetKind::Ipv4);
+        let (pair, single) = (net("10.0.0.0/31"), net("10.0.0.1/32"));
+        assert_eq!(
+            selector_set_edit(
+                Family::V4,
+                &prefixes,
+                [],
+                [(&single, false), (&pair, true)],
+                true
+            ),
+            Some(SetEdit {
+                gone: vec!["10.0.0.1/32".into()],
+                came: vec!["10.0.0.0/31".into()],
+            })
+        );
+        // The last prefix leaving turns it back into a set of addresses: built again.
+        assert_eq!(
+            selector_set_edit(Family::V4, &prefixes, [], [], false),
+            None
+        );
     }
 
     #[test]

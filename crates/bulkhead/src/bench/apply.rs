@@ -9,6 +9,7 @@
 //! interface for a dispatch map entry), the cluster `remote` endpoints and `policies`
 //! policies over 1,000 applications.
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -39,15 +40,20 @@ impl Latencies {
     }
 }
 
-fn wep(name: &str, app: &str, zone: &str, node: &str, ip: Ipv4Addr) -> String {
+/// A workload endpoint; `half` (`a` or `b`) is both its `zone` and its `edge`.
+fn wep(name: &str, app: &str, half: &str, node: &str, ip: Ipv4Addr) -> String {
     format!(
-        "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: {name}, namespace: bench, labels: {{app: {app}, zone: {zone}}}}}\nspec: {{node: {node}, interfaceName: bh{name}, ipNetworks: [{ip}/32]}}\n---\n"
+        "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: {name}, namespace: bench, labels: {{app: {app}, zone: {half}, edge: {half}}}}}\nspec: {{node: {node}, interfaceName: bh{name}, ipNetworks: [{ip}/32]}}\n---\n"
     )
 }
 
 /// A policy for local application `app0` whose source is every endpoint in zone `a`
 /// (half the cluster): the node's largest set, for the wide-set label change.
 const WIDE_POLICY: &str = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: wide}\nspec:\n  order: 0\n  selector: app == 'app0'\n  ingress:\n    - {action: Allow, protocol: TCP, source: {selector: zone == 'a'}, destination: {ports: [443]}}\n";
+
+/// The same over `edge == 'a'`, which a network set's prefix also matches: the set is
+/// an interval set of aggregated prefixes.
+const WIDE_NETS_POLICY: &str = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: wide-nets}\nspec:\n  order: 0\n  selector: app == 'app0'\n  ingress:\n    - {action: Allow, protocol: TCP, source: {selector: edge == 'a'}, destination: {ports: [444]}}\n---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: edge, labels: {edge: a}}\nspec: {nets: [198.18.0.0/24]}\n";
 
 /// Policy `p` of the scenario, allowing `port`.
 pub(super) fn policy(p: usize, port: u16) -> String {
@@ -131,12 +137,13 @@ pub fn run(
     remote: usize,
     policies: usize,
     changes: usize,
-) -> anyhow::Result<[Latencies; 7]> {
+) -> anyhow::Result<[Latencies; 8]> {
     let ns = Netns::create(&unique_name("bench-apply"))?;
     let locals = local_endpoints(local);
     let mut dataplane = Dataplane::new(CommandRunner::in_netns(ns.name()));
     let mut state = resources(local, remote, policies)?;
     state.extend(load(WIDE_POLICY)?);
+    state.extend(load(WIDE_NETS_POLICY)?);
     let mut graph = CalcGraph::new(NodeConfig {
         node: "bench".into(),
         render: RenderConfig::default(),
@@ -148,7 +155,8 @@ pub fn run(
     dataplane.apply(graph.table())?;
     let (mut policy_changes, mut label_changes, mut scratch, mut reloads) =
         (vec![], vec![], vec![], vec![]);
-    let (mut whole_diffs, mut delta_diffs, mut wide_changes) = (vec![], vec![], vec![]);
+    let (mut whole_diffs, mut delta_diffs) = (vec![], vec![]);
+    let (mut wide_changes, mut wide_net_changes) = (vec![], vec![]);
     for i in 0..changes {
         // A policy that selects local endpoints changes its port.
         let changed = i % local.clamp(1, 1000);
@@ -178,18 +186,19 @@ pub fn run(
             label_changes.push(start.elapsed());
         }
         // A remote endpoint leaves zone `a` (even changes) and comes back (odd ones): one
-        // member less or more in the node's largest set.
-        if let Some(Resource::WorkloadEndpoint(w)) =
-            state.get_mut(local + (i / 2 * 2) % remote.max(1))
-        {
-            let zone = if i % 2 == 0 { "b" } else { "a" };
-            w.metadata.labels.insert("zone".into(), zone.into());
-            let moved = Resource::WorkloadEndpoint(w.clone());
-            let start = Instant::now();
-            graph.apply(Update::Upsert(moved));
-            let touched = graph.flush().touched();
-            dataplane.apply_within(graph.table(), &touched)?;
-            wide_changes.push(start.elapsed());
+        // member less or more in the node's largest set; then the same with its edge.
+        for (label, samples) in [("zone", &mut wide_changes), ("edge", &mut wide_net_changes)] {
+            let flipped = local + (i / 2 * 2) % remote.max(1);
+            if let Some(Resource::WorkloadEndpoint(w)) = state.get_mut(flipped) {
+                let half = if i % 2 == 0 { "b" } else { "a" };
+                w.metadata.labels.insert(label.into(), half.into());
+                let moved = Resource::WorkloadEndpoint(w.clone());
+                let start = Instant::now();
+                graph.apply(Update::Upsert(moved));
+                let touched = graph.flush().touched();
+                dataplane.apply_within(graph.table(), &touched)?;
+                samples.push(start.elapsed());
+            }
         }
         if i % 10 == 0 {
             let start = Instant::now();
@@ -198,7 +207,7 @@ pub fn run(
             if &table != graph.table() {
                 anyhow::bail!("the calc graph and the from-scratch render disagree");
             }
-            check_largest_set(&ns, graph.table())?;
+            check_big_sets(&ns, graph.table())?;
             dataplane.force_full();
             let start = Instant::now();
             dataplane.apply(table)?;
@@ -217,8 +226,12 @@ pub fn run(
             samples: label_changes,
         },
         Latencies {
-            what: "one label change -> a set of half the cluster updated",
+            what: "one label change -> a set of half the cluster updated (addresses)",
             samples: wide_changes,
+        },
+        Latencies {
+            what: "one label change -> a set of half the cluster updated (prefixes)",
+            samples: wide_net_changes,
         },
         Latencies {
             what: "baseline: recompute from scratch (build + render, no kernel)",
@@ -239,30 +252,37 @@ pub fn run(
     ])
 }
 
-/// Checks that the kernel holds the largest set of `table` (the wide policy's) element
-/// for element: the label changes timed above really reached it.
-fn check_largest_set(ns: &Netns, table: &Table) -> anyhow::Result<()> {
-    let Some((name, set)) = table.sets.iter().max_by_key(|(_, s)| s.elements.len()) else {
-        return Ok(());
+/// Checks that the kernel holds the big sets of `table` (the wide policies', of 1,000
+/// elements or more) element for element: the label changes timed above really
+/// reached it.
+fn check_big_sets(ns: &Netns, table: &Table) -> anyhow::Result<()> {
+    // nft lists a one-address prefix of an interval set as the bare address.
+    let bare = |e: &str| {
+        e.trim()
+            .trim_end_matches("/32")
+            .trim_end_matches("/128")
+            .to_string()
     };
-    let listed = ns.exec_ok("nft", ["list", "set", "inet", "bulkhead", name])?;
-    let elements = listed
-        .split_once("elements = {")
-        .and_then(|(_, rest)| rest.split_once('}'))
-        .map(|(inside, _)| inside)
-        .unwrap_or_default();
-    let kernel: std::collections::BTreeSet<String> = elements
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .map(String::from)
-        .collect();
-    if kernel != set.elements {
-        anyhow::bail!(
-            "the kernel's set {name} holds {} elements, the calc graph's {}",
-            kernel.len(),
-            set.elements.len()
-        );
+    for (name, set) in table.sets.iter().filter(|(_, s)| s.elements.len() >= 1000) {
+        let listed = ns.exec_ok("nft", ["list", "set", "inet", "bulkhead", name])?;
+        let elements = listed
+            .split_once("elements = {")
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(inside, _)| inside)
+            .unwrap_or_default();
+        let kernel: BTreeSet<String> = elements
+            .split(',')
+            .map(bare)
+            .filter(|e| !e.is_empty())
+            .collect();
+        let intended: BTreeSet<String> = set.elements.iter().map(|e| bare(e)).collect();
+        if kernel != intended {
+            anyhow::bail!(
+                "the kernel's set {name} holds {} elements, the calc graph's {}",
+                kernel.len(),
+                intended.len()
+            );
+        }
     }
     Ok(())
 }
