@@ -186,6 +186,22 @@ pub(crate) struct TableSequencer {
     maps: BTreeSet<String>,
 }
 
+/// Elements leaving set `name`, then elements joining it, as changes (none if empty).
+fn push_element_changes(out: &mut Vec<Change>, name: String, gone: Vec<String>, came: Vec<String>) {
+    if !gone.is_empty() {
+        out.push(Change::RemoveElements {
+            set: name.clone(),
+            elements: gone,
+        });
+    }
+    if !came.is_empty() {
+        out.push(Change::AddElements {
+            set: name,
+            elements: came,
+        });
+    }
+}
+
 /// Chains that others jump to come first when written, last when removed.
 fn chain_depth(name: &str, chain: Option<&Chain>) -> u8 {
     if chain.is_some_and(|c| c.hook.is_some()) || matches!(name, "forward" | "input" | "output") {
@@ -331,18 +347,7 @@ impl TableSequencer {
                             kind: new.kind,
                         });
                     }
-                    if !gone.is_empty() {
-                        out.push(Change::RemoveElements {
-                            set: name.clone(),
-                            elements: gone,
-                        });
-                    }
-                    if !came.is_empty() {
-                        out.push(Change::AddElements {
-                            set: name,
-                            elements: came,
-                        });
-                    }
+                    push_element_changes(out, name, gone, came);
                 }
             }
         }
@@ -358,18 +363,7 @@ impl TableSequencer {
                     _ => {}
                 }
             }
-            if !gone.is_empty() {
-                set_edits.push(Change::RemoveElements {
-                    set: name.clone(),
-                    elements: gone,
-                });
-            }
-            if !came.is_empty() {
-                set_edits.push(Change::AddElements {
-                    set: name,
-                    elements: came,
-                });
-            }
+            push_element_changes(&mut set_edits, name, gone, came);
         }
         let mut writes: Vec<(u8, Change)> = Vec::new();
         let mut chain_removals: Vec<(u8, Change)> = Vec::new();

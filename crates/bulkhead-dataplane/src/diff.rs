@@ -261,15 +261,7 @@ impl<'a> TableDiff<'a> {
         match pair {
             Pair::Both(o, name, set) if o.kind == set.kind => {
                 let (gone, came) = walk(&o.elements, &set.elements);
-                if !gone.is_empty() || !came.is_empty() {
-                    self.set_elements.push(SetElements {
-                        set: name,
-                        kind: set.kind,
-                        gone,
-                        came,
-                        was_empty: o.elements.is_empty(),
-                    });
-                }
+                self.elements(name, o, set, gone, came);
             }
             Pair::Both(_, name, set) => self.new_sets.push((name, set, true)),
             Pair::New(name, set) => self.new_sets.push((name, set, false)),
@@ -299,13 +291,26 @@ impl<'a> TableDiff<'a> {
             .filter(|e| !o.elements.contains(*e))
             .filter_map(|e| set.elements.get(e))
             .collect();
+        self.elements(name, o, set, gone, came);
+    }
+
+    /// The element changes of set `name` (`old` before, `new` after, of one kind), if
+    /// any.
+    fn elements(
+        &mut self,
+        name: &'a str,
+        old: &Set,
+        new: &'a Set,
+        gone: Vec<String>,
+        came: Vec<&'a String>,
+    ) {
         if !gone.is_empty() || !came.is_empty() {
             self.set_elements.push(SetElements {
                 set: name,
-                kind: set.kind,
+                kind: new.kind,
                 gone,
                 came,
-                was_empty: o.elements.is_empty(),
+                was_empty: old.elements.is_empty(),
             });
         }
     }
