@@ -16,6 +16,7 @@ pub mod drift;
 pub mod http;
 pub mod interfaces;
 pub mod metrics;
+pub mod node_publisher;
 pub mod server_source;
 pub mod source;
 

@@ -884,6 +884,27 @@ fn an_agent_with_server_enforces_a_policy_applied_after_it_started() {
     });
     assert!(ping(&a_ns, "10.66.9.2"), "open without policy");
 
+    // The agent publishes its node's addresses, and follows a new one.
+    let node_addresses = || {
+        let out = server.cli(&["get", "node", "n1", "-o", "yaml"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for("the agent to publish its node", || {
+        node_addresses().contains("kind: Node")
+    });
+    assert!(
+        !node_addresses().contains("10.66.9."),
+        "no workload address"
+    );
+    let added = Command::new("ip")
+        .args(["-n", &node, "address", "add", "10.66.200.1/32", "dev", "lo"])
+        .status()
+        .expect("ip runs");
+    assert!(added.success());
+    wait_for("the new address to be published", || {
+        node_addresses().contains("address: \"10.66.200.1\"")
+    });
+
     let policy = server.file(
         "isolate-b.yaml",
         "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: isolate-b}\nspec: {selector: app == 'b', types: [Ingress]}\n",

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
+use bulkhead_agent::node_publisher::NodePublisher;
 use bulkhead_agent::server_source::ServerSource;
 use bulkhead_agent::source::DirSource;
 use bulkhead_agent::{Agent, AgentConfig, Metrics, Source};
@@ -25,7 +26,10 @@ enforces the resources in --from-dir (re-reading it on every change) or those th
 holds (--server: list, then watch; while the server is away the last state stays), and\n\
 reads the kernel table back every --resync-secs to repair tampering. A HostEndpoint without\n\
 interfaceName governs the interface holding one of its expectedIPs: while one exists, the agent\n\
-follows the node's address changes (netlink) and moves it with them. The token comes from\n\
+follows the node's address changes (netlink) and moves it with them. With --server, the agent\n\
+also publishes the node's Node resource (the addresses of its interfaces that are not its\n\
+workloads'; only spec.addresses is written), so that `check` knows which addresses are this\n\
+node's; its token then needs create and patch on Node. The token comes from\n\
 --token, then BULKHEAD_TOKEN, then the config file of `bulkhead login` for that server.\n\n\
 Examples:\n  \
 bulkhead node add node1\n  bulkhead agent --node node1 --netns node1 --from-dir /tmp/resources --listen 127.0.0.1:9091\n  \
@@ -71,6 +75,9 @@ pub struct Args {
     /// collector; off, new connections skip the log statements.
     #[arg(long)]
     nflog_tags: bool,
+    /// With --server: do not publish this node's Node resource (its addresses).
+    #[arg(long, requires = "server")]
+    no_publish_node: bool,
     #[command(flatten)]
     host_defaults: HostDefaultsArgs,
 }
@@ -93,6 +100,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(server)) => {
             let config = Config::resolve(Some(server), args.token.as_deref())?;
             let client = Client::from_config(&config).context("--server")?;
+            if !args.no_publish_node {
+                let publisher = NodePublisher::new(
+                    client.clone(),
+                    &args.node,
+                    args.netns.as_deref(),
+                    &args.workload_prefix,
+                );
+                std::thread::Builder::new()
+                    .name("node-publisher".into())
+                    .spawn(move || publisher.run(&AtomicBool::new(false)))
+                    .context("cannot start the node publisher")?;
+            }
             (
                 Source::Server(ServerSource::new(client)),
                 format!("server {server}"),
