@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bulkhead_agent::node_publisher::NodePublisher;
 use bulkhead_agent::server_source::ServerSource;
 use bulkhead_agent::{Agent, AgentConfig, Metrics, Source};
 use bulkhead_client::Client;
@@ -121,6 +122,7 @@ fn run_in(
     ];
     let agents_stop = Arc::new(AtomicBool::new(false));
     let mut running = Vec::new();
+    let mut publishers = Vec::new();
     let mut urls = Vec::new();
     for (node, netns) in agents {
         let metrics = Arc::new(Metrics::default());
@@ -139,6 +141,18 @@ fn run_in(
             },
             host_defaults: Default::default(),
         };
+        // Each node's Node (its addresses), as `bulkhead agent --server` publishes it.
+        let publisher = NodePublisher::new(
+            control.client.clone(),
+            node,
+            config.netns.as_deref(),
+            "cali",
+        );
+        let stop = Arc::clone(&agents_stop);
+        let publishing = std::thread::Builder::new()
+            .name(format!("node-{node}"))
+            .spawn(move || publisher.run(&stop))?;
+        publishers.push(publishing);
         let stop = Arc::clone(&agents_stop);
         let m = Arc::clone(&metrics);
         let source = Source::Server(ServerSource::new(control.client.clone()));
@@ -150,6 +164,9 @@ fn run_in(
     let outcome = drive(args, &control, applied, &estate, &running, &urls, stop);
     agents_stop.store(true, Ordering::SeqCst);
     for (handle, _) in running {
+        let _ = handle.join();
+    }
+    for handle in publishers {
         let _ = handle.join();
     }
     drop(estate);
@@ -199,6 +216,7 @@ fn drive(
     println!(
         "                   bulkhead get gnp -o wide; bulkhead describe gnp database; bulkhead audit list"
     );
+    println!("                   bulkhead get nodes   (each agent publishes its node's addresses)");
     println!(
         "                   bulkhead apply -f my-policy.yaml   (the agents enforce it within ~100 ms)"
     );
