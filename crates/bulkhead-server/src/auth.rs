@@ -68,6 +68,9 @@ impl Caller {
             format!(" (groups {})", self.identity.groups.join(", "))
         };
         let mut what = format!("{} {}", request.verb, request.kind);
+        if let Some(name) = request.name {
+            what.push_str(&format!(" {name:?}"));
+        }
         if let Some(ns) = request.namespace {
             what.push_str(&format!(" in namespace {ns:?}"));
         }

@@ -1,8 +1,10 @@
 //! Authorization: users, roles and bindings from `<data-dir>/rbac.yaml`, and the decision
 //! "may this identity do this verb on this kind, in this namespace, in this tier".
 //!
-//! A rule names verbs, kinds, namespaces and tiers; `*` matches anything and an omitted list
-//! means `*`. Kinds are written as in documents (`GlobalNetworkPolicy`), except the
+//! A rule names verbs, kinds, namespaces, tiers and object names; `*` matches anything and
+//! an omitted list means `*`. A rule with `names` (Kubernetes' `resourceNames`) covers only
+//! requests on one of those objects, and lists and watches only for the objects it names:
+//! an agent may then write its own node's `Node` and no other. Kinds are written as in documents (`GlobalNetworkPolicy`), except the
 //! Kubernetes NetworkPolicy, which is `KubernetesNetworkPolicy` (plain `NetworkPolicy` is
 //! Calico's). `namespaces` applies to namespaced kinds only. `tiers` applies to the policy
 //! kinds, whose tier is `spec.tier` (`default` when omitted; Kubernetes policies are always
@@ -147,6 +149,9 @@ pub struct Rule {
     /// Tiers (policy kinds and tiers).
     #[serde(default = "star")]
     pub tiers: Vec<String>,
+    /// Object names.
+    #[serde(default = "star")]
+    pub names: Vec<String>,
 }
 
 fn star() -> Vec<String> {
@@ -178,6 +183,8 @@ pub struct Request<'a> {
     pub namespace: Option<&'a str>,
     /// The tier, for tiered kinds (`None`: any tier).
     pub tier: Option<&'a str>,
+    /// The object's name (`None`: a collection, all names).
+    pub name: Option<&'a str>,
 }
 
 impl fmt::Display for Request<'_> {
@@ -189,6 +196,7 @@ impl fmt::Display for Request<'_> {
         if let Some(tier) = self.tier {
             write!(f, ", tiers: [{tier}]")?;
         }
+        // No names: the rule to suggest is the one for the kind, not for one object.
         f.write_str("}")
     }
 }
@@ -333,7 +341,8 @@ fn kind_matches(list: &[String], kind: &str) -> bool {
     }
 }
 
-/// True when some rule covers `request`. A `None` namespace or tier asks for all of them.
+/// True when some rule covers `request`. A `None` namespace, tier or name asks for all of
+/// them.
 pub fn allows(rules: &[Rule], request: &Request<'_>) -> bool {
     let kind = Kind::ALL
         .into_iter()
@@ -345,11 +354,12 @@ pub fn allows(rules: &[Rule], request: &Request<'_>) -> bool {
             && kind_matches(&r.kinds, request.kind)
             && (!namespaced || matches_opt(&r.namespaces, request.namespace))
             && (!tiered || matches_opt(&r.tiers, request.tier))
+            && matches_opt(&r.names, request.name)
     })
 }
 
-/// True when some rule covers `verb` on `kind` for at least one namespace and tier: the
-/// caller may list or watch, and sees the objects [`allows`] lets through.
+/// True when some rule covers `verb` on `kind` for at least one namespace, tier and name:
+/// the caller may list or watch, and sees the objects [`allows`] lets through.
 pub fn allows_some(rules: &[Rule], verb: Verb, kind: &str) -> bool {
     rules
         .iter()
@@ -371,9 +381,12 @@ roles:
          kinds: [NetworkPolicy, GlobalNetworkPolicy], tiers: [app], namespaces: ["*"]}
   - name: agent
     rules: [{verbs: [get, list, watch], kinds: ["*"]}]
+  - name: node-n1
+    rules: [{verbs: [create, patch], kinds: [Node], names: [n1]}]
 bindings:
   - {role: app-editor, groups: [team-dev]}
   - {role: agent, groups: [agents]}
+  - {role: node-n1, users: [agent-n1]}
 protectedTiers: [security]
 "#;
 
@@ -388,7 +401,26 @@ protectedTiers: [security]
             kind,
             namespace: ns,
             tier,
+            name: None,
         }
+    }
+
+    #[test]
+    fn a_rule_with_names_covers_those_objects_alone() {
+        let rbac = Rbac::parse(FILE).expect("valid");
+        let (agent, _) = rbac.authenticate("agent-token-0123456789").expect("agent");
+        let rules = rbac.rules(agent);
+        let on = |verb, name| Request {
+            name,
+            ..req(verb, "Node", None, None)
+        };
+        assert!(allows(rules, &on(Verb::Patch, Some("n1"))));
+        assert!(allows(rules, &on(Verb::Create, Some("n1"))));
+        assert!(!allows(rules, &on(Verb::Patch, Some("n2"))));
+        assert!(!allows(rules, &on(Verb::Delete, Some("n1"))));
+        // Without a name (a whole collection), only rules without names cover it.
+        assert!(!allows(rules, &on(Verb::Patch, None)));
+        assert!(allows(rules, &on(Verb::List, None)));
     }
 
     #[test]

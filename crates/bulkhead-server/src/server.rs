@@ -420,6 +420,7 @@ async fn audit_query(
         kind: rbac::AUDIT_KIND,
         namespace: None,
         tier: None,
+        name: None,
     };
     if !caller.allows(&request) {
         let error = caller.forbidden(&request);

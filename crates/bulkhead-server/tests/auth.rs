@@ -26,9 +26,12 @@ roles:
          tiers: [app], namespaces: ["*"]}
   - name: agent
     rules: [{verbs: [get, list, watch], kinds: ["*"]}]
+  - name: node-n1
+    rules: [{verbs: [create, patch], kinds: [Node], names: [n1]}]
 bindings:
   - {role: app-editor, groups: [team-dev]}
   - {role: agent, groups: [agents]}
+  - {role: node-n1, users: [agent-n1]}
 protectedTiers: [security]
 "#;
 
@@ -141,7 +144,7 @@ fn a_team_token_writing_another_teams_tier_is_403_and_audited_with_an_alert() {
     assert_eq!(s["reason"], "Forbidden");
     let message = s["message"].as_str().expect("message");
     assert!(
-        message.contains("user \"alice\" (groups team-dev) cannot create GlobalNetworkPolicy in tier \"security\"")
+        message.contains("user \"alice\" (groups team-dev) cannot create GlobalNetworkPolicy \"sneaky\" in tier \"security\"")
             && message.contains("{verbs: [create], kinds: [GlobalNetworkPolicy], tiers: [security]}"),
         "{message}"
     );
@@ -233,7 +236,7 @@ fn a_team_token_writing_another_teams_tier_is_403_and_audited_with_an_alert() {
 }
 
 #[test]
-fn agents_read_everything_and_write_nothing() {
+fn agents_read_everything_and_write_only_the_objects_named_for_them() {
     let t = setup();
     let agent = t.client(Some(AGENT));
     expect(agent.get(GNPS).expect("list"), 200);
@@ -258,6 +261,20 @@ fn agents_read_everything_and_write_nothing() {
         "{s}"
     );
     expect(agent.get("/bulkhead/v1/audit").expect("audit"), 403);
+    // Its own node, by a rule with names; no other.
+    let node = |name| {
+        agent
+            .send_json("POST", &collection(Kind::Node), &sample(Kind::Node, name))
+            .expect("post")
+    };
+    expect(node("n1"), 201);
+    let s = expect(node("n2"), 403);
+    assert!(
+        s["message"].as_str().is_some_and(|m| m.contains(
+            "cannot create Node \"n2\": no bound rule covers it; it needs a rule {verbs: [create], kinds: [Node]}"
+        )),
+        "{s}"
+    );
     let who = expect(agent.get("/bulkhead/v1/whoami").expect("whoami"), 200);
     assert_eq!(
         who,

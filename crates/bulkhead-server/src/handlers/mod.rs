@@ -64,6 +64,7 @@ impl Call {
             kind: self.rule_kind(),
             namespace: self.target.namespace.as_deref(),
             tier: None,
+            name: None,
         };
         Err(self.deny(&request, self.target.name.as_deref()).await)
     }
@@ -85,6 +86,7 @@ impl Call {
                 None
             },
             tier,
+            name: Some(name),
         };
         if self.caller.allows(&request) {
             Ok(())

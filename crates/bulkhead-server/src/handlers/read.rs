@@ -59,6 +59,7 @@ impl Filter {
             kind: rule_kind_name(kind),
             namespace: None,
             tier: None,
+            name: None,
         });
         Filter {
             caller: call.caller.clone(),
@@ -91,6 +92,7 @@ impl Filter {
                 kind: rule_kind_name(self.kind),
                 namespace: summary.metadata.namespace.as_deref(),
                 tier: summary.tier(self.kind).as_deref(),
+                name: Some(&summary.metadata.name),
             }))
     }
 }
