@@ -26,6 +26,14 @@ pub(crate) struct Aggregate {
 }
 
 impl Aggregate {
+    /// The aggregate of `members`, computed at once.
+    pub(crate) fn of(members: impl IntoIterator<Item = IpNet>) -> Aggregate {
+        let members: Vec<IpNet> = members.into_iter().collect();
+        Aggregate {
+            pieces: IpNet::aggregate(&members).into_iter().collect(),
+        }
+    }
+
     /// The pieces, in address order (both families: IPv4 first).
     pub(crate) fn pieces(&self) -> &BTreeSet<IpNet> {
         &self.pieces

@@ -90,6 +90,9 @@ struct Source {
     members: Members,
     contributors: HashSet<ItemId>,
     flips: Flips,
+    /// Being filled by [`IpSetIndex::acquire`]: member changes are not flips (every set
+    /// of a new source is written whole), and the aggregate is computed once at the end.
+    activating: bool,
 }
 
 /// Active IP set sources and their reference-counted members.
@@ -172,6 +175,7 @@ impl IpSetIndex {
             members,
             contributors: HashSet::new(),
             flips: Flips::default(),
+            activating: true,
         };
         for item in candidates {
             let Some(v) = view(item) else { continue };
@@ -181,8 +185,15 @@ impl IpSetIndex {
                 self.item_sources.entry(item).or_default().push(id);
             }
         }
-        // Every set of a new source is written whole.
-        source.flips = Flips::default();
+        // The union of all the members at once, rather than member by member; every set
+        // of a new source is written whole, so nothing flipped.
+        if let Members::Nets {
+            counts, aggregate, ..
+        } = &mut source.members
+        {
+            *aggregate = Aggregate::of(counts.keys().copied());
+        }
+        source.activating = false;
         self.sources.insert(id, source);
         self.ids.insert(spec.clone(), id);
         self.dirty.insert(id);
@@ -440,7 +451,6 @@ impl Source {
             ) => {
                 for net in &item.nets {
                     if bump(counts, *net, delta) {
-                        self.flips.nets.insert(*net);
                         if net.prefix_len() < net.max_prefix_len() {
                             let family = match net {
                                 IpNet::V4(_) => Family::V4,
@@ -453,8 +463,11 @@ impl Source {
                                 n.saturating_sub(1)
                             };
                         }
-                        aggregate.flip(counts, *net, delta > 0, &mut self.flips.pieces);
                         changed = true;
+                        if !self.activating {
+                            self.flips.nets.insert(*net);
+                            aggregate.flip(counts, *net, delta > 0, &mut self.flips.pieces);
+                        }
                     }
                 }
             }
@@ -468,7 +481,9 @@ impl Source {
                     if p.protocol == *protocol && names.contains(&p.name) {
                         for ip in item.ips {
                             if bump(m, (*ip, p.port), delta) {
-                                self.flips.ports.insert((*ip, p.port));
+                                if !self.activating {
+                                    self.flips.ports.insert((*ip, p.port));
+                                }
                                 changed = true;
                             }
                         }
