@@ -87,9 +87,7 @@ impl NodePublisher {
             })
             .collect();
         let patch = serde_json::json!({ "spec": { "addresses": listed } });
-        let patched = self.client.patch(Kind::Node, None, &self.node, &patch);
-        match patched {
-            Ok(_) => {}
+        let written = match self.client.patch(Kind::Node, None, &self.node, &patch) {
             Err(e) if e.is_not_found() => {
                 let node = Resource::Node(Object {
                     metadata: ObjectMeta {
@@ -101,9 +99,18 @@ impl NodePublisher {
                         ..NodeSpec::default()
                     },
                 });
-                self.client.create(&node).map_err(|e| e.to_string())?;
+                self.client.create(&node).map(drop)
             }
-            Err(e) => return Err(e.to_string()),
+            other => other.map(drop),
+        };
+        if let Err(e) = written {
+            // Every refused request is audited: a token without the right is not asked
+            // again until the addresses change.
+            if matches!(e.code(), Some(401 | 403)) {
+                self.written = Some(addresses);
+                return Err(format!("{e} (not tried again until the addresses change)"));
+            }
+            return Err(e.to_string());
         }
         tracing::info!(node = %self.node, addresses = ?addresses, "published the node's addresses");
         self.written = Some(addresses);
@@ -113,7 +120,9 @@ impl NodePublisher {
     /// Publishes until `stop` is set: at once, then whenever the kernel announces an
     /// address or link change, and at least every [`interfaces::RESYNC`] (every
     /// [`interfaces::UNWATCHED`] without a watch). A failed write is tried again
-    /// five seconds later; the first failure of a run of them is logged as a warning.
+    /// five seconds later, unless the server refused it (401, 403: then at the next
+    /// change of the addresses); the first failure of a run of them is logged as a
+    /// warning.
     pub fn run(mut self, stop: &AtomicBool) {
         let watch = AddressWatch::open(self.netns.as_deref())
             .inspect_err(|e| tracing::warn!(error = %e, "cannot watch the node's addresses"))

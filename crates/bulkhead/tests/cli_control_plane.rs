@@ -14,6 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bulkhead_agent::node_publisher::NodePublisher;
 use bulkhead_agent::server_source::ServerSource;
 use bulkhead_api::{Kind, Resource, ResourceKey, load_str};
 use bulkhead_calc::Update;
@@ -1118,4 +1119,42 @@ fn server_source_lists_again_when_its_revision_expired() {
     assert_eq!(churn.meta().labels["n"], "29", "the last version");
     let (listed, _) = direct.list_all().expect("list");
     assert_eq!(names(state.as_deref().expect("state")), names(&listed));
+}
+
+const READ_ONLY_AGENT: &str = "agent-token-0123456789abcdef";
+
+#[test]
+fn a_node_publisher_the_server_refuses_asks_once_per_address_change() {
+    let server = ServerProc::start();
+    std::fs::write(
+        server.data.path().join("data").join("rbac.yaml"),
+        format!(
+            "users: [{{name: agent-n1, token: {READ_ONLY_AGENT}, groups: [agents]}}]\n\
+             roles: [{{name: agent, rules: [{{verbs: [get, list, watch], kinds: [\"*\"]}}]}}]\n\
+             bindings: [{{role: agent, groups: [agents]}}]\n"
+        ),
+    )
+    .expect("rbac.yaml");
+    let agent = Client::new(&server.url, Some(READ_ONLY_AGENT)).expect("client");
+    wait_for("the server to take rbac.yaml", || agent.whoami().is_ok());
+
+    // The node's addresses are read from this namespace (read only).
+    let mut refused = NodePublisher::new(agent, "n1", None, "cali");
+    let error = refused
+        .publish()
+        .expect_err("a read-only token may not write");
+    assert!(
+        error.contains("cannot patch Node \"n1\"") && error.contains("not tried again"),
+        "{error}"
+    );
+    assert_eq!(refused.publish(), Ok(false), "not asked again");
+    let denied = ok(server.cli(&[
+        "audit", "list", "--type", "denied", "--kind", "Node", "-o", "json",
+    ]));
+    assert_eq!(denied.lines().count(), 1, "{denied}");
+
+    let mut allowed = NodePublisher::new(server.client(), "n1", None, "cali");
+    assert_eq!(allowed.publish(), Ok(true));
+    assert_eq!(allowed.publish(), Ok(false), "nothing changed");
+    assert!(ok(server.cli(&["get", "node", "n1"])).contains("n1"));
 }

@@ -64,7 +64,7 @@ impl Call {
             kind: self.rule_kind(),
             namespace: self.target.namespace.as_deref(),
             tier: None,
-            name: None,
+            name: self.target.name.as_deref(),
         };
         Err(self.deny(&request, self.target.name.as_deref()).await)
     }
