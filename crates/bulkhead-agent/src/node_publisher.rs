@@ -6,7 +6,9 @@
 //!
 //! It runs on a thread of its own, so a slow or absent server never delays enforcement.
 //! It writes only `spec.addresses` (a JSON merge patch; the `Node` is created when
-//! absent), so anything else a `Node` holds (BGP settings from `calicoctl`, say) stays.
+//! absent), so anything else a `Node` holds (BGP settings from `calicoctl`, say) stays,
+//! and only when the server's `Node` holds other addresses: a restart writes nothing,
+//! and a `Node` deleted or edited by hand is put back at the next comparison.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -49,8 +51,10 @@ pub struct NodePublisher {
     node: String,
     netns: Option<String>,
     workload_prefix: String,
-    /// The addresses last written successfully.
-    written: Option<Vec<IpAddr>>,
+    /// The addresses last found on the server (or written there), and when.
+    confirmed: Option<(Vec<IpAddr>, Instant)>,
+    /// Addresses the server refused to take (401, 403): not asked again for them.
+    refused: Option<Vec<IpAddr>>,
 }
 
 impl NodePublisher {
@@ -67,16 +71,21 @@ impl NodePublisher {
             node: node.to_string(),
             netns: netns.map(str::to_string),
             workload_prefix: workload_prefix.to_string(),
-            written: None,
+            confirmed: None,
+            refused: None,
         }
     }
 
-    /// Reads the node's addresses and writes them if they changed since the last
-    /// write; `Ok(true)` when it wrote.
+    /// Reads the node's addresses and writes them if the server's `Node` holds others
+    /// (or is gone); `Ok(true)` when it wrote. The server is asked only when the
+    /// addresses changed or the last answer is [`interfaces::RESYNC`] old, so that a
+    /// deleted or edited `Node` comes back.
     pub fn publish(&mut self) -> Result<bool, String> {
         let found = interfaces::read(self.netns.as_deref())?;
         let addresses = node_addresses(&found, &self.workload_prefix);
-        if self.written.as_ref() == Some(&addresses) {
+        let fresh =
+            |(a, at): &(Vec<IpAddr>, Instant)| *a == addresses && at.elapsed() < interfaces::RESYNC;
+        if self.refused.as_ref() == Some(&addresses) || self.confirmed.as_ref().is_some_and(fresh) {
             return Ok(false);
         }
         let listed: Vec<NodeAddress> = addresses
@@ -86,8 +95,14 @@ impl NodePublisher {
                 kind: Some(ADDRESS_TYPE.to_string()),
             })
             .collect();
-        let patch = serde_json::json!({ "spec": { "addresses": listed } });
-        let written = match self.client.patch(Kind::Node, None, &self.node, &patch) {
+        let written = match self.client.get(Kind::Node, None, &self.node) {
+            Ok(Resource::Node(n)) if n.spec.addresses == listed => Ok(false),
+            Ok(_) => {
+                let patch = serde_json::json!({ "spec": { "addresses": listed } });
+                self.client
+                    .patch(Kind::Node, None, &self.node, &patch)
+                    .map(|_| true)
+            }
             Err(e) if e.is_not_found() => {
                 let node = Resource::Node(Object {
                     metadata: ObjectMeta {
@@ -99,22 +114,27 @@ impl NodePublisher {
                         ..NodeSpec::default()
                     },
                 });
-                self.client.create(&node).map(drop)
+                self.client.create(&node).map(|_| true)
             }
-            other => other.map(drop),
+            Err(e) => Err(e),
         };
-        if let Err(e) = written {
+        match written {
+            Ok(wrote) => {
+                if wrote {
+                    tracing::info!(node = %self.node, addresses = ?addresses, "published the node's addresses");
+                }
+                self.confirmed = Some((addresses, Instant::now()));
+                self.refused = None;
+                Ok(wrote)
+            }
             // Every refused request is audited: a token without the right is not asked
             // again until the addresses change.
-            if matches!(e.code(), Some(401 | 403)) {
-                self.written = Some(addresses);
-                return Err(format!("{e} (not tried again until the addresses change)"));
+            Err(e) if matches!(e.code(), Some(401 | 403)) => {
+                self.refused = Some(addresses);
+                Err(format!("{e} (not tried again until the addresses change)"))
             }
-            return Err(e.to_string());
+            Err(e) => Err(e.to_string()),
         }
-        tracing::info!(node = %self.node, addresses = ?addresses, "published the node's addresses");
-        self.written = Some(addresses);
-        Ok(true)
     }
 
     /// Publishes until `stop` is set: at once, then whenever the kernel announces an
