@@ -68,6 +68,28 @@ pub struct AgentConfig {
     pub host_defaults: HostDefaultsLayer,
 }
 
+impl AgentConfig {
+    /// An agent for node `node` that enforces `from_dir` in the node sandbox `netns`,
+    /// whose workload interfaces are named `cali…` (as `bulkhead-netns` names them); the
+    /// CLI's defaults otherwise: no cache, a poll every 100 ms, a read-back every 10 s,
+    /// no settings over the node's FelixConfigurations.
+    pub fn for_sandbox(node: &str, netns: &str, from_dir: impl Into<PathBuf>) -> AgentConfig {
+        AgentConfig {
+            node: node.to_string(),
+            from_dir: from_dir.into(),
+            netns: Some(netns.to_string()),
+            state_dir: None,
+            poll: Duration::from_millis(100),
+            resync: Duration::from_secs(10),
+            render: RenderConfig {
+                workload_prefix: "cali".into(),
+                ..RenderConfig::default()
+            },
+            host_defaults: HostDefaultsLayer::default(),
+        }
+    }
+}
+
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -535,19 +557,7 @@ mod tests {
         std::fs::write(dir.0.join("a.yaml"), WEP).expect("write");
         let metrics = Arc::new(Metrics::default());
         let mut agent = Agent::new(
-            AgentConfig {
-                node: "node1".into(),
-                from_dir: dir.0.clone(),
-                netns: Some(ns.name().to_string()),
-                state_dir: None,
-                poll: Duration::from_millis(50),
-                resync: Duration::from_secs(3600),
-                render: RenderConfig {
-                    workload_prefix: "cali".into(),
-                    ..RenderConfig::default()
-                },
-                host_defaults: Default::default(),
-            },
+            AgentConfig::for_sandbox("node1", ns.name(), &dir.0),
             Arc::clone(&metrics),
         );
         assert_eq!(agent.step(), Step::Applied);

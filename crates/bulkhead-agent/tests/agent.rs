@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulkhead_agent::{Agent, AgentConfig, Metrics, Step};
-use bulkhead_dataplane::RenderConfig;
 use bulkhead_netns::{Endpoint, NodeSandbox, Service, tcp_connect, unique_name};
 
 const PROBE: Duration = Duration::from_millis(500);
@@ -74,17 +73,9 @@ fn setup(tag: &str) -> Option<Setup> {
 fn start_agent(s: &Setup) -> (Agent, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
     let config = AgentConfig {
-        node: "node1".into(),
-        from_dir: s.resources.0.clone(),
-        netns: Some(s.node.name().to_string()),
         state_dir: Some(s.state.0.clone()),
-        poll: Duration::from_millis(50),
         resync: Duration::from_secs(3600),
-        render: RenderConfig {
-            workload_prefix: "cali".into(),
-            ..RenderConfig::default()
-        },
-        host_defaults: Default::default(),
+        ..AgentConfig::for_sandbox("node1", s.node.name(), &s.resources.0)
     };
     (Agent::new(config, Arc::clone(&metrics)), metrics)
 }

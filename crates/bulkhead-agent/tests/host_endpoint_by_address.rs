@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bulkhead_agent::{Agent, AgentConfig, Metrics, Step};
-use bulkhead_dataplane::RenderConfig;
 use bulkhead_engine::failsafe::Failsafe;
-use bulkhead_engine::host_defaults::HostDefaultsLayer;
 use bulkhead_netns::{Endpoint, EndpointKind, NodeSandbox, Service, tcp_connect, unique_name};
 
 const PROBE: Duration = Duration::from_millis(500);
@@ -108,17 +106,8 @@ fn follows_its_expected_address_from_interface_to_interface() {
     std::fs::create_dir_all(&dir.0).expect("dir");
     std::fs::write(dir.0.join("hep.yaml"), HEP).expect("write");
     let config = AgentConfig {
-        node: "node1".into(),
-        from_dir: dir.0.clone(),
-        netns: Some(node.name().to_string()),
-        state_dir: None,
-        poll: Duration::from_millis(50),
         resync: Duration::from_secs(3600),
-        render: RenderConfig {
-            workload_prefix: "cali".into(),
-            ..RenderConfig::default()
-        },
-        host_defaults: HostDefaultsLayer::default(),
+        ..AgentConfig::for_sandbox("node1", node.name(), &dir.0)
     };
     let metrics = Arc::new(Metrics::default());
     let mut agent = Agent::new(config.clone(), Arc::clone(&metrics));

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bulkhead_agent::{Agent, AgentConfig, Metrics, Step};
-use bulkhead_dataplane::RenderConfig;
 use bulkhead_netns::{
     Cidr, Endpoint, NodeSandbox, Service, VethEnd, tcp_connect, unique_name, veth_pair,
 };
@@ -92,17 +91,10 @@ fn a_policy_change_is_enforced_when_apply_returns() {
     std::fs::write(resources.join("policy.yaml"), d_accepts_from("a")).expect("write");
     let agent = |node: &str, sandbox: &NodeSandbox| {
         let config = AgentConfig {
-            node: node.into(),
-            from_dir: resources.clone(),
-            netns: Some(sandbox.name().to_string()),
             state_dir: Some(base.join(format!("state-{node}"))),
             poll: Duration::from_millis(20),
             resync: Duration::from_secs(3600),
-            render: RenderConfig {
-                workload_prefix: "cali".into(),
-                ..RenderConfig::default()
-            },
-            host_defaults: Default::default(),
+            ..AgentConfig::for_sandbox(node, sandbox.name(), &resources)
         };
         Agent::new(config, Arc::new(Metrics::default()))
     };

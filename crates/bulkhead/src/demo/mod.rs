@@ -21,7 +21,6 @@ use bulkhead_agent::node_publisher::NodePublisher;
 use bulkhead_agent::server_source::ServerSource;
 use bulkhead_agent::{Agent, AgentConfig, Metrics, Source};
 use bulkhead_client::Client;
-use bulkhead_dataplane::RenderConfig;
 use bulkhead_server::{Server, ServerConfig};
 
 /// Arguments of `bulkhead demo`.
@@ -129,17 +128,8 @@ fn run_in(
         let addr = bulkhead_agent::http::spawn("127.0.0.1:0".parse()?, Arc::clone(&metrics))?;
         urls.push(format!("{node}: http://{addr}/metrics"));
         let config = AgentConfig {
-            node: node.into(),
-            from_dir: resources.to_path_buf(),
-            netns: Some(netns),
             state_dir: Some(work.join(format!("agent-{node}"))),
-            poll: Duration::from_millis(100),
-            resync: Duration::from_secs(10),
-            render: RenderConfig {
-                workload_prefix: "cali".into(),
-                ..RenderConfig::default()
-            },
-            host_defaults: Default::default(),
+            ..AgentConfig::for_sandbox(node, &netns, resources)
         };
         // Each node's Node (its addresses), as `bulkhead agent --server` publishes it.
         let publisher = NodePublisher::new(
