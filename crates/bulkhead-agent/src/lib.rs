@@ -13,6 +13,7 @@
 mod agent;
 pub mod cache;
 pub mod drift;
+pub mod fingerprint;
 pub mod http;
 pub mod interfaces;
 pub mod metrics;

@@ -22,6 +22,8 @@ use bulkhead_api::{Kind, LoadErrors, Resource, ResourceKey};
 use bulkhead_calc::Update;
 use bulkhead_client::{Client, Error, WatchEvent};
 
+use crate::fingerprint::{Fingerprint, Fingerprints};
+
 /// What a kind's thread reports. (Resources are kept inline, as in `Resource` itself.)
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
@@ -40,11 +42,11 @@ enum Message {
     Remove(ResourceKey),
 }
 
-/// One object held locally.
+/// What is known locally of one object: the digest of its version (the calc graph keeps
+/// the resource), or why it does not load here.
 #[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant)]
 enum Entry {
-    Valid(Resource),
+    Valid(Fingerprint),
     Invalid(LoadErrors),
 }
 
@@ -58,8 +60,10 @@ pub struct ServerSource {
     listed: BTreeSet<Kind>,
     /// Something changed since the last poll.
     changed: bool,
-    /// Keys changed since the agent last took the changes.
-    dirty: BTreeSet<ResourceKey>,
+    /// What changed since the agent last took the changes: each key's last version, or
+    /// its deletion (objects that do not load have none: they block every hand-over).
+    pending: BTreeMap<ResourceKey, Update>,
+    fingerprints: Fingerprints,
     stop: Arc<AtomicBool>,
 }
 
@@ -91,7 +95,8 @@ impl ServerSource {
             state: BTreeMap::new(),
             listed: BTreeSet::new(),
             changed: false,
-            dirty: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            fingerprints: Fingerprints::default(),
             stop,
         }
     }
@@ -121,13 +126,8 @@ impl ServerSource {
         if !errors.is_empty() {
             return Some(Err(LoadErrors(errors)));
         }
-        let dirty = std::mem::take(&mut self.dirty);
-        Some(Ok(dirty
-            .into_iter()
-            .map(|key| match self.state.get(&key) {
-                Some(Entry::Valid(r)) => Update::Upsert(r.clone()),
-                _ => Update::Delete(key),
-            })
+        Some(Ok(std::mem::take(&mut self.pending)
+            .into_values()
             .collect()))
     }
 
@@ -155,47 +155,57 @@ impl ServerSource {
                 items,
                 invalid,
             } => {
-                let before: BTreeMap<ResourceKey, Entry> = self
+                let mut gone: BTreeSet<ResourceKey> = self
                     .state
-                    .iter()
-                    .filter(|(k, _)| k.kind == kind)
-                    .map(|(k, e)| (k.clone(), e.clone()))
+                    .keys()
+                    .filter(|k| k.kind == kind)
+                    .cloned()
                     .collect();
-                self.state.retain(|k, _| k.kind != kind);
-                let mut keys: BTreeSet<ResourceKey> = before.keys().cloned().collect();
                 for r in items {
-                    keys.insert(r.key());
-                    self.state.insert(r.key(), Entry::Valid(r));
+                    gone.remove(&r.key());
+                    self.put(r);
                 }
                 for (key, errors) in invalid {
-                    keys.insert(key.clone());
-                    self.state.insert(key, Entry::Invalid(errors));
+                    gone.remove(&key);
+                    self.put_invalid(key, errors);
+                }
+                for key in gone {
+                    self.remove(key);
                 }
                 if self.listed.insert(kind) {
                     self.changed = true;
                 }
-                for key in keys {
-                    if !same_entry(before.get(&key), self.state.get(&key)) {
-                        self.dirty.insert(key);
-                        self.changed = true;
-                    }
-                }
             }
-            Message::Put(r) => self.put(r.key(), Entry::Valid(r)),
-            Message::Invalid(key, errors) => self.put(key, Entry::Invalid(errors)),
-            Message::Remove(key) => {
-                if self.state.remove(&key).is_some() {
-                    self.dirty.insert(key);
-                    self.changed = true;
-                }
-            }
+            Message::Put(r) => self.put(r),
+            Message::Invalid(key, errors) => self.put_invalid(key, errors),
+            Message::Remove(key) => self.remove(key),
         }
     }
 
-    fn put(&mut self, key: ResourceKey, entry: Entry) {
-        if !same_entry(self.state.get(&key), Some(&entry)) {
+    /// A version of an object; a change unless only its revision differs from the last.
+    fn put(&mut self, r: Resource) {
+        let key = r.key();
+        let entry = Entry::Valid(self.fingerprints.of(&r));
+        if self.state.get(&key) != Some(&entry) {
             self.state.insert(key.clone(), entry);
-            self.dirty.insert(key);
+            self.pending.insert(key, Update::Upsert(r));
+            self.changed = true;
+        }
+    }
+
+    /// An object that does not load here.
+    fn put_invalid(&mut self, key: ResourceKey, errors: LoadErrors) {
+        let entry = Entry::Invalid(errors);
+        if self.state.get(&key) != Some(&entry) {
+            self.pending.remove(&key);
+            self.state.insert(key, entry);
+            self.changed = true;
+        }
+    }
+
+    fn remove(&mut self, key: ResourceKey) {
+        if self.state.remove(&key).is_some() {
+            self.pending.insert(key.clone(), Update::Delete(key));
             self.changed = true;
         }
     }
@@ -205,24 +215,6 @@ impl Drop for ServerSource {
     fn drop(&mut self) {
         // Threads notice at their next event, bookmark or timeout (their sends fail too).
         self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Equal apart from the revision the server stamps on every write (a write that changes
-/// nothing else changes nothing for the agent).
-fn same_entry(a: Option<&Entry>, b: Option<&Entry>) -> bool {
-    match (a, b) {
-        (Some(Entry::Valid(x)), Some(Entry::Valid(y))) => {
-            let strip = |r: &Resource| {
-                let mut d = r.to_document();
-                if let Some(serde_json::Value::Object(m)) = d.get_mut("metadata") {
-                    m.remove("resourceVersion");
-                }
-                d
-            };
-            strip(x) == strip(y)
-        }
-        (a, b) => a == b,
     }
 }
 
@@ -363,7 +355,8 @@ mod tests {
                 state: BTreeMap::new(),
                 listed: BTreeSet::new(),
                 changed: false,
-                dirty: BTreeSet::new(),
+                pending: BTreeMap::new(),
+                fingerprints: Fingerprints::default(),
                 stop: Arc::new(AtomicBool::new(false)),
             },
             tx,

@@ -10,16 +10,19 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use bulkhead_api::{LoadErrors, Resource, ResourceKey, load_paths};
+use bulkhead_api::{LoadErrors, ResourceKey, load_paths};
 use bulkhead_calc::Update;
+
+use crate::fingerprint::{Fingerprint, Fingerprints};
 
 /// A watched directory of resources.
 #[derive(Debug)]
 pub struct DirSource {
     dir: PathBuf,
     seen: Option<Vec<(PathBuf, u64, Option<SystemTime>)>>,
-    /// The last good load.
-    held: HashMap<ResourceKey, Resource>,
+    /// The last good load, as digests (the calc graph keeps the resources).
+    held: HashMap<ResourceKey, Fingerprint>,
+    fingerprints: Fingerprints,
 }
 
 impl DirSource {
@@ -29,6 +32,7 @@ impl DirSource {
             dir: dir.to_path_buf(),
             seen: None,
             held: HashMap::new(),
+            fingerprints: Fingerprints::default(),
         }
     }
 
@@ -41,21 +45,24 @@ impl DirSource {
         }
         self.seen = Some(snapshot);
         Some(load_paths(&[&self.dir]).map(|loaded| {
-            let next: HashMap<ResourceKey, Resource> = loaded
-                .into_iter()
-                .map(|l| (l.resource.key(), l.resource))
-                .collect();
+            let mut next = HashMap::with_capacity(loaded.len());
+            let mut upserts = Vec::new();
+            for l in loaded {
+                let key = l.resource.key();
+                let print = self.fingerprints.of(&l.resource);
+                if self.held.get(&key) != Some(&print) {
+                    upserts.push(Update::Upsert(l.resource));
+                }
+                next.insert(key, print);
+            }
+            // Deletes first, as the graph has always taken them.
             let mut updates: Vec<Update> = self
                 .held
                 .keys()
                 .filter(|k| !next.contains_key(*k))
                 .map(|k| Update::Delete(k.clone()))
                 .collect();
-            updates.extend(
-                next.iter()
-                    .filter(|(k, r)| self.held.get(*k) != Some(*r))
-                    .map(|(_, r)| Update::Upsert(r.clone())),
-            );
+            updates.append(&mut upserts);
             self.held = next;
             updates
         }))
@@ -73,5 +80,55 @@ impl DirSource {
             .collect();
         files.sort();
         files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gnp(name: &str, order: u32) -> String {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: {name}}}\nspec: {{order: {order}, selector: all()}}\n---\n"
+        )
+    }
+
+    fn names(updates: &[Update]) -> Vec<String> {
+        updates
+            .iter()
+            .map(|u| match u {
+                Update::Upsert(r) => format!("upsert {}", r.meta().name),
+                Update::Delete(k) => format!("delete {}", k.name),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hands_over_only_what_changed_since_the_last_good_load() {
+        let dir = std::env::temp_dir().join(format!("bulkhead-dirsource-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("p.yaml");
+        let mut source = DirSource::new(&dir);
+
+        std::fs::write(&file, gnp("a", 1) + &gnp("b", 1) + &gnp("c", 1)).expect("write");
+        let mut first = names(&source.poll().expect("a load").expect("valid"));
+        first.sort();
+        assert_eq!(first, ["upsert a", "upsert b", "upsert c"]);
+        assert!(source.poll().is_none(), "nothing changed");
+
+        // One policy edited, one removed, in the same file.
+        std::fs::write(&file, gnp("a", 1) + &gnp("b", 22)).expect("write");
+        let second = names(&source.poll().expect("a load").expect("valid"));
+        assert_eq!(second, ["delete c", "upsert b"]);
+
+        // An invalid document: nothing is handed over, and the edit made meanwhile comes
+        // with the fix.
+        std::fs::write(dir.join("bad.yaml"), "kind: Nonsense\n").expect("write");
+        std::fs::write(&file, gnp("a", 333) + &gnp("b", 22)).expect("write");
+        assert!(source.poll().expect("a load").is_err());
+        std::fs::remove_file(dir.join("bad.yaml")).expect("remove");
+        let third = names(&source.poll().expect("a load").expect("valid"));
+        assert_eq!(third, ["upsert a"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -10,6 +10,7 @@ use crate::calico::{
 };
 use crate::k8s::{K8sNetworkPolicySpec, PodSpec, PodStatus};
 use crate::meta::ObjectMeta;
+use erased::ToValue;
 
 /// `projectcalico.org/v3`.
 pub const CALICO_API: &str = "projectcalico.org/v3";
@@ -378,40 +379,64 @@ impl Resource {
         let mut doc = serde_json::Map::new();
         doc.insert("apiVersion".into(), kind.api_version().into());
         doc.insert("kind".into(), kind.kind_name().into());
-        let to = |v: &dyn erased::ToValue| v.to_value();
-        doc.insert("metadata".into(), to(self.meta()));
-        let spec = match self {
-            Resource::Tier(o) => Some(to(&o.spec)),
-            Resource::GlobalNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o) => {
-                Some(to(&o.spec))
-            }
-            Resource::NetworkPolicy(o) | Resource::StagedNetworkPolicy(o) => Some(to(&o.spec)),
-            Resource::StagedKubernetesNetworkPolicy(o) | Resource::KubernetesNetworkPolicy(o) => {
-                Some(to(&o.spec))
-            }
-            Resource::GlobalNetworkSet(o) | Resource::NetworkSet(o) => Some(to(&o.spec)),
-            Resource::HostEndpoint(o) => Some(to(&o.spec)),
-            Resource::WorkloadEndpoint(o) => Some(to(&o.spec)),
-            Resource::Profile(o) => Some(to(&o.spec)),
-            Resource::FelixConfiguration(o) => Some(to(&o.spec)),
-            Resource::Node(o) => Some(to(&o.spec)),
-            Resource::Pod(p) => {
-                doc.insert("status".into(), to(&p.status));
-                Some(to(&p.spec))
-            }
-            Resource::Namespace(_) | Resource::ServiceAccount(_) => None,
-        };
-        if let Some(spec) = spec {
-            doc.insert("spec".into(), spec);
+        doc.insert("metadata".into(), self.meta().to_value());
+        for (field, part) in self.body() {
+            doc.insert(field.into(), part.to_value());
         }
         serde_json::Value::Object(doc)
+    }
+
+    /// Writes what the resource says, as compact JSON, without building a document:
+    /// its kind, its metadata without `resourceVersion` (which the server stamps on every
+    /// write) and the rest of [`Resource::to_document`]. Two resources that write the same
+    /// bytes are the same apart from their revision, so a digest of this identifies a
+    /// version without keeping a copy of it.
+    pub fn write_content(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        w.write_all(self.kind().kind_name().as_bytes())?;
+        let meta = self.meta();
+        if meta.resource_version.is_some() {
+            let unversioned = ObjectMeta {
+                resource_version: None,
+                ..meta.clone()
+            };
+            unversioned.write_json(w)?;
+        } else {
+            meta.write_json(w)?;
+        }
+        for (field, part) in self.body() {
+            w.write_all(field.as_bytes())?;
+            part.write_json(w)?;
+        }
+        Ok(())
+    }
+
+    /// The document's fields after `metadata`, in order.
+    fn body(&self) -> Vec<(&'static str, &dyn ToValue)> {
+        let spec: &dyn ToValue = match self {
+            Resource::Tier(o) => &o.spec,
+            Resource::GlobalNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o) => &o.spec,
+            Resource::NetworkPolicy(o) | Resource::StagedNetworkPolicy(o) => &o.spec,
+            Resource::StagedKubernetesNetworkPolicy(o) | Resource::KubernetesNetworkPolicy(o) => {
+                &o.spec
+            }
+            Resource::GlobalNetworkSet(o) | Resource::NetworkSet(o) => &o.spec,
+            Resource::HostEndpoint(o) => &o.spec,
+            Resource::WorkloadEndpoint(o) => &o.spec,
+            Resource::Profile(o) => &o.spec,
+            Resource::FelixConfiguration(o) => &o.spec,
+            Resource::Node(o) => &o.spec,
+            Resource::Pod(p) => return vec![("status", &p.status), ("spec", &p.spec)],
+            Resource::Namespace(_) | Resource::ServiceAccount(_) => return Vec::new(),
+        };
+        vec![("spec", spec)]
     }
 }
 
 mod erased {
-    /// Object-safe serialisation into a JSON value.
+    /// Object-safe serialisation into a JSON value or a writer.
     pub trait ToValue {
         fn to_value(&self) -> serde_json::Value;
+        fn write_json(&self, w: &mut dyn std::io::Write) -> std::io::Result<()>;
     }
     impl<T: serde::Serialize> ToValue for T {
         fn to_value(&self) -> serde_json::Value {
@@ -419,5 +444,40 @@ mod erased {
             // non-string keys, no custom errors); Null keeps this total anyway.
             serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
         }
+        fn write_json(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+            serde_json::to_writer(w, self).map_err(std::io::Error::from)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::load_str;
+
+    fn content(yaml: &str) -> Vec<u8> {
+        let r = load_str("t.yaml", yaml).expect("loads").remove(0).resource;
+        let mut out = Vec::new();
+        r.write_content(&mut out).expect("writes");
+        out
+    }
+
+    const WEP: &str = "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: a, namespace: n, labels: {app: web}}\nspec: {node: n1, interfaceName: cali1, ipNetworks: [10.65.0.1/32]}\n";
+
+    #[test]
+    fn content_ignores_the_revision_alone() {
+        let plain = content(WEP);
+        let revised = content(&WEP.replace("namespace: n,", "namespace: n, resourceVersion: '7',"));
+        assert_eq!(plain, revised);
+        assert_ne!(plain, content(&WEP.replace("app: web", "app: db")));
+        assert_ne!(plain, content(&WEP.replace("cali1", "cali2")));
+    }
+
+    #[test]
+    fn content_of_a_pod_has_its_status() {
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: n}\nspec: {nodeName: n1}\nstatus: {podIP: 10.65.0.1}\n";
+        assert_ne!(
+            content(pod),
+            content(&pod.replace("10.65.0.1", "10.65.0.2"))
+        );
     }
 }

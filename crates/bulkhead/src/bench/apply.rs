@@ -89,6 +89,11 @@ pub(super) fn resources(
     remote: usize,
     policies: usize,
 ) -> anyhow::Result<Vec<Resource>> {
+    load(&scenario(local, remote, policies))
+}
+
+/// The scenario as one multi-document YAML text, in the order of [`resources`].
+pub(super) fn scenario(local: usize, remote: usize, policies: usize) -> String {
     let mut docs = String::new();
     for i in 0..local {
         let ip = Ipv4Addr::new(10, 65, (i >> 8) as u8, i as u8);
@@ -114,7 +119,7 @@ pub(super) fn resources(
     for p in 0..policies {
         docs.push_str(&policy(p, 80));
     }
-    load(&docs)
+    docs
 }
 
 fn local_endpoints(local: usize) -> Vec<LocalEndpoint> {

@@ -33,7 +33,7 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A process this bench started, ended (by its own handle) when dropped.
-struct Owned(Child);
+pub(super) struct Owned(pub(super) Child);
 
 impl Drop for Owned {
     fn drop(&mut self) {
@@ -43,7 +43,7 @@ impl Drop for Owned {
 }
 
 /// A scratch directory removed when dropped.
-struct Scratch(PathBuf);
+pub(super) struct Scratch(pub(super) PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -90,13 +90,17 @@ pub fn run(
         state_dir: dir.0.join("agent"),
     };
     let result = measure(&ns, &agent_args, state, local, remote, changes);
-    // The agent is gone; its `nft -i` session ends when its input closes. Give it a
-    // moment, so that the namespace goes with nothing left in it.
+    wait_until_empty(&ns);
+    result
+}
+
+/// Once the agent is gone, its `nft -i` session ends when its input closes: gives it a
+/// moment, so that the namespace goes with nothing left in it.
+pub(super) fn wait_until_empty(ns: &Netns) {
     let end = Instant::now() + Duration::from_secs(2);
     while ns.pids().is_ok_and(|p| !p.is_empty()) && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
     }
-    result
 }
 
 /// How to start the agent.
@@ -223,8 +227,8 @@ fn upload(url: &str, token: &str, resources: &[Resource]) -> anyhow::Result<()> 
 }
 
 /// Waits until the agent programmed the node: the generation moved and then stayed
-/// still for 2 s.
-fn wait_for_sync(generation: &mut NfSocket) -> anyhow::Result<()> {
+/// still for 2 s. Returns how long the agent took (to its last transaction).
+pub(super) fn wait_for_sync(generation: &mut NfSocket) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let first = generation.generation()?;
     let (mut last, mut since) = (first, Instant::now());
@@ -234,11 +238,9 @@ fn wait_for_sync(generation: &mut NfSocket) -> anyhow::Result<()> {
         if now != last {
             (last, since) = (now, Instant::now());
         } else if last != first && since.elapsed() >= Duration::from_secs(2) {
-            eprintln!(
-                "agent synced in {:.1} s",
-                start.elapsed().as_secs_f64() - 2.0
-            );
-            return Ok(());
+            let took = since - start;
+            eprintln!("agent synced in {:.1} s", took.as_secs_f64());
+            return Ok(took);
         }
         anyhow::ensure!(
             start.elapsed() < SYNC_TIMEOUT,

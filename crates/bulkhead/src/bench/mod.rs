@@ -4,6 +4,7 @@
 
 mod apply;
 mod end_to_end;
+mod memory;
 mod packets;
 
 use std::process::ExitCode;
@@ -51,6 +52,20 @@ pub enum Command {
     /// Change -> enforced latency: policy changes and label changes, computed and applied
     /// as the agent does; a full table reload as the baseline.
     Apply(Changes),
+    /// Memory of a real agent process once it has programmed a node, for growing
+    /// clusters: the resident set per cluster endpoint and per policy, the agent with
+    /// neither as the baseline.
+    Memory {
+        /// Local endpoints on the node.
+        #[arg(long, default_value_t = 200)]
+        local: usize,
+        /// Cluster endpoint counts to measure (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "0,25000,50000")]
+        remote: Vec<usize>,
+        /// Policy counts to measure with each of them (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "0,10000")]
+        policies: Vec<usize>,
+    },
 }
 
 /// The scenario and the number of changes of the change-latency benchmarks.
@@ -143,8 +158,53 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 &results,
             );
         }
+        Command::Memory {
+            local,
+            remote,
+            policies,
+        } => {
+            let points = memory::run(local, &remote, &policies)?;
+            print_memory(local, &points);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The memory table, then the slopes per cluster endpoint and per policy.
+fn print_memory(local: usize, points: &[memory::Point]) {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "{local} local endpoints; one fresh agent and node sandbox per row
+"
+    );
+    println!(
+        "| cluster endpoints | policies | first sync s | agent RSS MiB | agent peak MiB | nft session RSS MiB |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for p in points {
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            p.remote,
+            p.policies,
+            p.sync.as_secs_f64(),
+            mib(p.rss_kib),
+            mib(p.peak_kib),
+            mib(p.children_kib)
+        );
+    }
+    println!();
+    for (policies, kib) in memory::slopes(points, |p| p.remote, |p| p.policies) {
+        println!(
+            "- per cluster endpoint, at {policies} policies: {:.2} KiB",
+            kib
+        );
+    }
+    for (remote, kib) in memory::slopes(points, |p| p.policies, |p| p.remote) {
+        println!(
+            "- per policy, at {remote} cluster endpoints: {:.2} KiB",
+            kib
+        );
+    }
 }
 
 /// A latency table (p50, p99, max in ms) under a one-line description.
