@@ -70,13 +70,31 @@ pub struct Stats {
     pub ip_set_sources: usize,
 }
 
-/// An endpoint or network set: its resource, the parents it inherits from, and what the
-/// model makes of it.
+/// An endpoint or network set: the parents it inherits from, the namespace and service
+/// account it implies, and what the model makes of it. The resource itself is not kept:
+/// a parent's change relabels the model's endpoint or set from its own fields.
 #[derive(Debug)]
 pub(crate) struct Item {
-    pub(crate) resource: Resource,
     pub(crate) parents: Vec<String>,
+    pub(crate) implied: Implied,
     pub(crate) data: ItemData,
+}
+
+/// The namespace and service account a resource makes exist
+/// ([`incremental::implied_namespace`], [`incremental::implied_service_account`]).
+#[derive(Debug, Default)]
+pub(crate) struct Implied {
+    namespace: Option<String>,
+    service_account: Option<(String, String)>,
+}
+
+impl Implied {
+    fn of(r: &Resource) -> Implied {
+        Implied {
+            namespace: incremental::implied_namespace(r),
+            service_account: incremental::implied_service_account(r),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -559,17 +577,23 @@ impl CalcGraph {
         self.inherit.set_parents(id, old_parents, &parents);
         // Implications of the new version first, so that a namespace both versions
         // imply never stops existing on the way.
-        let mut changed = self.imply(&r, 1);
+        let implied = Implied::of(&r);
+        let mut changed = self.imply(&implied, 1);
         if let Some(o) = &old {
-            changed.extend(self.imply(&o.resource, -1));
+            changed.extend(self.imply(&o.implied, -1));
         }
         let data = match Self::convert(&self.inherit, &r) {
             Ok(d) => d,
             Err(_) => ItemData::Inert,
         };
+        let local = matches!(data, ItemData::Endpoint(_))
+            .then(|| {
+                LocalEndpoint::for_node(&r, &self.config.node, &self.config.render.workload_prefix)
+            })
+            .flatten();
         let item = Item {
-            resource: r,
             parents,
+            implied,
             data,
         };
         self.ipsets.update_item(
@@ -577,13 +601,6 @@ impl CalcGraph {
             old.as_ref().and_then(Item::view).as_ref(),
             item.view().as_ref(),
         );
-        let local = item.endpoint().and_then(|_| {
-            LocalEndpoint::for_node(
-                &item.resource,
-                &self.config.node,
-                &self.config.render.workload_prefix,
-            )
-        });
         self.items.insert(id, item);
         self.set_local(id, local);
         self.propagate(changed, Some(id));
@@ -599,18 +616,18 @@ impl CalcGraph {
         self.ipsets.update_item(id, old.view().as_ref(), None);
         self.inherit.set_parents(id, &old.parents, &[]);
         self.set_local(id, None);
-        let changed = self.imply(&old.resource, -1);
+        let changed = self.imply(&old.implied, -1);
         self.propagate(changed, None);
     }
 
-    /// Adds (`+1`) or drops (`-1`) the namespace and service account `r` implies.
-    fn imply(&mut self, r: &Resource, delta: isize) -> Vec<String> {
+    /// Adds (`+1`) or drops (`-1`) the namespace and service account an item implies.
+    fn imply(&mut self, implied: &Implied, delta: isize) -> Vec<String> {
         let mut changed = Vec::new();
-        if let Some(ns) = incremental::implied_namespace(r) {
-            changed.extend(self.inherit.imply_namespace(&ns, delta));
+        if let Some(ns) = &implied.namespace {
+            changed.extend(self.inherit.imply_namespace(ns, delta));
         }
-        if let Some(sa) = incremental::implied_service_account(r) {
-            changed.extend(self.inherit.imply_service_account(sa, delta));
+        if let Some(sa) = &implied.service_account {
+            changed.extend(self.inherit.imply_service_account(sa.clone(), delta));
         }
         changed
     }
@@ -713,17 +730,35 @@ impl CalcGraph {
         }
     }
 
-    /// Recomputes item `id` with its parents' current labels.
+    /// Relabels item `id` with its parents' current labels.
     fn reflatten(&mut self, id: ItemId) {
         let Some(item) = self.items.get(&id) else {
             return;
         };
-        let Ok(data) = Self::convert(&self.inherit, &item.resource) else {
-            return;
+        let labels_of = |p: &str| self.inherit.labels_of(p);
+        let data = match &item.data {
+            ItemData::Endpoint(e) => {
+                let labels = incremental::endpoint_labels(e, labels_of);
+                if labels == e.labels {
+                    return;
+                }
+                ItemData::Endpoint(Endpoint {
+                    labels,
+                    ..e.clone()
+                })
+            }
+            ItemData::NetworkSet(s) => {
+                let labels = incremental::network_set_labels(s, labels_of);
+                if labels == s.labels {
+                    return;
+                }
+                ItemData::NetworkSet(NetworkSet {
+                    labels,
+                    ..s.clone()
+                })
+            }
+            ItemData::Inert => return,
         };
-        if data.view() == item.view() {
-            return;
-        }
         self.ipsets
             .update_item(id, item.view().as_ref(), data.view().as_ref());
         if self.locals.get(&id).is_some_and(|l| l.present)

@@ -52,6 +52,9 @@ pub struct Endpoint {
     pub name: Name,
     /// Service account (workloads in a namespace).
     pub service_account: Option<String>,
+    /// The orchestrator that made a workload (`k8s` for pods; a WorkloadEndpoint's
+    /// `spec.orchestrator`), which a special label carries.
+    pub orchestrator: Option<String>,
     /// The endpoint's own labels, as written.
     pub own_labels: LabelMap,
     /// Every label selectors see (own, special and inherited).
@@ -95,6 +98,8 @@ pub struct NetworkSet {
     pub namespace: Option<String>,
     /// Name.
     pub name: String,
+    /// The set's own labels, as written.
+    pub own_labels: LabelMap,
     /// Labels selectors see (namespaced sets inherit their namespace's `pcns.*` labels).
     pub labels: LabelMap,
     /// Member CIDRs.

@@ -32,6 +32,9 @@ use crate::endpoint::{
 use crate::k8s_convert::{K8S_POLICY_ORDER, k8s_to_calico};
 use crate::model::{ModelError, Tier};
 
+/// The orchestrator of pods, as their special label names it.
+const POD_ORCHESTRATOR: &str = "k8s";
+
 /// The namespace of a namespaced resource (`default` when unset).
 fn namespace_of(meta: &ObjectMeta) -> String {
     meta.namespace.clone().unwrap_or_else(|| "default".into())
@@ -286,9 +289,10 @@ pub fn endpoint<'a>(
     r: &Resource,
     labels_of: impl Fn(&str) -> Option<&'a LabelMap>,
 ) -> Result<Option<Endpoint>, ModelError> {
-    let names = parent_profiles(r);
-    let inherited: Vec<&LabelMap> = names.iter().filter_map(|p| labels_of(p)).collect();
-    let profiles: Vec<Name> = names.iter().map(|p| Name::from(p.as_str())).collect();
+    let profiles: Vec<Name> = parent_profiles(r)
+        .iter()
+        .map(|p| Name::from(p.as_str()))
+        .collect();
     let endpoint = match r {
         Resource::Pod(p) if !p.spec.host_network => {
             let ns = namespace_of(&p.metadata);
@@ -297,7 +301,6 @@ pub fn endpoint<'a>(
                 .service_account_name
                 .clone()
                 .unwrap_or_else(|| "default".into());
-            let special = workload_special_labels(&ns, Some("k8s"), Some(&sa));
             let who = format!("Pod {ns}/{}", p.metadata.name);
             let mut ips = Vec::new();
             let texts = p
@@ -334,8 +337,9 @@ pub fn endpoint<'a>(
                 namespace: Some(ns.into()),
                 name: p.metadata.name.as_str().into(),
                 service_account: Some(sa),
+                orchestrator: Some(POD_ORCHESTRATOR.into()),
                 own_labels: p.metadata.labels.clone(),
-                labels: flatten_labels(&p.metadata.labels, &special, &inherited),
+                labels: LabelMap::new(),
                 profiles,
                 ips,
                 ports,
@@ -347,9 +351,6 @@ pub fn endpoint<'a>(
             let ns = namespace_of(&w.metadata);
             let sa = (!w.spec.service_account_name.is_empty())
                 .then(|| w.spec.service_account_name.clone());
-            let orchestrator =
-                (!w.spec.orchestrator.is_empty()).then_some(w.spec.orchestrator.as_str());
-            let special = workload_special_labels(&ns, orchestrator, sa.as_deref());
             let who = format!("WorkloadEndpoint {ns}/{}", w.metadata.name);
             let ips = w
                 .spec
@@ -370,8 +371,10 @@ pub fn endpoint<'a>(
                 namespace: Some(ns.into()),
                 name: w.metadata.name.as_str().into(),
                 service_account: sa,
+                orchestrator: (!w.spec.orchestrator.is_empty())
+                    .then(|| w.spec.orchestrator.clone()),
                 own_labels: w.metadata.labels.clone(),
-                labels: flatten_labels(&w.metadata.labels, &special, &inherited),
+                labels: LabelMap::new(),
                 profiles,
                 ips,
                 ports: named_ports(&w.spec.ports),
@@ -392,8 +395,9 @@ pub fn endpoint<'a>(
                 namespace: None,
                 name: h.metadata.name.as_str().into(),
                 service_account: None,
+                orchestrator: None,
                 own_labels: h.metadata.labels.clone(),
-                labels: flatten_labels(&h.metadata.labels, &LabelMap::new(), &inherited),
+                labels: LabelMap::new(),
                 profiles,
                 ips,
                 ports: named_ports(&h.spec.ports),
@@ -403,7 +407,27 @@ pub fn endpoint<'a>(
         }
         _ => return Ok(None),
     };
-    Ok(Some(endpoint))
+    let labels = endpoint_labels(&endpoint, labels_of);
+    Ok(Some(Endpoint { labels, ..endpoint }))
+}
+
+/// The labels selectors see on `e`: its own labels over its special ones (workloads:
+/// namespace, orchestrator, service account) over those of its profiles
+/// (`labels_of(profile)`, earlier profiles winning). [`endpoint`] labels with this, and a
+/// calculation that keeps an endpoint relabels it with this when a profile's labels
+/// change, without the resource it came from.
+pub fn endpoint_labels<'a>(
+    e: &Endpoint,
+    labels_of: impl Fn(&str) -> Option<&'a LabelMap>,
+) -> LabelMap {
+    let inherited: Vec<&LabelMap> = e.profiles.iter().filter_map(|p| labels_of(p)).collect();
+    let special = match (e.kind, &e.namespace) {
+        (EndpointKind::Workload, Some(ns)) => {
+            workload_special_labels(ns, e.orchestrator.as_deref(), e.service_account.as_deref())
+        }
+        _ => LabelMap::new(),
+    };
+    flatten_labels(&e.own_labels, &special, &inherited)
 }
 
 /// The network set a GlobalNetworkSet or NetworkSet describes; a NetworkSet's labels are
@@ -417,16 +441,6 @@ pub fn network_set<'a>(
     };
     let kind = r.kind();
     let namespace = (kind == Kind::NetworkSet).then(|| namespace_of(&s.metadata));
-    let labels = match &namespace {
-        Some(ns) => {
-            let mut special = LabelMap::new();
-            special.insert(NAMESPACE_LABEL.into(), ns.clone());
-            let profiles = parent_profiles(r);
-            let inherited: Vec<&LabelMap> = profiles.iter().filter_map(|p| labels_of(p)).collect();
-            flatten_labels(&s.metadata.labels, &special, &inherited)
-        }
-        None => s.metadata.labels.clone(),
-    };
     let nets = s
         .spec
         .nets
@@ -439,12 +453,34 @@ pub fn network_set<'a>(
             })
         })
         .collect::<Result<_, _>>()?;
-    Ok(Some(NetworkSet {
+    let set = NetworkSet {
         namespace,
         name: s.metadata.name.clone(),
-        labels,
+        own_labels: s.metadata.labels.clone(),
+        labels: LabelMap::new(),
         nets,
-    }))
+    };
+    let labels = network_set_labels(&set, labels_of);
+    Ok(Some(NetworkSet { labels, ..set }))
+}
+
+/// The labels selectors see on `s`: a NetworkSet's own labels over its namespace label
+/// over its namespace profile's labels (`labels_of`); a GlobalNetworkSet's own labels.
+/// [`network_set`] labels with this; a calculation relabels with it when a namespace's
+/// labels change.
+pub fn network_set_labels<'a>(
+    s: &NetworkSet,
+    labels_of: impl Fn(&str) -> Option<&'a LabelMap>,
+) -> LabelMap {
+    match &s.namespace {
+        Some(ns) => {
+            let special = LabelMap::from([(NAMESPACE_LABEL.to_string(), ns.clone())]);
+            let profile = namespace_profile_name(ns);
+            let inherited: Vec<&LabelMap> = labels_of(&profile).into_iter().collect();
+            flatten_labels(&s.own_labels, &special, &inherited)
+        }
+        None => s.own_labels.clone(),
+    }
 }
 
 fn named_ports(ports: &[EndpointPort]) -> Vec<NamedPort> {

@@ -74,6 +74,7 @@ mod tests {
         NetworkSet {
             namespace: None,
             name: "s".into(),
+            own_labels: LabelMap::new(),
             labels: LabelMap::new(),
             nets: nets.to_vec(),
         }
