@@ -26,6 +26,7 @@ use ipnet::IpNet;
 use crate::ItemId;
 use crate::active_rules::ActiveRulesCalculator;
 use crate::inherit::InheritIndex;
+use crate::interner::LabelInterner;
 use crate::ipsets::{IpSetIndex, ItemView, SourceId};
 use crate::sequencer::TableSequencer;
 
@@ -214,6 +215,8 @@ pub struct CalcGraph {
     pub(crate) item_ids: HashMap<ResourceKey, ItemId>,
     pub(crate) next_item: u32,
     pub(crate) inherit: InheritIndex,
+    /// The label maps of `items`, one copy of each.
+    pub(crate) labels: LabelInterner,
     pub(crate) rules: ActiveRulesCalculator,
     pub(crate) ipsets: IpSetIndex,
     pub(crate) locals: HashMap<ItemId, LocalState>,
@@ -274,6 +277,7 @@ impl CalcGraph {
             item_ids: HashMap::new(),
             next_item: 0,
             inherit: InheritIndex::default(),
+            labels: LabelInterner::default(),
             rules: ActiveRulesCalculator::default(),
             ipsets: IpSetIndex::default(),
             locals: HashMap::new(),
@@ -583,7 +587,7 @@ impl CalcGraph {
             changed.extend(self.imply(&o.implied, -1));
         }
         let data = match Self::convert(&self.inherit, &r) {
-            Ok(d) => d,
+            Ok(d) => self.interned(d),
             Err(_) => ItemData::Inert,
         };
         let local = matches!(data, ItemData::Endpoint(_))
@@ -618,6 +622,23 @@ impl CalcGraph {
         self.set_local(id, None);
         let changed = self.imply(&old.implied, -1);
         self.propagate(changed, None);
+    }
+
+    /// `data` with its label maps replaced by the shared ones.
+    fn interned(&mut self, data: ItemData) -> ItemData {
+        match data {
+            ItemData::Endpoint(e) => ItemData::Endpoint(Endpoint {
+                own_labels: self.labels.intern(&e.own_labels),
+                labels: self.labels.intern(&e.labels),
+                ..e
+            }),
+            ItemData::NetworkSet(s) => ItemData::NetworkSet(NetworkSet {
+                own_labels: self.labels.intern(&s.own_labels),
+                labels: self.labels.intern(&s.labels),
+                ..s
+            }),
+            ItemData::Inert => ItemData::Inert,
+        }
     }
 
     /// Adds (`+1`) or drops (`-1`) the namespace and service account an item implies.
@@ -739,9 +760,10 @@ impl CalcGraph {
         let data = match &item.data {
             ItemData::Endpoint(e) => {
                 let labels = incremental::endpoint_labels(e, labels_of);
-                if labels == e.labels {
+                if labels == *e.labels {
                     return;
                 }
+                let labels = self.labels.intern_map(labels);
                 ItemData::Endpoint(Endpoint {
                     labels,
                     ..e.clone()
@@ -749,9 +771,10 @@ impl CalcGraph {
             }
             ItemData::NetworkSet(s) => {
                 let labels = incremental::network_set_labels(s, labels_of);
-                if labels == s.labels {
+                if labels == *s.labels {
                     return;
                 }
+                let labels = self.labels.intern_map(labels);
                 ItemData::NetworkSet(NetworkSet {
                     labels,
                     ..s.clone()
@@ -783,4 +806,61 @@ pub(crate) fn local_hosts<'a>(
         .filter_map(|id| locals.get(id))
         .map(|s| &s.local)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bulkhead_engine::endpoint::Labels;
+
+    use super::*;
+
+    fn wep(name: &str, app: &str) -> Resource {
+        let text = format!(
+            "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: {name}, namespace: ns, labels: {{app: {app}}}}}\nspec: {{node: other, interfaceName: cali{name}, ipNetworks: [10.65.0.1/32]}}\n"
+        );
+        bulkhead_api::load_str("t.yaml", &text)
+            .expect("loads")
+            .remove(0)
+            .resource
+    }
+
+    fn labels_of(graph: &CalcGraph, name: &str) -> Labels {
+        let key = wep(name, "x").key();
+        let id = graph.item_ids[&key];
+        graph.items[&id]
+            .endpoint()
+            .expect("an endpoint")
+            .labels
+            .clone()
+    }
+
+    #[test]
+    fn endpoints_with_equal_labels_share_one_map_and_a_relabel_keeps_sharing() {
+        let mut graph = CalcGraph::new(NodeConfig {
+            node: "n1".into(),
+            render: RenderConfig::default(),
+        });
+        for (name, app) in [("a", "web"), ("b", "web"), ("c", "db")] {
+            graph.apply(Update::Upsert(wep(name, app)));
+        }
+        assert!(Arc::ptr_eq(
+            &labels_of(&graph, "a"),
+            &labels_of(&graph, "b")
+        ));
+        assert!(!Arc::ptr_eq(
+            &labels_of(&graph, "a"),
+            &labels_of(&graph, "c")
+        ));
+        // The namespace's labels change every endpoint's flattened labels.
+        let ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns, labels: {env: prod}}\n";
+        let ns = bulkhead_api::load_str("t.yaml", ns)
+            .expect("loads")
+            .remove(0);
+        graph.apply(Update::Upsert(ns.resource));
+        let a = labels_of(&graph, "a");
+        assert_eq!(a.get("pcns.env").map(String::as_str), Some("prod"));
+        assert!(Arc::ptr_eq(&a, &labels_of(&graph, "b")));
+    }
 }

@@ -7,6 +7,7 @@
 //! of its profiles (`pcns.*` from the namespace, `pcsa.*` from the service account).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bulkhead_api::values::Protocol;
 use bulkhead_api::{LabelMap, NAMESPACE_LABEL};
@@ -29,6 +30,11 @@ pub const SERVICE_ACCOUNT_PREFIX: &str = "pcsa.";
 pub const DEFAULT_ALLOW_PROFILE: &str = "projectcalico-default-allow";
 /// Label Kubernetes puts on every namespace.
 pub const K8S_NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// A label map that endpoints with the same labels can share (most replicas of a
+/// workload carry the same ones): an incremental calculation interns them, so that a
+/// cluster's memory grows with its distinct label sets more than with its endpoints.
+pub type Labels = Arc<LabelMap>;
 
 /// A named port of an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +62,9 @@ pub struct Endpoint {
     /// `spec.orchestrator`), which a special label carries.
     pub orchestrator: Option<String>,
     /// The endpoint's own labels, as written.
-    pub own_labels: LabelMap,
+    pub own_labels: Labels,
     /// Every label selectors see (own, special and inherited).
-    pub labels: LabelMap,
+    pub labels: Labels,
     /// Profiles, in order.
     pub profiles: Vec<Name>,
     /// Addresses.
@@ -99,9 +105,9 @@ pub struct NetworkSet {
     /// Name.
     pub name: String,
     /// The set's own labels, as written.
-    pub own_labels: LabelMap,
+    pub own_labels: Labels,
     /// Labels selectors see (namespaced sets inherit their namespace's `pcns.*` labels).
-    pub labels: LabelMap,
+    pub labels: Labels,
     /// Member CIDRs.
     pub nets: Vec<IpNet>,
 }

@@ -26,7 +26,7 @@ use bulkhead_api::{
 use crate::compile::{Policy, PolicyClass, PolicyInput, Profile, compile_policy, compile_profile};
 use crate::decision::{EndpointKind, Name};
 use crate::endpoint::{
-    Endpoint, K8S_NAMESPACE_NAME_LABEL, NamedPort, NetworkSet, flatten_labels,
+    Endpoint, K8S_NAMESPACE_NAME_LABEL, Labels, NamedPort, NetworkSet, flatten_labels,
     namespace_profile_name, service_account_profile_name, workload_special_labels,
 };
 use crate::k8s_convert::{K8S_POLICY_ORDER, k8s_to_calico};
@@ -338,8 +338,8 @@ pub fn endpoint<'a>(
                 name: p.metadata.name.as_str().into(),
                 service_account: Some(sa),
                 orchestrator: Some(POD_ORCHESTRATOR.into()),
-                own_labels: p.metadata.labels.clone(),
-                labels: LabelMap::new(),
+                own_labels: Labels::new(p.metadata.labels.clone()),
+                labels: Labels::default(),
                 profiles,
                 ips,
                 ports,
@@ -373,8 +373,8 @@ pub fn endpoint<'a>(
                 service_account: sa,
                 orchestrator: (!w.spec.orchestrator.is_empty())
                     .then(|| w.spec.orchestrator.clone()),
-                own_labels: w.metadata.labels.clone(),
-                labels: LabelMap::new(),
+                own_labels: Labels::new(w.metadata.labels.clone()),
+                labels: Labels::default(),
                 profiles,
                 ips,
                 ports: named_ports(&w.spec.ports),
@@ -396,8 +396,8 @@ pub fn endpoint<'a>(
                 name: h.metadata.name.as_str().into(),
                 service_account: None,
                 orchestrator: None,
-                own_labels: h.metadata.labels.clone(),
-                labels: LabelMap::new(),
+                own_labels: Labels::new(h.metadata.labels.clone()),
+                labels: Labels::default(),
                 profiles,
                 ips,
                 ports: named_ports(&h.spec.ports),
@@ -407,7 +407,7 @@ pub fn endpoint<'a>(
         }
         _ => return Ok(None),
     };
-    let labels = endpoint_labels(&endpoint, labels_of);
+    let labels = Labels::new(endpoint_labels(&endpoint, labels_of));
     Ok(Some(Endpoint { labels, ..endpoint }))
 }
 
@@ -456,11 +456,11 @@ pub fn network_set<'a>(
     let set = NetworkSet {
         namespace,
         name: s.metadata.name.clone(),
-        own_labels: s.metadata.labels.clone(),
-        labels: LabelMap::new(),
+        own_labels: Labels::new(s.metadata.labels.clone()),
+        labels: Labels::default(),
         nets,
     };
-    let labels = network_set_labels(&set, labels_of);
+    let labels = Labels::new(network_set_labels(&set, labels_of));
     Ok(Some(NetworkSet { labels, ..set }))
 }
 
@@ -479,7 +479,7 @@ pub fn network_set_labels<'a>(
             let inherited: Vec<&LabelMap> = labels_of(&profile).into_iter().collect();
             flatten_labels(&s.own_labels, &special, &inherited)
         }
-        None => s.own_labels.clone(),
+        None => LabelMap::clone(&s.own_labels),
     }
 }
 

@@ -68,14 +68,13 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use bulkhead_api::LabelMap;
 
     fn set(nets: &[IpNet]) -> NetworkSet {
         NetworkSet {
             namespace: None,
             name: "s".into(),
-            own_labels: LabelMap::new(),
-            labels: LabelMap::new(),
+            own_labels: Default::default(),
+            labels: Default::default(),
             nets: nets.to_vec(),
         }
     }

@@ -102,6 +102,13 @@ impl Labels for HashMap<String, String> {
     }
 }
 
+/// Shared label maps (an interned map is evaluated as the map it points to).
+impl<L: Labels + ?Sized> Labels for std::sync::Arc<L> {
+    fn get_label(&self, key: &str) -> Option<&str> {
+        (**self).get_label(key)
+    }
+}
+
 /// A parsed selector.
 ///
 /// Two selectors are equal exactly when their canonical forms are equal.

@@ -143,13 +143,14 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// The memory per unit of `unit` between the smallest and largest value of `unit` among
-/// points that agree on everything else (`group`), in KiB: one `(group value, slope)` per
-/// group with two or more distinct sizes.
+/// The growth of `memory` (KiB) per unit of `unit` between the smallest and largest value
+/// of `unit` among points that agree on everything else (`group`): one
+/// `(group value, KiB per unit)` per group with two or more distinct sizes.
 pub fn slopes(
     points: &[Point],
     unit: fn(&Point) -> usize,
     group: fn(&Point) -> usize,
+    memory: fn(&Point) -> u64,
 ) -> Vec<(usize, f64)> {
     let mut groups: Vec<usize> = points.iter().map(group).collect();
     groups.sort_unstable();
@@ -163,7 +164,7 @@ pub fn slopes(
             let span = unit(last).checked_sub(unit(first)).filter(|&s| s > 0)?;
             Some((
                 g,
-                (last.rss_kib as f64 - first.rss_kib as f64) / span as f64,
+                (memory(last) as f64 - memory(first) as f64) / span as f64,
             ))
         })
         .collect()
@@ -193,9 +194,9 @@ mod tests {
             point(25_000, 10_000, 30_000),
             point(50_000, 10_000, 120_000),
         ];
-        let per_endpoint = slopes(&points, |p| p.remote, |p| p.policies);
+        let per_endpoint = slopes(&points, |p| p.remote, |p| p.policies, |p| p.rss_kib);
         assert_eq!(per_endpoint, vec![(0, 1.0), (10_000, 2.0)]);
-        let per_policy = slopes(&points, |p| p.policies, |p| p.remote);
+        let per_policy = slopes(&points, |p| p.policies, |p| p.remote, |p| p.rss_kib);
         // 25,000 endpoints were measured at one policy count only: no slope.
         assert_eq!(per_policy, vec![(0, 1.0), (50_000, 6.0)]);
     }

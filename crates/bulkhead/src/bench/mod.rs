@@ -193,16 +193,19 @@ fn print_memory(local: usize, points: &[memory::Point]) {
         );
     }
     println!();
-    for (policies, kib) in memory::slopes(points, |p| p.remote, |p| p.policies) {
+    let slopes = |unit: fn(&memory::Point) -> usize, group: fn(&memory::Point) -> usize| {
+        let rss = memory::slopes(points, unit, group, |p| p.rss_kib);
+        let peak = memory::slopes(points, unit, group, |p| p.peak_kib);
+        rss.into_iter().zip(peak).map(|((g, r), (_, p))| (g, r, p))
+    };
+    for (policies, rss, peak) in slopes(|p| p.remote, |p| p.policies) {
         println!(
-            "- per cluster endpoint, at {policies} policies: {:.2} KiB",
-            kib
+            "- per cluster endpoint, at {policies} policies: {rss:.2} KiB resident once synced, {peak:.2} KiB at the peak"
         );
     }
-    for (remote, kib) in memory::slopes(points, |p| p.policies, |p| p.remote) {
+    for (remote, rss, peak) in slopes(|p| p.policies, |p| p.remote) {
         println!(
-            "- per policy, at {remote} cluster endpoints: {:.2} KiB",
-            kib
+            "- per policy, at {remote} cluster endpoints: {rss:.2} KiB resident once synced, {peak:.2} KiB at the peak"
         );
     }
 }

@@ -252,7 +252,7 @@ fn describe_endpoint(out: &mut String, endpoint: Option<&Endpoint>, cluster: &Cl
         out,
         "\nLabels seen by selectors (own; derived from its namespace, service account, profiles):"
     );
-    for (k, v) in &ep.labels {
+    for (k, v) in ep.labels.iter() {
         let own = if ep.own_labels.get(k) == Some(v) {
             ""
         } else {
