@@ -33,15 +33,19 @@ pub struct Point {
     pub children_kib: u64,
 }
 
-/// Measures every combination of `remotes` and `policies`, each with a fresh agent,
-/// scratch directory and node sandbox.
-pub fn run(local: usize, remotes: &[usize], policies: &[usize]) -> anyhow::Result<Vec<Point>> {
-    let exe = std::env::current_exe().context("finding the bulkhead binary")?;
+/// Measures every combination of `remotes` and `policies`, each with a fresh agent (of
+/// the bulkhead binary `exe`), scratch directory and node sandbox.
+pub fn run(
+    exe: &std::path::Path,
+    local: usize,
+    remotes: &[usize],
+    policies: &[usize],
+) -> anyhow::Result<Vec<Point>> {
     let mut points = Vec::new();
     for &remote in remotes {
         for &p in policies {
             eprintln!("{local} local endpoints, {remote} cluster endpoints, {p} policies");
-            points.push(measure(&exe, local, remote, p)?);
+            points.push(measure(exe, local, remote, p)?);
         }
     }
     Ok(points)

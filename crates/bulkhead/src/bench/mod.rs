@@ -65,6 +65,10 @@ pub enum Command {
         /// Policy counts to measure with each of them (comma-separated).
         #[arg(long, value_delimiter = ',', default_value = "0,10000")]
         policies: Vec<usize>,
+        /// The bulkhead binary whose agent is measured (default: this one), e.g. an
+        /// earlier build as the baseline of the same run.
+        #[arg(long, value_name = "PATH")]
+        agent_binary: Option<std::path::PathBuf>,
     },
 }
 
@@ -162,8 +166,13 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             local,
             remote,
             policies,
+            agent_binary,
         } => {
-            let points = memory::run(local, &remote, &policies)?;
+            let exe = match agent_binary {
+                Some(path) => path,
+                None => std::env::current_exe().context("finding the bulkhead binary")?,
+            };
+            let points = memory::run(&exe, local, &remote, &policies)?;
             print_memory(local, &points);
         }
     }
