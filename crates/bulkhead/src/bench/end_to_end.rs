@@ -123,7 +123,7 @@ fn measure(
 ) -> anyhow::Result<[Latencies; 3]> {
     let mut generation =
         NfSocket::open_in(ns.path()).context("opening a netlink socket in the node namespace")?;
-    let _agent = Owned(
+    let agent_process = Owned(
         Command::new(agent.exe)
             .args(["agent", "--node", "bench", "--netns", ns.name()])
             .args(["--server", agent.url, "--token", agent.token])
@@ -135,6 +135,12 @@ fn measure(
             .context("starting bulkhead agent")?,
     );
     wait_for_sync(&mut generation)?;
+    let memory = super::memory::status(agent_process.0.id())?;
+    eprintln!(
+        "agent resident set once synced: {:.1} MiB (peak {:.1} MiB)",
+        memory.rss_kib as f64 / 1024.0,
+        memory.peak_kib as f64 / 1024.0
+    );
 
     let client = Client::new(agent.url, Some(agent.token))?;
     let (mut policy_changes, mut label_changes, mut writes) = (vec![], vec![], vec![]);

@@ -111,13 +111,15 @@ fn measure(
 }
 
 /// A process's resident set and its peak, KiB.
-struct Status {
-    rss_kib: u64,
-    peak_kib: u64,
+pub(super) struct Status {
+    /// `VmRSS`.
+    pub(super) rss_kib: u64,
+    /// `VmHWM`.
+    pub(super) peak_kib: u64,
 }
 
 /// Reads `VmRSS` and `VmHWM` from `/proc/PID/status`.
-fn status(pid: u32) -> anyhow::Result<Status> {
+pub(super) fn status(pid: u32) -> anyhow::Result<Status> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let field = |name: &str| {
