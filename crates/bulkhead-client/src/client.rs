@@ -7,7 +7,7 @@ use bulkhead_api::{Kind, LoadErrors, Resource, ResourceKey};
 use serde_json::Value;
 
 use crate::config::{Config, normalize_server};
-use crate::decode::{decode_object, encode, key_of, revision_of};
+use crate::decode::{decode_list, decode_object, encode, key_of, revision_of};
 use crate::error::{Error, Status};
 use crate::paths::{collection_path, object_path, segment};
 
@@ -151,31 +151,7 @@ impl Client {
             path.push_str(&segment(sel));
         }
         let (url, body) = self.exchange(Method::Get, &path, None)?;
-        let value = parse_json(&url, &body)?;
-        let revision = revision_of(&value).unwrap_or(0);
-        let items = match value.get("items") {
-            Some(Value::Array(items)) => items.clone(),
-            Some(Value::Null) | None => Vec::new(),
-            Some(other) => {
-                return Err(Error::Protocol {
-                    url,
-                    message: format!("items: expected a list, got {other}"),
-                });
-            }
-        };
-        let mut list = List {
-            items: Vec::with_capacity(items.len()),
-            invalid: Vec::new(),
-            revision,
-        };
-        for item in items {
-            match decode_object(kind, item, &url) {
-                Ok(r) => list.items.push(r),
-                Err(Error::Invalid { key, errors, .. }) => list.invalid.push((key, errors)),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(list)
+        decode_list(kind, &body, &url)
     }
 
     /// Lists every kind, one list per kind, with the revision of each.

@@ -4,6 +4,7 @@
 use bulkhead_api::{Kind, Resource, ResourceKey, load_str};
 use serde_json::Value;
 
+use crate::List;
 use crate::error::Error;
 
 /// `metadata.resourceVersion` as a number (strings per the contract; numbers tolerated).
@@ -78,6 +79,114 @@ pub fn decode_object(expected: Kind, mut object: Value, url: &str) -> Result<Res
     }
 }
 
+/// A list response, decoded one item at a time: only one item's JSON tree exists at any
+/// moment, so that a list of 50,000 objects costs its text and its resources, not also a
+/// tree of the whole answer (which took an agent's first sync to 800 MiB).
+pub fn decode_list(kind: Kind, body: &str, url: &str) -> Result<List, Error> {
+    let protocol = |message: String| Error::Protocol {
+        url: url.into(),
+        message,
+    };
+    let mut de = serde_json::Deserializer::from_str(body);
+    let mut out = ListOut {
+        kind,
+        url,
+        list: List {
+            items: Vec::new(),
+            invalid: Vec::new(),
+            revision: 0,
+        },
+        failed: None,
+    };
+    serde::de::DeserializeSeed::deserialize(&mut out, &mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| protocol(format!("not a list: {e}")))?;
+    match out.failed {
+        Some(e) => Err(e),
+        None => Ok(out.list),
+    }
+}
+
+/// The state of [`decode_list`]: what decoded so far, and the first error that is not an
+/// invalid object (which ends the list's use, but not its parsing).
+struct ListOut<'a> {
+    kind: Kind,
+    url: &'a str,
+    list: List,
+    failed: Option<Error>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for &mut ListOut<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut ListOut<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "items" => map.next_value_seed(Items(&mut *self))?,
+                "metadata" => {
+                    let meta: Value = map.next_value()?;
+                    let list = serde_json::json!({ "metadata": meta });
+                    self.list.revision = revision_of(&list).unwrap_or(0);
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `items` of a list (`null` is none).
+struct Items<'a, 'b>(&'a mut ListOut<'b>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Items<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Items<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("items: a list")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let out = self.0;
+        while let Some(item) = seq.next_element::<Value>()? {
+            if out.failed.is_some() {
+                continue;
+            }
+            match decode_object(out.kind, item, out.url) {
+                Ok(r) => out.list.items.push(r),
+                Err(Error::Invalid { key, errors, .. }) => out.list.invalid.push((key, errors)),
+                Err(e) => out.failed = Some(e),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The document to send for `resource`: exactly what it holds, as JSON.
 pub fn encode(resource: &Resource) -> Vec<u8> {
     resource.to_document().to_string().into_bytes()
@@ -123,6 +232,46 @@ mod tests {
                 assert_eq!(revision, Some(7));
             }
             other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lists_decode_item_by_item_with_their_revision() {
+        let body = json!({"kind": "GlobalNetworkPolicyList", "apiVersion": "projectcalico.org/v3",
+            "metadata": {"resourceVersion": "17"},
+            "items": [
+                {"metadata": {"name": "a"}, "spec": {"selector": "all()"}},
+                {"metadata": {"name": "b", "resourceVersion": "9"}, "spec": {"selector": "app =="}},
+                {"metadata": {"name": "c"}, "spec": {"order": 3}}
+            ]})
+        .to_string();
+        let list = decode_list(Kind::GlobalNetworkPolicy, &body, "t").expect("decodes");
+        assert_eq!(list.revision, 17);
+        let names: Vec<&str> = list.items.iter().map(|r| r.meta().name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!(list.invalid.len(), 1);
+        assert_eq!(list.invalid[0].0.name, "b");
+
+        let empty = r#"{"metadata": {"resourceVersion": "3"}, "items": null}"#;
+        let list = decode_list(Kind::Tier, empty, "t").expect("decodes");
+        assert!(list.items.is_empty() && list.revision == 3);
+    }
+
+    #[test]
+    fn a_list_that_is_not_one_is_a_protocol_error() {
+        for body in [
+            r#"{"items": {"a": 1}}"#,
+            r#"[1, 2]"#,
+            r#"{"items": [] } trailing"#,
+            r#"{"items": [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}]}"#,
+        ] {
+            assert!(
+                matches!(
+                    decode_list(Kind::GlobalNetworkPolicy, body, "t"),
+                    Err(Error::Protocol { .. })
+                ),
+                "{body}"
+            );
         }
     }
 }
