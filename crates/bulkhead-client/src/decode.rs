@@ -238,12 +238,12 @@ mod tests {
     #[test]
     fn lists_decode_item_by_item_with_their_revision() {
         let body = json!({"kind": "GlobalNetworkPolicyList", "apiVersion": "projectcalico.org/v3",
-            "metadata": {"resourceVersion": "17"},
-            "items": [
-                {"metadata": {"name": "a"}, "spec": {"selector": "all()"}},
-                {"metadata": {"name": "b", "resourceVersion": "9"}, "spec": {"selector": "app =="}},
-                {"metadata": {"name": "c"}, "spec": {"order": 3}}
-            ]})
+        "metadata": {"resourceVersion": "17"},
+        "items": [
+            {"metadata": {"name": "a"}, "spec": {"selector": "all()"}},
+            {"metadata": {"name": "b", "resourceVersion": "9"}, "spec": {"selector": "app =="}},
+            {"metadata": {"name": "c"}, "spec": {"order": 3}}
+        ]})
         .to_string();
         let list = decode_list(Kind::GlobalNetworkPolicy, &body, "t").expect("decodes");
         assert_eq!(list.revision, 17);

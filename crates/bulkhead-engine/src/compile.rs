@@ -276,13 +276,7 @@ pub fn compile_policy(p: PolicyInput<'_>) -> Result<Policy, ModelError> {
         selector = selector.and(sa_sel);
     }
     let rules = |rules: &[ApiRule], field: &str| {
-        rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                compile_rule(r, p.namespace).map_err(|e| ctx(&format!("{field}[{i}]"), e))
-            })
-            .collect::<Result<Vec<_>, _>>()
+        compile_rules(rules, p.namespace, |i, e| ctx(&format!("{field}[{i}]"), e))
     };
     Ok(Policy {
         tier: p.tier.to_string(),
@@ -306,23 +300,32 @@ pub fn compile_profile(
     egress: &[ApiRule],
 ) -> Result<Profile, ModelError> {
     let rules = |rules: &[ApiRule], field: &str| {
-        rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                compile_rule(r, None).map_err(|e| ModelError::Compile {
-                    policy: format!("Profile {name}"),
-                    field: format!("{field}[{i}]"),
-                    message: e,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
+        compile_rules(rules, None, |i, e| ModelError::Compile {
+            policy: format!("Profile {name}"),
+            field: format!("{field}[{i}]"),
+            message: e,
+        })
     };
     Ok(Profile {
         name: name.to_string(),
         ingress: rules(ingress, "spec.ingress")?,
         egress: rules(egress, "spec.egress")?,
     })
+}
+
+/// Compiles `rules` into a vector of exactly their number (a collected `Result` would
+/// reserve four rules for one, 1.2 KiB wasted per single-rule policy); `error` names the
+/// failing rule by index.
+fn compile_rules(
+    rules: &[ApiRule],
+    namespace: Option<&str>,
+    error: impl Fn(usize, String) -> ModelError,
+) -> Result<Vec<Rule>, ModelError> {
+    let mut out = Vec::with_capacity(rules.len());
+    for (i, r) in rules.iter().enumerate() {
+        out.push(compile_rule(r, namespace).map_err(|e| error(i, e))?);
+    }
+    Ok(out)
 }
 
 /// A profile with one rule that allows everything in both directions.
