@@ -40,12 +40,13 @@ pub fn run(
     local: usize,
     remotes: &[usize],
     policies: &[usize],
+    distinct: bool,
 ) -> anyhow::Result<Vec<Point>> {
     let mut points = Vec::new();
     for &remote in remotes {
         for &p in policies {
             eprintln!("{local} local endpoints, {remote} cluster endpoints, {p} policies");
-            points.push(measure(exe, local, remote, p)?);
+            points.push(measure(exe, local, remote, p, distinct)?);
         }
     }
     Ok(points)
@@ -57,16 +58,17 @@ fn measure(
     local: usize,
     remote: usize,
     policies: usize,
+    distinct: bool,
 ) -> anyhow::Result<Point> {
     let dir = Scratch(std::env::temp_dir().join(unique_name("bench-memory")));
     let resources = dir.0.join("resources");
     std::fs::create_dir_all(&resources)
         .with_context(|| format!("creating {}", resources.display()))?;
-    std::fs::write(
-        resources.join("scenario.yaml"),
-        scenario(local, remote, policies),
-    )
-    .context("writing the scenario")?;
+    let mut text = scenario(local, remote, policies);
+    if distinct {
+        text = with_pod_names(&text);
+    }
+    std::fs::write(resources.join("scenario.yaml"), text).context("writing the scenario")?;
     let ns = Netns::create(&unique_name("bench-memory"))?;
     let point = (|| {
         let mut generation = NfSocket::open_in(ns.path())
@@ -108,6 +110,30 @@ fn measure(
     })();
     wait_until_empty(&ns);
     point
+}
+
+/// `text` with every endpoint labelled with its own name
+/// (`statefulset.kubernetes.io/pod-name`, as Kubernetes labels a StatefulSet's pods), so
+/// that no two endpoints share their labels: the worst case for interning.
+fn with_pod_names(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    for line in text.lines() {
+        let name = line
+            .strip_prefix("metadata: {name: ")
+            .and_then(|rest| rest.split_once(','))
+            .map(|(name, _)| name)
+            .filter(|_| line.contains("labels: {"));
+        match name {
+            Some(name) => out.push_str(&line.replacen(
+                "labels: {",
+                &format!("labels: {{statefulset.kubernetes.io/pod-name: {name}, "),
+                1,
+            )),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// A process's resident set and its peak, KiB.
@@ -211,5 +237,20 @@ mod tests {
     fn status_reads_this_process() {
         let s = status(std::process::id()).expect("own status");
         assert!(s.rss_kib > 0 && s.peak_kib >= s.rss_kib);
+    }
+
+    #[test]
+    fn pod_names_make_every_endpoint_label_set_distinct() {
+        let text = with_pod_names(&scenario(2, 3, 1));
+        let loaded = bulkhead_api::load_str("s.yaml", &text).expect("still loads");
+        let mut names = 0;
+        for l in &loaded {
+            if let bulkhead_api::Resource::WorkloadEndpoint(w) = &l.resource {
+                let label = w.metadata.labels.get("statefulset.kubernetes.io/pod-name");
+                assert_eq!(label, Some(&w.metadata.name));
+                names += 1;
+            }
+        }
+        assert_eq!(names, 5);
     }
 }

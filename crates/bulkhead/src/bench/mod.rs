@@ -69,6 +69,10 @@ pub enum Command {
         /// earlier build as the baseline of the same run.
         #[arg(long, value_name = "PATH")]
         agent_binary: Option<std::path::PathBuf>,
+        /// Give every endpoint a label of its own (its pod name, as a StatefulSet's pods
+        /// have), so that no two share their labels: the worst case for interning.
+        #[arg(long)]
+        distinct_labels: bool,
     },
 }
 
@@ -167,12 +171,13 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             remote,
             policies,
             agent_binary,
+            distinct_labels,
         } => {
             let exe = match agent_binary {
                 Some(path) => path,
                 None => std::env::current_exe().context("finding the bulkhead binary")?,
             };
-            let points = memory::run(&exe, local, &remote, &policies)?;
+            let points = memory::run(&exe, local, &remote, &policies, distinct_labels)?;
             print_memory(local, &points);
         }
     }
