@@ -21,12 +21,12 @@ use bulkhead_engine::compile::PolicyClass;
 use bulkhead_engine::endpoint::{Endpoint, NetworkSet};
 use bulkhead_engine::host_defaults::{HostDefaults, HostDefaultsByNode, HostDefaultsLayer};
 use bulkhead_engine::incremental;
+use bulkhead_engine::interner::LabelInterner;
 use ipnet::IpNet;
 
 use crate::ItemId;
 use crate::active_rules::ActiveRulesCalculator;
 use crate::inherit::InheritIndex;
-use crate::interner::LabelInterner;
 use crate::ipsets::{IpSetIndex, ItemView, SourceId};
 use crate::sequencer::TableSequencer;
 
@@ -627,16 +627,8 @@ impl CalcGraph {
     /// `data` with its label maps replaced by the shared ones.
     fn interned(&mut self, data: ItemData) -> ItemData {
         match data {
-            ItemData::Endpoint(e) => ItemData::Endpoint(Endpoint {
-                own_labels: self.labels.intern(&e.own_labels),
-                labels: self.labels.intern(&e.labels),
-                ..e
-            }),
-            ItemData::NetworkSet(s) => ItemData::NetworkSet(NetworkSet {
-                own_labels: self.labels.intern(&s.own_labels),
-                labels: self.labels.intern(&s.labels),
-                ..s
-            }),
+            ItemData::Endpoint(e) => ItemData::Endpoint(self.labels.endpoint(e)),
+            ItemData::NetworkSet(s) => ItemData::NetworkSet(self.labels.network_set(s)),
             ItemData::Inert => ItemData::Inert,
         }
     }

@@ -59,7 +59,6 @@ mod aggregate;
 mod flush;
 mod graph;
 mod inherit;
-mod interner;
 mod ipsets;
 mod label_index;
 mod selector_index;

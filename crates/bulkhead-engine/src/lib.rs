@@ -23,6 +23,7 @@ pub mod flow;
 pub mod host_defaults;
 pub mod incremental;
 pub mod index;
+pub mod interner;
 pub mod k8s_convert;
 pub mod matrix;
 pub mod model;

@@ -30,6 +30,7 @@ use crate::host_defaults::{
     HostDefaults, HostDefaultsByNode, HostDefaultsLayer, HostDefaultsSources,
 };
 use crate::index::{FastMap, FlatLabels, SelectorIndex};
+use crate::interner::LabelInterner;
 use crate::net_index::NetIndex;
 
 /// Why a set of resources does not form a usable model.
@@ -656,12 +657,14 @@ impl Builder {
         let mut endpoints = Vec::new();
         let mut network_sets = Vec::new();
         // The same conversions the calc graph uses, one resource at a time.
+        // Label maps shared between the endpoints that carry the same ones.
         let labels_of = |profile: &str| self.profile_labels.get(profile);
+        let mut interner = LabelInterner::default();
         for r in &resources {
             if let Some(e) = crate::incremental::endpoint(r, labels_of)? {
-                endpoints.push(e);
+                endpoints.push(interner.endpoint(e));
             } else if let Some(n) = crate::incremental::network_set(r, labels_of)? {
-                network_sets.push(n);
+                network_sets.push(interner.network_set(n));
             }
         }
         // Workloads own an address before hosts do.

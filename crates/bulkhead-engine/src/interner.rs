@@ -1,32 +1,52 @@
-//! Label maps shared by every item that carries the same ones.
+//! Label maps shared by every endpoint and network set that carries the same ones.
 //!
 //! The replicas of a workload carry the same labels, and so do the endpoints of one
 //! namespace after their namespace's labels are flattened in; a cluster has far fewer
-//! distinct label maps than endpoints. The graph keeps one copy of each (as Felix interns
-//! its label maps), so that its memory grows with the distinct label maps. A map no item
-//! holds any more is dropped at the next sweep, which runs when the interner has doubled
-//! since the last one (amortised O(1) per new map).
+//! distinct label maps than endpoints. `Cluster::build` and the calc graph keep one copy
+//! of each (as Felix interns its label maps), so that memory grows with the distinct
+//! label maps, and selectors evaluated over many endpoints read the same few maps. A map
+//! nobody holds any more is dropped at the next sweep, which runs when the interner has
+//! doubled since the last one (amortised O(1) per new map).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use bulkhead_api::LabelMap;
-use bulkhead_engine::endpoint::Labels;
+
+use crate::endpoint::{Endpoint, Labels, NetworkSet};
 
 /// Below this many maps, no sweep.
 const MIN_SWEEP: usize = 1024;
 
 /// The shared label maps.
 #[derive(Debug, Default)]
-pub(crate) struct LabelInterner {
+pub struct LabelInterner {
     maps: HashSet<Labels>,
     /// How many maps the last sweep left.
     swept: usize,
 }
 
 impl LabelInterner {
+    /// `e` with its label maps replaced by the shared ones.
+    pub fn endpoint(&mut self, e: Endpoint) -> Endpoint {
+        Endpoint {
+            own_labels: self.intern(&e.own_labels),
+            labels: self.intern(&e.labels),
+            ..e
+        }
+    }
+
+    /// `s` with its label maps replaced by the shared ones.
+    pub fn network_set(&mut self, s: NetworkSet) -> NetworkSet {
+        NetworkSet {
+            own_labels: self.intern(&s.own_labels),
+            labels: self.intern(&s.labels),
+            ..s
+        }
+    }
+
     /// The shared map equal to `labels` (`labels` itself when it is the first).
-    pub(crate) fn intern(&mut self, labels: &Labels) -> Labels {
+    pub fn intern(&mut self, labels: &Labels) -> Labels {
         match self.maps.get(&**labels) {
             Some(shared) => Arc::clone(shared),
             None => self.add(Arc::clone(labels)),
@@ -34,7 +54,7 @@ impl LabelInterner {
     }
 
     /// The shared map equal to `labels`.
-    pub(crate) fn intern_map(&mut self, labels: LabelMap) -> Labels {
+    pub fn intern_map(&mut self, labels: LabelMap) -> Labels {
         match self.maps.get(&labels) {
             Some(shared) => Arc::clone(shared),
             None => self.add(Arc::new(labels)),
@@ -52,7 +72,7 @@ impl LabelInterner {
 
     /// How many maps are held (some possibly by nobody else until the next sweep).
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.maps.len()
     }
 }
