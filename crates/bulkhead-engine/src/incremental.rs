@@ -8,11 +8,13 @@
 //! `Cluster::build` produces for that resource in that context, and nothing here keeps
 //! state.
 //!
-//! Keep in sync: `model.rs`'s builder performs the same conversions inline (pods,
-//! workload and host endpoints, network sets, implied namespaces and service accounts,
-//! policy compilation, tier and policy order). Until it calls these functions, a change
-//! to one must be made to the other; `bulkhead-calc`'s property test (incremental result
-//! = from-scratch result over random resource sets) catches a divergence.
+//! `Cluster::build` converts endpoints, network sets and policies with these very
+//! functions, so the two paths cannot differ there; an endpoint's or network set's
+//! labels come from [`endpoint_labels`] and [`network_set_labels`], which a calculation
+//! also calls to relabel what it keeps when a parent's labels change. What only the
+//! builder does (the cluster-wide steps: address ownership, profile precedence) is
+//! checked by `bulkhead-calc`'s property test (incremental result = from-scratch result
+//! over random resource sets).
 
 use std::cmp::Ordering;
 use std::net::IpAddr;
